@@ -1,0 +1,21 @@
+"""tfmeta: few-shot meta-learning of image classifiers for TensorFlow / Keras.
+
+Data flows one way: ``tfmeta.data`` (sources -> episodes) -> ``tfmeta.learners`` ->
+``tfmeta.trainer`` -> ``tfmeta.evaluation``. ``tfmeta.run`` ties them into one config, and
+``tfmeta.load(run_dir)`` gives back a meta-trained learner::
+
+    learner = tfmeta.load("runs/quickstart")
+    labels = learner.predict(support_images, support_labels, query_images)
+"""
+
+__version__ = "0.1.0"
+
+
+def load(run_dir: str, which: str = "best"):
+    """The meta-trained learner saved in ``run_dir`` (see :func:`tfmeta.run.load`)."""
+    from tfmeta.run import load as _load
+
+    return _load(run_dir, which)
+
+
+__all__ = ["__version__", "load"]

@@ -1,0 +1,78 @@
+"""Dataset specs (``glyphs``, ``omniglot``, ``folder:PATH``, ``zip:PATH``, ``tfds:NAME``) to
+train / validation / test sources with disjoint classes."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from tfmeta.data import source as src
+from tfmeta.data.glyphs import glyphs
+from tfmeta.data.tfds_source import from_tfds
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Where the images come from and how they are prepared.
+
+    Attributes:
+        dataset: ``glyphs`` (built in), ``omniglot`` (TFDS; background alphabets for training and
+            validation, evaluation alphabets for test), ``folder:PATH`` or ``zip:PATH`` (several
+            paths joined by commas are merged), or ``tfds:NAME``.
+        image_size: images are resized to ``image_size x image_size``.
+        channels: 1 (grayscale) or 3 (RGB).
+        split: fractions of classes for train / validation / test (only validation / test share
+            of the background set for ``omniglot``, whose test classes are the evaluation set).
+        split_seed: the seed of the class split; the same seed gives the same split.
+        rotations: add 90, 180 and 270 degree rotations of every class as new classes, within
+            each split (the Omniglot augmentation).
+        data_dir: TFDS data directory (``None``: TFDS's default).
+    """
+
+    dataset: str = "glyphs"
+    image_size: int = 28
+    channels: int = 1
+    split: tuple = (0.64, 0.16, 0.2)
+    split_seed: int = 0
+    rotations: bool = False
+    data_dir: str | None = None
+
+    def __post_init__(self):
+        if self.channels not in (1, 3):
+            raise src.DataError(f"channels must be 1 or 3, got {self.channels}")
+        if self.image_size < 8:
+            raise src.DataError(f"image_size must be at least 8, got {self.image_size}")
+        kind = self.dataset.split(":", 1)[0]
+        if kind not in ("glyphs", "omniglot", "folder", "zip", "tfds") or (
+                kind in ("folder", "zip", "tfds") and not self.dataset.partition(":")[2]):
+            raise src.DataError(f"unknown dataset '{self.dataset}': use glyphs, omniglot, "
+                                "folder:PATH, zip:PATH or tfds:NAME")
+
+
+def load_source(config: DataConfig):
+    """The whole dataset as one source (for ``omniglot``: the background set)."""
+    kind, _, arg = config.dataset.partition(":")
+    if kind == "glyphs":
+        return glyphs(image_size=config.image_size)
+    if kind in ("folder", "zip"):
+        load = src.from_folder if kind == "folder" else src.from_zip
+        parts = [load(p, config.image_size, config.channels) for p in arg.split(",") if p]
+        return parts[0] if len(parts) == 1 else src.merge(parts)
+    if kind == "tfds":
+        return from_tfds(arg, "train", config.image_size, config.channels, config.data_dir)
+    return from_tfds("omniglot", "train", config.image_size, config.channels, config.data_dir)
+
+
+def load_splits(config: DataConfig) -> dict:
+    """``{"train": source, "val": source, "test": source}`` with disjoint classes."""
+    whole = load_source(config)
+    if config.dataset == "omniglot":
+        train, val = whole.split(config.split[:2], config.split_seed)
+        test = from_tfds("omniglot", "test", config.image_size, config.channels, config.data_dir)
+    else:
+        train, val, test = whole.split(config.split, config.split_seed)
+    splits = {"train": train, "val": val, "test": test}
+    if config.channels == 3 and whole.image_shape[-1] == 1:
+        raise src.DataError("glyphs is grayscale: use channels=1")
+    if config.rotations:
+        splits = {k: v.with_rotations() for k, v in splits.items()}
+    return splits

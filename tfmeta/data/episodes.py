@@ -1,0 +1,125 @@
+"""N-way K-shot episodes streamed by ``tf.data``.
+
+An episode (a task) draws ``ways`` distinct classes from a source, gives them labels ``0..ways-1``
+in random order, and draws ``shots + queries`` distinct images of each class: the first ``shots``
+are the support set, the rest the query set, so support and query never share an image.
+
+Episode ``i`` of a sampler is a pure function of ``(seed, i)`` (stateless random ops), so:
+
+* evaluation episodes from a fixed seed are identical from run to run;
+* resuming training at meta-step ``s`` is ``sampler.dataset(start=s)``: the sampler's position is
+  the step, and nothing else has to be saved;
+* episodes are built in parallel (``num_parallel_calls``) without changing their content.
+
+A meta-batch stacks ``meta_batch`` episodes: ``support_x [B, N*K, H, W, C]``,
+``support_y [B, N*K]``, ``query_x [B, N*Q, H, W, C]``, ``query_y [B, N*Q]``, images ``float32``
+in ``[0, 1]``, labels ``int32``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+
+import numpy as np
+import tensorflow as tf
+
+from tfmeta.data.source import DataError, ImageSource
+
+
+@dataclasses.dataclass(frozen=True)
+class EpisodeConfig:
+    """The shape of a task: ``ways`` classes, ``shots`` support and ``queries`` query images each."""
+
+    ways: int = 5
+    shots: int = 1
+    queries: int = 15
+
+    def __post_init__(self):
+        for name in ("ways", "shots", "queries"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or value < 1:
+                raise DataError(f"{name} must be a positive integer, got {value!r}")
+        if self.ways < 2:
+            raise DataError(f"ways must be at least 2, got {self.ways}")
+
+
+class EpisodeSampler:
+    """Streams meta-batches of N-way K-shot episodes from the classes of one source.
+
+    Classes with fewer than ``shots + queries`` images cannot fill an episode; they are left out
+    with a warning that says how many, and too few usable classes is a clear error rather than a
+    "sample larger than population" crash deep inside the pipeline.
+    """
+
+    def __init__(self, source: ImageSource, episode: EpisodeConfig, meta_batch: int = 1,
+                 seed: int = 0, name: str = "episodes"):
+        if meta_batch < 1:
+            raise DataError(f"meta_batch must be positive, got {meta_batch}")
+        need = episode.shots + episode.queries
+        usable = source.drop_small_classes(need)
+        if usable.num_classes < source.num_classes:
+            warnings.warn(f"{name}: {source.num_classes - usable.num_classes} of "
+                          f"{source.num_classes} classes have fewer than shots + queries = {need} "
+                          "images and are left out", stacklevel=2)
+        if usable.num_classes < episode.ways:
+            raise DataError(
+                f"{name}: {episode.ways}-way episodes with {episode.shots} shots + "
+                f"{episode.queries} queries need {episode.ways} classes of at least {need} images, "
+                f"but only {usable.num_classes} of {source.num_classes} classes have that many")
+        self.source = usable
+        self.episode = episode
+        self.meta_batch = int(meta_batch)
+        self.seed = int(seed)
+        self._images = None
+
+    @property
+    def image_shape(self) -> tuple:
+        return self.source.image_shape
+
+    def _tensors(self):
+        if self._images is None:
+            with tf.init_scope(), tf.device("/cpu:0"):  # eager constants, shared by every stream
+                self._images = tf.constant(self.source.images)
+                self._offsets = tf.constant(self.source.offsets[:-1], tf.int32)
+                self._counts = tf.constant(self.source.counts, tf.int32)
+        return self._images, self._offsets, self._counts
+
+    def episode_at(self, index):
+        """Episode number ``index`` as ``(support_x, support_y, query_x, query_y)`` tensors."""
+        images, offsets, counts = self._tensors()
+        ways, shots, queries = self.episode.ways, self.episode.shots, self.episode.queries
+        per_class = shots + queries
+        num_classes = self.source.num_classes
+        max_count = int(self.source.counts.max())
+        key = tf.stack([tf.cast(self.seed, tf.int64), tf.cast(index, tf.int64)])
+        class_key, image_key = tf.unstack(
+            tf.random.experimental.stateless_split(key, 2), axis=0)
+        # `ways` distinct classes in random order; position in the order is the task's label.
+        classes = tf.argsort(tf.random.stateless_uniform([num_classes], class_key))[:ways]
+        # `shots + queries` distinct images of each class: sort random keys, padding masked last.
+        keys = tf.random.stateless_uniform([ways, max_count], image_key)
+        valid = tf.range(max_count)[None, :] < tf.gather(counts, classes)[:, None]
+        keys = tf.where(valid, keys, 2.0)
+        picks = tf.argsort(keys, axis=1)[:, :per_class] + tf.gather(offsets, classes)[:, None]
+        x = tf.cast(tf.gather(images, picks), tf.float32) / 255.0   # [ways, per_class, H, W, C]
+        labels = tf.tile(tf.range(ways, dtype=tf.int32)[:, None], [1, per_class])
+        shape = (-1,) + self.image_shape
+        return (tf.reshape(x[:, :shots], shape), tf.reshape(labels[:, :shots], [-1]),
+                tf.reshape(x[:, shots:], shape), tf.reshape(labels[:, shots:], [-1]))
+
+    def dataset(self, start: int = 0, num_batches: int | None = None) -> tf.data.Dataset:
+        """Meta-batches from meta-batch number ``start``; endless unless ``num_batches`` is given."""
+        first = int(start) * self.meta_batch
+        stop = None if num_batches is None else first + int(num_batches) * self.meta_batch
+        indices = (tf.data.Dataset.range(first, stop) if stop is not None
+                   else tf.data.Dataset.range(first, np.iinfo(np.int64).max))
+        return (indices.map(self.episode_at, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+                .batch(self.meta_batch, drop_remainder=True)
+                .prefetch(tf.data.AUTOTUNE))
+
+    def element_spec(self):
+        b, n, k, q = self.meta_batch, self.episode.ways, self.episode.shots, self.episode.queries
+        image = self.image_shape
+        return (tf.TensorSpec((b, n * k) + image, tf.float32), tf.TensorSpec((b, n * k), tf.int32),
+                tf.TensorSpec((b, n * q) + image, tf.float32), tf.TensorSpec((b, n * q), tf.int32))

@@ -1,0 +1,319 @@
+"""Class-indexed image sources: the first layer of the data flow.
+
+An :class:`ImageSource` holds every image of a dataset in memory as ``uint8`` pixels of one size,
+grouped by class, plus the class names. Everything downstream (class splits, rotation
+augmentation, episode sampling) works on sources, so a dataset only has to be turned into one.
+
+Loaders:
+
+* :func:`from_arrays` -- numpy ``images`` and ``labels``;
+* :func:`from_folder` -- a folder in ImageFolder layout (``class/*.png``) or Omniglot layout
+  (``alphabet/character/*.png``): every folder that directly holds images is a class, named by its
+  path relative to the root;
+* :func:`from_zip` -- the same layouts read straight from a ``.zip`` archive;
+* :func:`tfmeta.data.tfds_source.from_tfds` -- a TFDS image-classification dataset.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import zipfile
+from typing import Iterable, Sequence
+
+import numpy as np
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+
+
+class DataError(ValueError):
+    """Bad data given to tfmeta: the message says what is wrong and where."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageSource:
+    """Images grouped by class.
+
+    Attributes:
+        images: ``uint8`` array ``[num_images, height, width, channels]``, sorted by class.
+        class_names: one name per class; class ``c`` owns ``images[offsets[c]:offsets[c+1]]``.
+        offsets: ``int64`` array ``[num_classes + 1]`` of class boundaries into ``images``.
+    """
+
+    images: np.ndarray
+    class_names: tuple
+    offsets: np.ndarray
+
+    def __post_init__(self):
+        if self.images.ndim != 4 or self.images.dtype != np.uint8:
+            raise DataError(
+                f"images must be uint8 [N, H, W, C], got {self.images.dtype} {self.images.shape}")
+        if len(self.offsets) != len(self.class_names) + 1 or self.offsets[-1] != len(self.images):
+            raise DataError("offsets do not match class_names and images")
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def image_shape(self) -> tuple:
+        return tuple(self.images.shape[1:])
+
+    @property
+    def counts(self) -> np.ndarray:
+        """Images per class."""
+        return np.diff(self.offsets)
+
+    def class_images(self, c: int) -> np.ndarray:
+        return self.images[self.offsets[c]:self.offsets[c + 1]]
+
+    def labels(self) -> np.ndarray:
+        """Class index of every image, aligned with ``images``."""
+        return np.repeat(np.arange(self.num_classes), self.counts)
+
+    def subset(self, classes: Sequence[int]) -> "ImageSource":
+        """The source restricted to ``classes`` (in that order)."""
+        classes = [int(c) for c in classes]
+        parts = [self.class_images(c) for c in classes]
+        counts = [len(p) for p in parts]
+        images = (np.concatenate(parts) if parts
+                  else np.zeros((0,) + self.image_shape, np.uint8))
+        return ImageSource(images, tuple(self.class_names[c] for c in classes),
+                           np.concatenate([[0], np.cumsum(counts)]).astype(np.int64))
+
+    def split(self, fractions: Sequence[float], seed: int = 0) -> list:
+        """Disjoint class splits, e.g. ``split((0.6, 0.2, 0.2))`` -> ``[train, val, test]``.
+
+        Classes are shuffled by ``seed`` (the same seed always gives the same split) and cut by
+        ``fractions``, which are normalised to sum to one. A split never shares a class with another.
+        """
+        fractions = np.asarray(fractions, np.float64)
+        if fractions.ndim != 1 or len(fractions) == 0 or np.any(fractions < 0) or fractions.sum() <= 0:
+            raise DataError(f"split fractions must be non-negative and not all zero, got {fractions}")
+        order = np.random.default_rng(seed).permutation(self.num_classes)
+        cuts = np.round(np.cumsum(fractions / fractions.sum()) * self.num_classes).astype(int)
+        starts = np.concatenate([[0], cuts[:-1]])
+        return [self.subset(sorted(order[a:b])) for a, b in zip(starts, cuts)]
+
+    def with_rotations(self, rotations: Iterable[int] = (0, 1, 2, 3)) -> "ImageSource":
+        """Each class rotated by ``k * 90`` degrees for every ``k`` becomes a class of its own.
+
+        This is the Omniglot augmentation of Santoro et al. (2016) and Vinyals et al. (2016). Apply
+        it to a split, after splitting, so that rotations of a test class never reach training.
+        """
+        rotations = list(rotations)
+        if not rotations or any(k not in (0, 1, 2, 3) for k in rotations):
+            raise DataError(f"rotations must be a non-empty subset of 0..3, got {rotations}")
+        if any(k % 2 for k in rotations) and self.image_shape[0] != self.image_shape[1]:
+            raise DataError("90-degree rotations need square images")
+        parts, names = [], []
+        for c, name in enumerate(self.class_names):
+            for k in rotations:
+                parts.append(np.rot90(self.class_images(c), k, axes=(1, 2)))
+                names.append(name if k == 0 else f"{name}@rot{90 * k}")
+        counts = [len(p) for p in parts]
+        return ImageSource(np.ascontiguousarray(np.concatenate(parts)), tuple(names),
+                           np.concatenate([[0], np.cumsum(counts)]).astype(np.int64))
+
+    def drop_small_classes(self, min_images: int) -> "ImageSource":
+        """The classes with at least ``min_images`` images (an episode needs shots + queries)."""
+        keep = [c for c in range(self.num_classes) if self.counts[c] >= min_images]
+        return self if len(keep) == self.num_classes else self.subset(keep)
+
+
+def merge(sources: Sequence[ImageSource]) -> ImageSource:
+    """One source holding the classes of every source; classes of the same name are merged and
+    identical images of the same class (the same file in two archives) are kept once."""
+    if not sources:
+        raise DataError("nothing to merge")
+    shapes = {s.image_shape for s in sources}
+    if len(shapes) != 1:
+        raise DataError(f"cannot merge sources of different image shapes {sorted(shapes)}")
+    by_name: dict = {}
+    for s in sources:
+        for c, name in enumerate(s.class_names):
+            by_name.setdefault(name, []).append(s.class_images(c))
+    names = sorted(by_name)
+    parts = []
+    for name in names:
+        images = np.concatenate(by_name[name])
+        _, first = np.unique(images.reshape(len(images), -1), axis=0, return_index=True)
+        parts.append(images[np.sort(first)])
+    counts = [len(p) for p in parts]
+    return ImageSource(np.concatenate(parts), tuple(names),
+                       np.concatenate([[0], np.cumsum(counts)]).astype(np.int64))
+
+
+# ----------------------------------------------------------------------------------------------
+# Preprocessing shared by training, prediction and export.
+
+
+def to_uint8_images(images, image_size: int, channels: int) -> np.ndarray:
+    """Resize and convert any image array to ``uint8 [N, image_size, image_size, channels]``.
+
+    Accepts ``[N, H, W]`` or ``[N, H, W, C]`` with C in (1, 3, 4); ``uint8`` pixels or floats in
+    ``[0, 1]``. Resizing is area-averaging (antialiased) bilinear, the same in every code path.
+    """
+    import tensorflow as tf
+
+    images = np.asarray(images)
+    if images.ndim == 3:
+        images = images[..., None]
+    if images.ndim != 4 or images.shape[-1] not in (1, 3, 4):
+        raise DataError(f"images must be [N, H, W] or [N, H, W, C] with C in 1, 3, 4; "
+                        f"got shape {images.shape}")
+    if images.dtype == np.uint8:
+        x = images.astype(np.float32)
+    elif np.issubdtype(images.dtype, np.floating) or np.issubdtype(images.dtype, np.integer):
+        x = images.astype(np.float32)
+        if np.issubdtype(images.dtype, np.floating):
+            if x.size and (x.min() < 0 or x.max() > 1):
+                raise DataError("float images must lie in [0, 1]")
+            x = x * 255.0
+    else:
+        raise DataError(f"unsupported image dtype {images.dtype}")
+    if x.shape[-1] == 4:
+        x = x[..., :3]
+    if channels == 1 and x.shape[-1] == 3:
+        x = x @ np.array([[0.299], [0.587], [0.114]], np.float32)
+    elif channels == 3 and x.shape[-1] == 1:
+        x = np.repeat(x, 3, axis=-1)
+    if x.shape[1:3] != (image_size, image_size):
+        out = []
+        for start in range(0, len(x), 2048):  # bounded memory for large arrays
+            out.append(tf.image.resize(x[start:start + 2048], (image_size, image_size),
+                                       method="bilinear", antialias=True).numpy())
+        x = np.concatenate(out) if out else np.zeros((0, image_size, image_size, channels))
+    return np.clip(np.round(x), 0, 255).astype(np.uint8)
+
+
+def from_arrays(images, labels, image_size: int | None = None, channels: int | None = None,
+                class_names: Sequence[str] | None = None) -> ImageSource:
+    """A source from numpy ``images`` ``[N, H, W(, C)]`` and integer or string ``labels`` ``[N]``."""
+    images = np.asarray(images)
+    labels = np.asarray(labels)
+    if len(images) != len(labels):
+        raise DataError(f"{len(images)} images but {len(labels)} labels")
+    if len(images) == 0:
+        raise DataError("no images")
+    if images.ndim == 3:
+        images = images[..., None]
+    image_size = image_size or images.shape[1]
+    channels = channels or (1 if images.shape[-1] == 1 else 3)
+    images = to_uint8_images(images, image_size, channels)
+    values, inverse = np.unique(labels, return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    counts = np.bincount(inverse, minlength=len(values))
+    names = tuple(str(v) for v in values) if class_names is None else tuple(class_names)
+    if len(names) != len(values):
+        raise DataError(f"{len(names)} class names for {len(values)} distinct labels")
+    return ImageSource(images[order], names,
+                       np.concatenate([[0], np.cumsum(counts)]).astype(np.int64))
+
+
+def _decode_files(named_bytes, image_size: int, channels: int) -> np.ndarray:
+    """Decode and preprocess encoded images; a file that is not a readable image is an error."""
+    import tensorflow as tf
+
+    decoded = []
+    for name, data in named_bytes:
+        try:
+            decoded.append(tf.io.decode_image(data, channels=0, expand_animations=False).numpy())
+        except (tf.errors.InvalidArgumentError, ValueError) as err:
+            raise DataError(f"{name}: not a readable image ({str(err).splitlines()[0]})") from None
+    out = np.zeros((len(decoded), image_size, image_size, channels), np.uint8)
+    by_shape: dict = {}
+    for i, image in enumerate(decoded):
+        by_shape.setdefault(image.shape, []).append(i)
+    for indices in by_shape.values():  # resize every image size in one batch
+        out[indices] = to_uint8_images(np.stack([decoded[i] for i in indices]), image_size, channels)
+    return out
+
+
+def _group_by_class(paths: Iterable[str], what: str) -> dict:
+    """``{class_name: [path, ...]}``: a class is a folder that directly holds image files.
+
+    Files with other extensions inside a class folder are an error; hidden files and files beside
+    class folders (a README, a LICENSE) are ignored.
+    """
+    files: dict = {}
+    for path in paths:
+        parts = [p for p in path.replace("\\", "/").split("/") if p]
+        if not parts or any(p.startswith(".") or p == "__MACOSX" for p in parts):
+            continue
+        folder = "/".join(parts[:-1])
+        files.setdefault(folder, []).append(path)
+    classes = {}
+    for folder, members in files.items():
+        images = [p for p in members if p.lower().endswith(IMAGE_EXTENSIONS)]
+        if not images:
+            continue
+        others = sorted(set(members) - set(images))
+        if others:
+            raise DataError(f"{what}: {others[0]} is not an image "
+                            f"(class folders may hold only {', '.join(IMAGE_EXTENSIONS)})")
+        classes[folder] = sorted(images)
+    if not classes:
+        raise DataError(f"{what}: no class folders with images ({', '.join(IMAGE_EXTENSIONS)}) "
+                        "found; expected class/*.png or alphabet/character/*.png")
+    # Class names are paths relative to the deepest folder common to all classes, so an archive's
+    # top folder (images_background/...) does not become part of every name.
+    split_names = [name.split("/") for name in classes]
+    common = 0
+    while (all(len(s) > common + 1 for s in split_names)
+           and len({s[common] for s in split_names}) == 1):
+        common += 1
+    return {"/".join(s[common:]) or s[-1]: classes[name]
+            for s, name in sorted(zip(split_names, classes))}
+
+
+def _build(grouped: dict, read, image_size: int, channels: int) -> ImageSource:
+    names = sorted(grouped)
+    files = [(p, read(p)) for name in names for p in grouped[name]]
+    counts = [len(grouped[name]) for name in names]
+    return ImageSource(_decode_files(files, image_size, channels), tuple(names),
+                       np.concatenate([[0], np.cumsum(counts)]).astype(np.int64))
+
+
+def from_folder(path: str, image_size: int = 28, channels: int = 1) -> ImageSource:
+    """A source from a folder in ImageFolder (``class/*.png``) or Omniglot
+    (``alphabet/character/*.png``) layout; every image is resized to ``image_size``."""
+    if not os.path.isdir(path):
+        raise DataError(f"{path}: no such folder")
+    found = []
+    for root, dirs, names in os.walk(path):
+        dirs.sort()
+        for name in names:
+            found.append(os.path.relpath(os.path.join(root, name), path))
+    grouped = _group_by_class(found, path)
+
+    def read(rel):
+        with open(os.path.join(path, rel), "rb") as f:
+            return f.read()
+
+    return _build(grouped, read, image_size, channels)
+
+
+def from_zip(path: str, image_size: int = 28, channels: int = 1) -> ImageSource:
+    """A source from a ``.zip`` archive of a folder in ImageFolder or Omniglot layout."""
+    if not os.path.isfile(path):
+        raise DataError(f"{path}: no such file")
+    try:
+        archive = zipfile.ZipFile(path)
+    except zipfile.BadZipFile:
+        raise DataError(f"{path}: not a zip archive") from None
+    with archive:
+        members = [i.filename for i in archive.infolist() if not i.is_dir()]
+        grouped = _group_by_class(members, path)
+        return _build(grouped, archive.read, image_size, channels)
+
+
+def load_image_files(paths: Sequence[str], image_size: int, channels: int) -> np.ndarray:
+    """Image files -> ``uint8 [N, image_size, image_size, channels]``, preprocessed as in training."""
+    named = []
+    for path in paths:
+        if not os.path.isfile(path):
+            raise DataError(f"{path}: no such file")
+        with open(path, "rb") as f:
+            named.append((path, f.read()))
+    return _decode_files(named, image_size, channels)

@@ -1,0 +1,91 @@
+"""TFDS datasets as :class:`~tfmeta.data.source.ImageSource` s.
+
+``from_tfds("omniglot")`` follows Omniglot's convention: the ``train`` split (the 30 "background"
+alphabets) for meta-training and validation, the ``test`` split (the 20 "evaluation" alphabets)
+for meta-testing. Any other TFDS image-classification dataset loads with its ``image`` and
+``label`` features and is split by class downstream.
+
+TFDS downloads a dataset on first use. Offline, that download cannot succeed; rather than retrying
+for minutes, tfmeta checks that the network answers first and fails with one line that says how to
+use local data instead.
+"""
+
+from __future__ import annotations
+
+import socket
+
+import numpy as np
+
+from tfmeta.data.source import DataError, ImageSource, from_arrays
+
+_PROBE_HOSTS = ("storage.googleapis.com", "github.com")
+
+
+class DatasetUnavailableError(DataError):
+    """A dataset that must be downloaded cannot be."""
+
+
+def _offline_message(name: str) -> str:
+    return (f"TFDS dataset '{name}' is not prepared and cannot be downloaded (no network). "
+            "Use local data instead: --dataset folder:PATH or zip:PATH (ImageFolder or Omniglot "
+            "layout), or tfmeta.data.from_folder / from_zip / from_arrays in Python; or prepare it "
+            "on a machine with network and pass its TFDS data_dir.")
+
+
+def _network_answers(timeout: float = 3.0) -> bool:
+    for host in _PROBE_HOSTS:
+        try:
+            socket.getaddrinfo(host, 443)
+            with socket.create_connection((host, 443), timeout=timeout):
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def load_tfds_arrays(name: str, split: str, data_dir: str | None = None):
+    """``(images, labels, label_names)`` of one TFDS split, downloading it if needed."""
+    try:
+        import tensorflow_datasets as tfds
+    except ImportError:  # pragma: no cover - a dependency of tfmeta
+        raise DatasetUnavailableError("tensorflow-datasets is not installed") from None
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except Exception as err:  # tfds raises several types for an unknown name
+        raise DataError(f"unknown TFDS dataset '{name}': {str(err).splitlines()[0]}") from None
+    if not builder.is_prepared():
+        if not _network_answers():
+            raise DatasetUnavailableError(_offline_message(name))
+        try:
+            builder.download_and_prepare()
+        except Exception as err:  # network errors come in many types from many libraries
+            raise DatasetUnavailableError(
+                f"{_offline_message(name)} ({type(err).__name__}: {str(err).splitlines()[0]})"
+            ) from None
+    features = builder.info.features
+    if "image" not in features or "label" not in features:
+        raise DataError(f"TFDS dataset '{name}' has no 'image' and 'label' features")
+    if split not in builder.info.splits:
+        raise DataError(f"TFDS dataset '{name}' has no split '{split}' "
+                        f"(it has {', '.join(sorted(builder.info.splits))})")
+    data = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1, as_supervised=True))
+    images, labels = data
+    names = getattr(features["label"], "names", None)
+    return np.asarray(images), np.asarray(labels), names
+
+
+def from_tfds(name: str, split: str = "train", image_size: int = 28, channels: int = 1,
+              data_dir: str | None = None) -> ImageSource:
+    """One split of a TFDS image-classification dataset as a source."""
+    images, labels, names = load_tfds_arrays(name, split, data_dir)
+    source = from_arrays(images, labels, image_size, channels)
+    if names:
+        source = ImageSource(source.images, tuple(names[int(v)] for v in source.class_names),
+                             source.offsets)
+    return source
+
+
+def omniglot(image_size: int = 28, channels: int = 1, data_dir: str | None = None):
+    """TFDS Omniglot as ``(background, evaluation)`` sources (Lake et al., 2015)."""
+    return (from_tfds("omniglot", "train", image_size, channels, data_dir),
+            from_tfds("omniglot", "test", image_size, channels, data_dir))

@@ -1,0 +1,29 @@
+"""Meta-learners behind one interface (:class:`tfmeta.learners.base.Learner`)."""
+
+import dataclasses
+
+from tfmeta.learners.base import Learner, OptimizationLearner, freeze_batchnorm_statistics
+from tfmeta.learners.inner import sgd_inner_loop
+from tfmeta.learners.maml import MAML, MAMLConfig
+from tfmeta.learners.reptile import Reptile, ReptileConfig
+
+# name -> (learner class, config overrides); "fomaml" is MAML with first_order=True.
+ALGORITHMS = {
+    "maml": (MAML, {}),
+    "fomaml": (MAML, {"first_order": True}),
+    "reptile": (Reptile, {}),
+}
+
+__all__ = ["ALGORITHMS", "Learner", "MAML", "MAMLConfig", "OptimizationLearner", "Reptile",
+           "ReptileConfig", "freeze_batchnorm_statistics", "make_config", "sgd_inner_loop"]
+
+
+def make_config(algorithm: str, **overrides):
+    """The config dataclass of ``algorithm`` with ``overrides`` (``None`` values are ignored)."""
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"unknown algorithm '{algorithm}': use {', '.join(ALGORITHMS)}")
+    cls, fixed = ALGORITHMS[algorithm]
+    fields = {f.name for f in dataclasses.fields(cls.config_class)}
+    values = {k: v for k, v in overrides.items() if v is not None and k in fields}
+    values.update(fixed)
+    return cls.config_class(**values)

@@ -1,0 +1,179 @@
+"""The interface every meta-learner shares, and what optimisation-based learners have in common.
+
+A learner owns a Keras model (any model mapping images to logits or embeddings) and the outer-loop
+optimizer, and has four verbs:
+
+* ``meta_train_step(batch)`` -- one outer update from a meta-batch
+  ``(support_x [B, N*K, H, W, C], support_y [B, N*K], query_x [B, N*Q, ...], query_y [B, N*Q])``;
+  returns ``{"loss", "accuracy"}`` (query loss and accuracy after adaptation, meta-batch mean);
+* ``meta_test_step(batch)`` -- per-episode query ``{"loss", "accuracy"}`` ``[B]`` after adaptation,
+  with no update (evaluation);
+* ``adapt(support_x, support_y)`` -- a plain Keras classifier for the support classes;
+* ``predict(support_x, support_y, query_x)`` -- the label (taken from ``support_y``) of each query
+  image, on numpy arrays of any size, preprocessed as in training.
+
+Both steps are compiled once with ``tf.function`` (``compiled=False`` runs them eagerly, for
+debugging); batches of one shape never retrace.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfmeta.data.source import DataError, to_uint8_images
+
+
+def cross_entropy(logits, labels):
+    """Mean softmax cross-entropy of integer ``labels``."""
+    return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels,
+                                                                         logits=logits))
+
+
+def accuracy(logits, labels):
+    return tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=labels.dtype),
+                                           labels), tf.float32))
+
+
+def batchnorm_layers(model: keras.Model) -> list:
+    return [layer for layer in model._flatten_layers(include_self=False, recursive=True)
+            if isinstance(layer, keras.layers.BatchNormalization)]
+
+
+def freeze_batchnorm_statistics(model: keras.Model, images) -> None:
+    """Set every BatchNorm layer's moving statistics to the batch statistics of ``images``.
+
+    Learners that use batch statistics during meta-training and evaluation (MAML and Reptile, as in
+    their papers: transductive BatchNorm) call this on an adapted copy, so that the classifier they
+    return normalises with the support set's statistics and gives each image the same answer
+    whatever batch it comes in. One forward pass in training mode with momentum 0 does it exactly.
+    """
+    layers = batchnorm_layers(model)
+    momenta = [layer.momentum for layer in layers]
+    for layer in layers:
+        layer.momentum = 0.0
+    try:
+        model(images, training=True)
+    finally:
+        for layer, momentum in zip(layers, momenta):
+            layer.momentum = momentum
+
+
+class Learner:
+    """Base class of meta-learners (see the module docstring for the verbs)."""
+
+    name = "learner"
+    config_class = None
+
+    def __init__(self, model: keras.Model, config=None, optimizer=None, compiled: bool = True,
+                 jit_compile: bool = False):
+        if not isinstance(model, keras.Model):
+            raise TypeError(f"model must be a keras.Model, got {type(model).__name__}")
+        if not model.built:
+            raise ValueError("build the model first (give it an Input or call model.build(shape))")
+        self.model = model
+        self.config = config if config is not None else self.config_class()
+        self.optimizer = (optimizer if optimizer is not None
+                          else self.default_optimizer(self.config))
+        self.optimizer.build(self.model.trainable_variables)
+        self.compiled = compiled
+        self._train_fn = tf.function(self._meta_train_step, jit_compile=jit_compile)
+        self._test_fn = tf.function(self._meta_test_step, jit_compile=jit_compile)
+
+    # -- to implement ---------------------------------------------------------------------------
+    @classmethod
+    def default_optimizer(cls, config, total_steps: int | None = None,
+                          learning_rate: float = 1e-3):
+        """The outer-loop optimizer the learner's paper uses (Adam unless overridden)."""
+        return keras.optimizers.Adam(learning_rate)
+
+    def _meta_train_step(self, support_x, support_y, query_x, query_y) -> dict:
+        raise NotImplementedError
+
+    def _meta_test_step(self, support_x, support_y, query_x, query_y) -> dict:
+        raise NotImplementedError
+
+    def adapt(self, support_x, support_y) -> keras.Model:
+        raise NotImplementedError
+
+    # -- shared verbs ---------------------------------------------------------------------------
+    def meta_train_step(self, batch) -> dict:
+        fn = self._train_fn if self.compiled else self._meta_train_step
+        return fn(*batch)
+
+    def meta_test_step(self, batch) -> dict:
+        fn = self._test_fn if self.compiled else self._meta_test_step
+        return fn(*batch)
+
+    @property
+    def input_shape(self) -> tuple:
+        return tuple(self.model.inputs[0].shape[1:])
+
+    def preprocess(self, images) -> tf.Tensor:
+        """Numpy images of any size (uint8, or float in [0, 1]) -> float32 model inputs."""
+        height, _, channels = self.input_shape
+        return tf.constant(to_uint8_images(images, height, channels), tf.float32) / 255.0
+
+    def _support(self, support_x, support_y):
+        """Preprocessed support images and labels ``0..n-1`` indexing ``classes``."""
+        support_y = np.asarray(support_y)
+        if support_y.ndim != 1 or len(support_y) != len(np.asarray(support_x)):
+            raise DataError(f"support_y must be one label per support image, got shape "
+                            f"{support_y.shape} for {len(np.asarray(support_x))} images")
+        classes, labels = np.unique(support_y, return_inverse=True)
+        if len(classes) < 2:
+            raise DataError(f"the support set needs at least 2 classes, got {len(classes)}")
+        return self.preprocess(support_x), tf.constant(labels, tf.int32), classes
+
+    def predict_proba(self, support_x, support_y, query_x):
+        """``(classes, probabilities [Q, len(classes)])`` for each query image."""
+        x, y, classes = self._support(support_x, support_y)
+        classifier = self.adapt(x, y)
+        logits = classifier(self.preprocess(query_x), training=False)[:, :len(classes)]
+        return classes, tf.nn.softmax(logits).numpy()
+
+    def predict(self, support_x, support_y, query_x) -> np.ndarray:
+        """The label (one of ``support_y``) of each query image."""
+        classes, probabilities = self.predict_proba(support_x, support_y, query_x)
+        return classes[probabilities.argmax(-1)]
+
+    def config_dict(self) -> dict:
+        return dataclasses.asdict(self.config)
+
+
+class OptimizationLearner(Learner):
+    """Learners that adapt by gradient steps on the model's weights (MAML, Reptile, ...).
+
+    The model maps images to ``ways`` logits. Its weights are handled functionally with
+    ``keras.Model.stateless_call``, so an inner loop is a chain of tensors the outer loop can
+    differentiate through, and the model's variables change only in the outer update.
+    """
+
+    def forward(self, params, images):
+        """Logits of ``images`` under weights ``params``; BatchNorm uses batch statistics."""
+        non_trainable = [v.value for v in self.model.non_trainable_variables]
+        logits, _ = self.model.stateless_call(list(params), non_trainable, images, training=True)
+        return logits
+
+    def weights(self) -> list:
+        """The model's trainable weights as tensors (read inside a tape, they are watched)."""
+        return [tf.convert_to_tensor(v) for v in self.model.trainable_variables]
+
+    def check_ways(self, labels) -> None:
+        ways = int(self.model.outputs[0].shape[-1])
+        n = int(np.max(labels)) + 1
+        if n > ways:
+            raise DataError(f"the model's head has {ways} outputs but the support has {n} classes; "
+                            f"train with --ways {n} or more")
+
+    def adapted_classifier(self, params, support_x) -> keras.Model:
+        """A copy of the model with weights ``params`` and BatchNorm statistics of the support."""
+        classifier = keras.models.clone_model(self.model)
+        classifier.set_weights(self.model.get_weights())
+        for variable, value in zip(classifier.trainable_variables, params):
+            variable.assign(value)
+        freeze_batchnorm_statistics(classifier, support_x)
+        return classifier

@@ -1,0 +1,102 @@
+"""Reptile (Nichol, Achiam & Schulman, 2018, "On First-Order Meta-Learning Algorithms",
+arXiv:1803.02999).
+
+For each task i of a meta-batch (Algorithm 2 of the paper, batched version)::
+
+    phi_i = SGD on task i's support set for `inner_steps` steps, starting from theta
+    theta <- theta + epsilon * (mean_i(phi_i) - theta)
+
+with epsilon annealed linearly from ``epsilon`` to 0 over training, as in the paper. The update is
+given to the outer Keras optimizer as the "gradient" ``theta - mean_i(phi_i)``: with the default
+``SGD(learning_rate=epsilon, linearly decayed)`` this is exactly the formula above; another
+optimizer (Adam, say) treats it as a gradient, a variant the paper also discusses.
+
+BatchNorm uses batch statistics throughout (the paper's transductive setting); ``adapt`` stores
+the support set's statistics in the returned classifier.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+import tensorflow as tf
+
+from tfmeta.learners.base import OptimizationLearner, accuracy, cross_entropy
+from tfmeta.learners.inner import sgd_inner_loop
+
+
+@dataclasses.dataclass
+class ReptileConfig:
+    """Attributes:
+        inner_steps: SGD steps on the support set per task while meta-training.
+        inner_lr: inner SGD learning rate.
+        epsilon: initial outer step size, annealed linearly to 0 over training.
+        test_inner_steps: inner steps at evaluation and in ``adapt``; ``None``: ``inner_steps``.
+    """
+
+    inner_steps: int = 5
+    inner_lr: float = 0.1
+    epsilon: float = 1.0
+    test_inner_steps: int | None = 10
+
+    def __post_init__(self):
+        if self.inner_steps < 1 or (self.test_inner_steps is not None and self.test_inner_steps < 1):
+            raise ValueError("inner steps must be at least 1")
+        if self.inner_lr <= 0 or self.epsilon <= 0:
+            raise ValueError("inner_lr and epsilon must be positive")
+
+
+class Reptile(OptimizationLearner):
+    """Reptile over any Keras classifier (see the module docstring)."""
+
+    name = "reptile"
+    config_class = ReptileConfig
+
+    @classmethod
+    def default_optimizer(cls, config, total_steps: int | None = None,
+                          learning_rate: float | None = None):
+        """SGD with rate epsilon, annealed linearly to 0 over ``total_steps``."""
+        rate = config.epsilon
+        if total_steps:
+            rate = keras.optimizers.schedules.PolynomialDecay(rate, total_steps, 0.0, power=1.0)
+        return keras.optimizers.SGD(rate)
+
+    @property
+    def test_inner_steps(self) -> int:
+        return self.config.test_inner_steps or self.config.inner_steps
+
+    def _adapt_all(self, support_x, support_y, query_x, query_y, steps):
+        theta = self.weights()
+        phis, losses, accuracies = [], [], []
+        for i in range(support_x.shape[0]):
+            phi = sgd_inner_loop(self.forward, theta, support_x[i], support_y[i], steps,
+                                 self.config.inner_lr, differentiable=False)
+            logits = self.forward(phi, query_x[i])
+            phis.append(phi)
+            losses.append(cross_entropy(logits, query_y[i]))
+            accuracies.append(accuracy(logits, query_y[i]))
+        return theta, phis, losses, accuracies
+
+    def _meta_train_step(self, support_x, support_y, query_x, query_y):
+        theta, phis, losses, accuracies = self._adapt_all(
+            support_x, support_y, query_x, query_y, self.config.inner_steps)
+        mean_phi = [tf.add_n(list(ws)) / len(phis) for ws in zip(*phis)]
+        pseudo_gradients = [t - m for t, m in zip(theta, mean_phi)]
+        self.optimizer.apply_gradients(zip(pseudo_gradients, self.model.trainable_variables))
+        return {"loss": tf.add_n(losses) / len(losses),
+                "accuracy": tf.add_n(accuracies) / len(accuracies)}
+
+    def _meta_test_step(self, support_x, support_y, query_x, query_y):
+        _, _, losses, accuracies = self._adapt_all(
+            support_x, support_y, query_x, query_y, self.test_inner_steps)
+        return {"loss": tf.stack(losses), "accuracy": tf.stack(accuracies)}
+
+    def adapt(self, support_x, support_y):
+        """``test_inner_steps`` SGD steps on the support set -> a Keras classifier (logits)."""
+        support_x = tf.convert_to_tensor(support_x, tf.float32)
+        support_y = tf.convert_to_tensor(support_y, tf.int32)
+        self.check_ways(support_y.numpy())
+        phi = sgd_inner_loop(self.forward, self.weights(), support_x, support_y,
+                             self.test_inner_steps, self.config.inner_lr, differentiable=False)
+        return self.adapted_classifier(phi, support_x)

@@ -1,0 +1,168 @@
+"""A run, as code: one config dataclass, ``train(config, out_dir)`` and ``load(out_dir)``.
+
+``out_dir/run.json`` records the config, so ``load`` rebuilds the same learner (model, image size,
+channels, ways) and restores its best checkpoint; ``out_dir/results.json`` holds the test result.
+
+Example (the quickstart, smaller)::
+
+    from tfmeta.run import RunConfig, TrainConfig, train
+    result = train(RunConfig(algorithm="maml", train=TrainConfig(steps=200)), "runs/demo")
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import keras
+import tensorflow as tf
+
+from tfmeta.data import DataConfig, EpisodeConfig, EpisodeSampler, load_splits
+from tfmeta.evaluation import evaluate, format_result, write_result
+from tfmeta.learners import ALGORITHMS, make_config
+from tfmeta.models import build_model
+from tfmeta.trainer import MetaTrainer
+
+RUN_FILE = "run.json"
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Attributes:
+        steps: meta-iterations (outer updates).
+        meta_batch: tasks per meta-iteration.
+        outer_lr: outer-loop learning rate (MAML's Adam; Reptile's initial epsilon is in its
+            learner config).
+        val_every, val_episodes: validation on held-out classes.
+        test_episodes: episodes of test classes in the final evaluation (the protocol: >= 600).
+        checkpoint_every: steps between checkpoints.
+        seed: seed of weights and episode streams.
+        jit_compile: compile the steps with XLA.
+    """
+
+    steps: int = 2000
+    meta_batch: int = 4
+    outer_lr: float = 1e-3
+    val_every: int = 250
+    val_episodes: int = 100
+    test_episodes: int = 600
+    checkpoint_every: int = 100
+    seed: int = 0
+    jit_compile: bool = False
+
+
+@dataclasses.dataclass
+class RunConfig:
+    """Everything that defines a run. ``learner`` holds overrides of the algorithm's config
+    (e.g. ``{"inner_steps": 5, "inner_lr": 0.1}``)."""
+
+    algorithm: str = "maml"
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    episode: EpisodeConfig = dataclasses.field(default_factory=EpisodeConfig)
+    model: str = "conv4"
+    width: int = 64
+    learner: dict = dataclasses.field(default_factory=dict)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["data"]["split"] = list(self.data.split)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunConfig":
+        data = dict(d["data"])
+        data["split"] = tuple(data["split"])
+        return cls(algorithm=d["algorithm"], data=DataConfig(**data),
+                   episode=EpisodeConfig(**d["episode"]), model=d["model"], width=d["width"],
+                   learner=dict(d["learner"]), train=TrainConfig(**d["train"]))
+
+
+def build_learner(config: RunConfig, input_shape):
+    """The learner of ``config`` on a fresh model for images of ``input_shape``."""
+    if config.algorithm not in ALGORITHMS:
+        raise ValueError(f"unknown algorithm '{config.algorithm}': use {', '.join(ALGORITHMS)}")
+    cls, _ = ALGORITHMS[config.algorithm]
+    learner_config = make_config(config.algorithm, **config.learner)
+    keras.utils.set_random_seed(config.train.seed)
+    model = build_model(config.model, tuple(input_shape), config.episode.ways, width=config.width)
+    optimizer = cls.default_optimizer(learner_config, config.train.steps, config.train.outer_lr)
+    return cls(model, learner_config, optimizer=optimizer, jit_compile=config.train.jit_compile)
+
+
+def samplers(config: RunConfig, splits: dict) -> dict:
+    """Train, validation and test samplers; each stream has its own seed."""
+    t = config.train
+    return {
+        "train": EpisodeSampler(splits["train"], config.episode, t.meta_batch, t.seed, "train"),
+        "val": EpisodeSampler(splits["val"], config.episode, t.meta_batch, 10_000 + t.seed, "val"),
+        "test": EpisodeSampler(splits["test"], config.episode, t.meta_batch, 20_000, "test"),
+    }
+
+
+def train(config: RunConfig, out_dir: str, progress: bool = True, log=print) -> dict:
+    """Meta-train (resuming from ``out_dir`` if it holds a run of the same config), then evaluate
+    the best checkpoint on the test classes. Returns the test result."""
+    os.makedirs(out_dir, exist_ok=True)
+    run_file = os.path.join(out_dir, RUN_FILE)
+    if os.path.exists(run_file):
+        with open(run_file) as f:
+            previous = json.load(f)
+        if previous != config.to_dict():
+            raise ValueError(f"{out_dir} holds a run with another config; use a new --out")
+    with open(run_file, "w") as f:
+        json.dump(config.to_dict(), f, indent=2)
+    splits = load_splits(config.data)
+    log(f"classes: {splits['train'].num_classes} train, {splits['val'].num_classes} val, "
+        f"{splits['test'].num_classes} test ({config.data.dataset}, "
+        f"{'x'.join(map(str, splits['train'].image_shape))})")
+    streams = samplers(config, splits)
+    learner = build_learner(config, streams["train"].image_shape)
+    t = config.train
+    trainer = MetaTrainer(learner, streams["train"], out_dir, t.steps, streams["val"], t.val_every,
+                          t.val_episodes, t.checkpoint_every, progress=progress)
+    fit = trainer.fit()
+    if "tasks_per_second" in fit:
+        log(f"meta-trained {fit['step']} steps at {fit['tasks_per_second']:.1f} tasks/s")
+    restore(learner, out_dir)
+    result = evaluate(learner, streams["test"], t.test_episodes)
+    result.update(algorithm=config.algorithm, dataset=config.data.dataset,
+                  checkpoint=_checkpoint_path(out_dir))
+    write_result(result, os.path.join(out_dir, "results.json"))
+    log(format_result(result))
+    return result
+
+
+def _checkpoint_path(out_dir: str, which: str = "best") -> str | None:
+    for kind in ((which, "latest") if which == "best" else (which,)):
+        path = tf.train.latest_checkpoint(os.path.join(out_dir, "checkpoints", kind))
+        if path:
+            return path
+    return None
+
+
+def restore(learner, out_dir: str, which: str = "best") -> str:
+    """Load the ``best`` (or ``latest``) checkpoint of ``out_dir`` into ``learner``'s model."""
+    path = _checkpoint_path(out_dir, which)
+    if path is None:
+        raise FileNotFoundError(f"{out_dir}: no checkpoint found")
+    tf.train.Checkpoint(model=learner.model).restore(path).expect_partial()
+    return path
+
+
+def load_config(out_dir: str) -> RunConfig:
+    path = os.path.join(out_dir, RUN_FILE)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{out_dir}: not a tfmeta run ({RUN_FILE} missing)")
+    with open(path) as f:
+        return RunConfig.from_dict(json.load(f))
+
+
+def load(out_dir: str, which: str = "best"):
+    """The meta-trained learner of a run directory, ready for ``predict`` / ``adapt``."""
+    config = load_config(out_dir)
+    d = config.data
+    learner = build_learner(config, (d.image_size, d.image_size, d.channels))
+    restore(learner, out_dir, which)
+    return learner

@@ -1,0 +1,113 @@
+"""The meta-trainer: outer loop over meta-batches, validation, checkpoints, exact resume, logs.
+
+Layout of ``out_dir``::
+
+    checkpoints/latest/   the last ``keep`` checkpoints (weights, optimizer state, step)
+    checkpoints/best/     the checkpoint with the best validation accuracy
+    tensorboard/          scalars: train/loss, train/accuracy, val/accuracy, val/ci95
+
+Resume is exact: the step is in the checkpoint and the episode stream is a pure function of
+``(seed, episode index)``, so a resumed run sees the very meta-batches the uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import keras
+import tensorflow as tf
+
+from tfmeta.evaluation import evaluate
+
+
+class MetaTrainer:
+    """Meta-trains a learner on an episode sampler.
+
+    Args:
+        learner: a :class:`tfmeta.learners.Learner`.
+        train_sampler: :class:`tfmeta.data.EpisodeSampler` of training classes.
+        out_dir: where checkpoints and TensorBoard logs go.
+        steps: total meta-iterations (outer updates).
+        val_sampler: sampler of validation classes (``None``: no validation; best = latest).
+        val_every: validate every this many steps (and at the end).
+        val_episodes: episodes per validation.
+        checkpoint_every: save the latest checkpoint every this many steps (and at the end).
+        keep: latest checkpoints to keep.
+        progress: show a progress bar with loss and accuracy.
+    """
+
+    def __init__(self, learner, train_sampler, out_dir: str, steps: int, val_sampler=None,
+                 val_every: int = 500, val_episodes: int = 100, checkpoint_every: int = 100,
+                 keep: int = 2, progress: bool = True):
+        if steps < 1:
+            raise ValueError(f"steps must be positive, got {steps}")
+        self.learner = learner
+        self.train_sampler = train_sampler
+        self.val_sampler = val_sampler
+        self.out_dir = out_dir
+        self.steps = int(steps)
+        self.val_every = max(1, int(val_every))
+        self.val_episodes = int(val_episodes)
+        self.checkpoint_every = max(1, int(checkpoint_every))
+        self.progress = progress
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        self.best_accuracy = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="best")
+        self.checkpoint = tf.train.Checkpoint(model=learner.model, optimizer=learner.optimizer,
+                                              step=self.step, best_accuracy=self.best_accuracy)
+        self.latest = tf.train.CheckpointManager(
+            self.checkpoint, os.path.join(out_dir, "checkpoints", "latest"), max_to_keep=keep)
+        self.best = tf.train.CheckpointManager(
+            self.checkpoint, os.path.join(out_dir, "checkpoints", "best"), max_to_keep=1)
+
+    def restore(self) -> int:
+        """Restore the latest checkpoint if there is one; returns the step to continue from."""
+        path = self.latest.latest_checkpoint
+        if path:
+            self.checkpoint.restore(path).assert_existing_objects_matched()
+        return int(self.step.numpy())
+
+    def validate(self) -> dict:
+        return evaluate(self.learner, self.val_sampler, self.val_episodes)
+
+    def fit(self) -> dict:
+        """Train to ``steps`` (from the latest checkpoint, if any). Returns the last metrics."""
+        start = self.restore()
+        writer = tf.summary.create_file_writer(os.path.join(self.out_dir, "tensorboard"))
+        bar = keras.utils.Progbar(self.steps, stateful_metrics=["val_acc"],
+                                  verbose=1 if self.progress else 0)
+        if start:
+            bar.update(start)
+        last = {"step": start}
+        if start >= self.steps:
+            return last
+        began = time.time()
+        for batch in self.train_sampler.dataset(start=start, num_batches=self.steps - start):
+            metrics = self.learner.meta_train_step(batch)
+            step = int(self.step.assign_add(1).numpy())
+            loss, acc = float(metrics["loss"]), float(metrics["accuracy"])
+            values = [("loss", loss), ("acc", acc)]
+            with writer.as_default(step=step):
+                tf.summary.scalar("train/loss", loss)
+                tf.summary.scalar("train/accuracy", acc)
+            last = {"step": step, "loss": loss, "accuracy": acc}
+            if self.val_sampler is not None and (step % self.val_every == 0 or step == self.steps):
+                result = self.validate()
+                values.append(("val_acc", result["accuracy"]))
+                last["val_accuracy"] = result["accuracy"]
+                with writer.as_default(step=step):
+                    tf.summary.scalar("val/accuracy", result["accuracy"])
+                    tf.summary.scalar("val/ci95", result["ci95"])
+                if result["accuracy"] > self.best_accuracy.numpy():
+                    self.best_accuracy.assign(result["accuracy"])
+                    self.best.save(checkpoint_number=step)
+            if step % self.checkpoint_every == 0 or step == self.steps:
+                if self.val_sampler is None:
+                    self.best.save(checkpoint_number=step)
+                self.latest.save(checkpoint_number=step)
+            bar.update(step, values=values)
+        writer.flush()
+        last["seconds"] = time.time() - began
+        last["tasks_per_second"] = (last["step"] - start) * self.train_sampler.meta_batch / max(
+            last["seconds"], 1e-9)
+        return last
