@@ -11,7 +11,7 @@ import os
 import sys
 
 QUICKSTART = dict(algorithm="maml", dataset="glyphs", ways=5, shots=1, queries=15, meta_batch=8,
-                  steps=1500, inner_steps=1, inner_lr=0.4, width=32, out="runs/quickstart")
+                  steps=1000, inner_steps=1, inner_lr=0.4, width=32, out="runs/quickstart")
 
 
 class _Parser(argparse.ArgumentParser):

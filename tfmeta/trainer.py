@@ -70,19 +70,21 @@ class MetaTrainer:
     def validate(self) -> dict:
         return evaluate(self.learner, self.val_sampler, self.val_episodes)
 
-    def fit(self) -> dict:
-        """Train to ``steps`` (from the latest checkpoint, if any). Returns the last metrics."""
+    def fit(self, until: int | None = None) -> dict:
+        """Train to ``steps`` (from the latest checkpoint, if any), or pause after step ``until``
+        with a checkpoint, as a kill would. Returns the last metrics."""
         start = self.restore()
+        stop = self.steps if until is None else min(int(until), self.steps)
         writer = tf.summary.create_file_writer(os.path.join(self.out_dir, "tensorboard"))
         bar = keras.utils.Progbar(self.steps, stateful_metrics=["val_acc"],
                                   verbose=1 if self.progress else 0)
         if start:
             bar.update(start)
         last = {"step": start}
-        if start >= self.steps:
+        if start >= stop:
             return last
         began = time.time()
-        for batch in self.train_sampler.dataset(start=start, num_batches=self.steps - start):
+        for batch in self.train_sampler.dataset(start=start, num_batches=stop - start):
             metrics = self.learner.meta_train_step(batch)
             step = int(self.step.assign_add(1).numpy())
             loss, acc = float(metrics["loss"]), float(metrics["accuracy"])
@@ -101,7 +103,7 @@ class MetaTrainer:
                 if result["accuracy"] > self.best_accuracy.numpy():
                     self.best_accuracy.assign(result["accuracy"])
                     self.best.save(checkpoint_number=step)
-            if step % self.checkpoint_every == 0 or step == self.steps:
+            if step % self.checkpoint_every == 0 or step in (stop, self.steps):
                 if self.val_sampler is None:
                     self.best.save(checkpoint_number=step)
                 self.latest.save(checkpoint_number=step)

@@ -230,7 +230,7 @@ def _decode_files(named_bytes, image_size: int, channels: int) -> np.ndarray:
     return out
 
 
-def _group_by_class(paths: Iterable[str], what: str) -> dict:
+def _group_by_class(paths: Iterable[str], what: str, strip_top: bool = False) -> dict:
     """``{class_name: [path, ...]}``: a class is a folder that directly holds image files.
 
     Files with other extensions inside a class folder are an error; hidden files and files beside
@@ -256,15 +256,11 @@ def _group_by_class(paths: Iterable[str], what: str) -> dict:
     if not classes:
         raise DataError(f"{what}: no class folders with images ({', '.join(IMAGE_EXTENSIONS)}) "
                         "found; expected class/*.png or alphabet/character/*.png")
-    # Class names are paths relative to the deepest folder common to all classes, so an archive's
-    # top folder (images_background/...) does not become part of every name.
-    split_names = [name.split("/") for name in classes]
-    common = 0
-    while (all(len(s) > common + 1 for s in split_names)
-           and len({s[common] for s in split_names}) == 1):
-        common += 1
-    return {"/".join(s[common:]) or s[-1]: classes[name]
-            for s, name in sorted(zip(split_names, classes))}
+    if strip_top:  # an archive of one folder: its name is not part of the class names
+        tops = {name.split("/")[0] for name in classes}
+        if len(tops) == 1 and all("/" in name for name in classes):
+            classes = {name.split("/", 1)[1]: files for name, files in classes.items()}
+    return dict(sorted(classes.items()))
 
 
 def _build(grouped: dict, read, image_size: int, channels: int) -> ImageSource:
@@ -304,7 +300,7 @@ def from_zip(path: str, image_size: int = 28, channels: int = 1) -> ImageSource:
         raise DataError(f"{path}: not a zip archive") from None
     with archive:
         members = [i.filename for i in archive.infolist() if not i.is_dir()]
-        grouped = _group_by_class(members, path)
+        grouped = _group_by_class(members, path, strip_top=True)
         return _build(grouped, archive.read, image_size, channels)
 
 

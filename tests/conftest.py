@@ -1,0 +1,31 @@
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+SHARED_OMNIGLOT = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "omniglot")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def glyph_cache(tmp_path_factory):
+    """One glyphs cache for the whole session (CLI subprocesses inherit it)."""
+    path = str(tmp_path_factory.mktemp("tfmeta-cache"))
+    os.environ["TFMETA_CACHE_DIR"] = path
+    return path
+
+
+@pytest.fixture(scope="session")
+def small_glyphs():
+    from tfmeta.data import generate_glyphs
+
+    return generate_glyphs(num_classes=80, samples_per_class=20, image_size=28, seed=3)
+
+
+@pytest.fixture()
+def seeded():
+    import keras
+
+    keras.utils.set_random_seed(0)
+    np.random.seed(0)

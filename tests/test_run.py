@@ -1,0 +1,162 @@
+"""Runs end to end: checkpoints, exact resume after a kill, load + predict, CLI."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tfmeta
+from tfmeta.data import DataConfig, EpisodeConfig
+from tfmeta.run import RunConfig, TrainConfig, train
+
+TINY = dict(steps=12, meta_batch=2, val_every=6, val_episodes=4, test_episodes=6,
+            checkpoint_every=3)
+
+
+def _tiny_config(algorithm="maml", **train_overrides):
+    return RunConfig(algorithm=algorithm, data=DataConfig("glyphs"),
+                     episode=EpisodeConfig(3, 1, 2), width=8,
+                     train=TrainConfig(**dict(TINY, **train_overrides)))
+
+
+def _cli(*args, timeout=600):
+    return subprocess.run([sys.executable, "-m", "tfmeta", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def _weights(learner):
+    return [v.numpy() for v in learner.model.trainable_variables]
+
+
+def _trainer(config, out):
+    from tfmeta.data import load_splits
+    from tfmeta.run import build_learner, samplers
+    from tfmeta.trainer import MetaTrainer
+
+    streams = samplers(config, load_splits(config.data))
+    learner = build_learner(config, streams["train"].image_shape)
+    t = config.train
+    return MetaTrainer(learner, streams["train"], str(out), t.steps, streams["val"], t.val_every,
+                       t.val_episodes, t.checkpoint_every, progress=False)
+
+
+@pytest.mark.parametrize("algorithm", ["maml", "reptile"])
+def test_resume_is_exact(tmp_path, algorithm):
+    config = _tiny_config(algorithm, steps=8, val_every=4)
+    straight = _trainer(config, tmp_path / "a")
+    straight.fit()
+    paused = _trainer(config, tmp_path / "b")
+    paused.fit(until=5)  # stops with a checkpoint at step 5, between validations
+    resumed = _trainer(config, tmp_path / "b")  # a fresh process would build exactly this
+    assert resumed.restore() == 5
+    resumed.fit()
+    for x, y in zip(_weights(straight.learner), _weights(resumed.learner)):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+    assert int(resumed.learner.optimizer.iterations.numpy()) == 8
+    assert float(resumed.best_accuracy.numpy()) == float(straight.best_accuracy.numpy())
+
+
+def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    args = ["train", "--steps", "100000", "--meta-batch", "2", "--ways", "3", "--queries", "2",
+            "--width", "8", "--checkpoint-every", "5", "--val-every", "100000", "--no-progress",
+            "--out", str(out)]
+    proc = subprocess.Popen([sys.executable, "-m", "tfmeta", *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    latest = out / "checkpoints" / "latest"
+    deadline = time.time() + 300
+    while time.time() < deadline and not list(latest.glob("ckpt-10.index")):
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    path = tf.train.latest_checkpoint(str(latest))
+    assert path is not None, "no checkpoint written before the kill"
+    saved_step = int(path.rsplit("-", 1)[1])
+    assert saved_step >= 10
+
+    from tfmeta.run import load_config
+
+    config = load_config(str(out))
+    config.train.steps = saved_step + 2
+    trainer = _trainer(config, out)
+    assert trainer.restore() == saved_step
+    assert int(trainer.learner.optimizer.iterations.numpy()) == saved_step  # optimizer state
+    trainer.fit()
+    assert int(trainer.step.numpy()) == saved_step + 2
+
+
+def test_changed_config_in_same_directory_is_refused(tmp_path):
+    train(_tiny_config(steps=3), str(tmp_path), progress=False)
+    with pytest.raises(ValueError, match="another config"):
+        train(_tiny_config("reptile", steps=3), str(tmp_path), progress=False)
+
+
+def test_load_and_predict_on_numpy_of_any_size(tmp_path):
+    train(_tiny_config(), str(tmp_path), progress=False)
+    learner = tfmeta.load(str(tmp_path))
+    rng = np.random.default_rng(0)
+    support = rng.integers(0, 256, (6, 40, 40, 3), dtype=np.uint8)  # RGB, bigger than training
+    labels = np.array(["cat", "dog", "eel"] * 2)
+    query = np.concatenate([support, support[:2]])
+    predicted = learner.predict(support, labels, query)
+    assert predicted.shape == (8,) and set(predicted) <= {"cat", "dog", "eel"}
+    classes, probabilities = learner.predict_proba(support, labels, query)
+    assert list(classes) == ["cat", "dog", "eel"]
+    np.testing.assert_allclose(probabilities.sum(1), 1, atol=1e-5)
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        learner.predict(support, ["cat"] * 6, query)
+
+
+def _write_glyph_folders(root, names, images_per_class):
+    from PIL import Image
+
+    from tfmeta.data import generate_glyphs
+
+    source = generate_glyphs(num_classes=len(names), samples_per_class=images_per_class, seed=5)
+    for c, name in enumerate(names):
+        os.makedirs(root / name, exist_ok=True)
+        for i, image in enumerate(source.class_images(c)):
+            Image.fromarray(image[..., 0]).save(root / name / f"{i}.png")
+
+
+def test_cli_train_evaluate_predict(tmp_path):
+    out = tmp_path / "run"
+    r = _cli("train", "--algorithm", "fomaml", "--steps", "4", "--meta-batch", "2", "--ways", "3",
+             "--queries", "2", "--width", "8", "--episodes", "6", "--val-every", "2",
+             "--val-episodes", "2", "--no-progress", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "3-way 1-shot accuracy" in r.stdout and "95% CI" in r.stdout
+    assert json.loads((out / "results.json").read_text())["episodes"] == 6
+    r = _cli("evaluate", "--checkpoint", str(out), "--episodes", "8")
+    assert r.returncode == 0, r.stderr
+    assert json.loads((out / "evaluation.json").read_text())["episodes"] == 8
+    _write_glyph_folders(tmp_path / "support", ["alpha", "beta", "gamma"], 1)
+    _write_glyph_folders(tmp_path / "query", ["q"], 2)
+    r = _cli("predict", "--checkpoint", str(out), "--support", str(tmp_path / "support"),
+             "--query", str(tmp_path / "query"), "--out", str(tmp_path / "p.json"))
+    assert r.returncode == 0, r.stderr
+    rows = json.loads((tmp_path / "p.json").read_text())
+    assert len(rows) == 2 and {row["class"] for row in rows} <= {"alpha", "beta", "gamma"}
+    assert "0.png" in r.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--ways", "0"], "must be a positive integer"),
+    (["train", "--algorithm", "nope"], "invalid choice"),
+    (["train", "--dataset", "folder:/no/such/dir", "--out", "{tmp}/x"], "no such folder"),
+    (["train", "--dataset", "bogus", "--out", "{tmp}/y"], "unknown dataset"),
+    (["evaluate", "--checkpoint", "{tmp}/none"], "not a tfmeta run"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
+    r = _cli(*[a.replace("{tmp}", str(tmp_path)) for a in args])
+    assert r.returncode == 2
+    lines = [line for line in r.stderr.splitlines() if line.startswith("tfmeta")]
+    assert len(lines) == 1 and message in lines[0], r.stderr
+    assert "Traceback" not in r.stderr

@@ -1,0 +1,136 @@
+import os
+import time
+import zipfile
+
+import numpy as np
+import pytest
+
+from conftest import SHARED_OMNIGLOT
+from tfmeta.data import (DataError, DatasetUnavailableError, from_arrays, from_folder, from_tfds,
+                         from_zip, merge)
+from tfmeta.data import tfds_source
+
+
+def _write_png(path, array):
+    from PIL import Image
+
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    Image.fromarray(array).save(path)
+
+
+def _folder(root, layout="imagefolder", classes=3, per_class=4, size=20):
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for c in range(classes):
+        name = f"alpha/char{c}" if layout == "omniglot" else f"class{c}"
+        for i in range(per_class):
+            a = rng.integers(0, 256, (size, size), dtype=np.uint8)
+            _write_png(os.path.join(root, name, f"{i}.png"), a)
+            arrays.setdefault(name, []).append(a)
+    return arrays
+
+
+def test_from_arrays_groups_by_label_and_resizes():
+    images = np.stack([np.full((10, 10), v, np.uint8) for v in (5, 1, 5, 9, 1)])
+    source = from_arrays(images, [2, 0, 2, 7, 0], image_size=6)
+    assert source.class_names == ("0", "2", "7")
+    assert list(source.counts) == [2, 2, 1]
+    assert source.images.shape == (5, 6, 6, 1)
+    assert set(np.unique(source.class_images(1))) == {5}  # constant images stay constant
+
+
+def test_from_arrays_rejects_mismatched_labels():
+    with pytest.raises(DataError, match="3 images but 2 labels"):
+        from_arrays(np.zeros((3, 8, 8), np.uint8), [0, 1])
+
+
+@pytest.mark.parametrize("layout", ["imagefolder", "omniglot"])
+def test_folder_and_zip_give_the_same_source(tmp_path, layout):
+    root = tmp_path / "data"
+    arrays = _folder(str(root), layout)
+    (root / "README.txt").write_text("not a class")  # beside the classes: ignored
+    source = from_folder(str(root), image_size=20, channels=1)
+    assert source.class_names == tuple(sorted(arrays))
+    for c, name in enumerate(source.class_names):
+        np.testing.assert_array_equal(source.class_images(c)[..., 0], np.stack(arrays[name]))
+    archive = tmp_path / "data.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for dirpath, _, files in os.walk(root):
+            for f in files:
+                full = os.path.join(dirpath, f)
+                z.write(full, os.path.join("top", os.path.relpath(full, root)))
+    zipped = from_zip(str(archive), image_size=20, channels=1)
+    assert zipped.class_names == source.class_names  # the archive's top folder is not in names
+    np.testing.assert_array_equal(zipped.images, source.images)
+
+
+def test_folder_errors_are_clear(tmp_path):
+    with pytest.raises(DataError, match="no such folder"):
+        from_folder(str(tmp_path / "missing"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no class folders"):
+        from_folder(str(tmp_path / "empty"))
+    _folder(str(tmp_path / "bad"))
+    (tmp_path / "bad" / "class0" / "notes.txt").write_text("x")
+    with pytest.raises(DataError, match="notes.txt is not an image"):
+        from_folder(str(tmp_path / "bad"))
+    _folder(str(tmp_path / "corrupt"))
+    (tmp_path / "corrupt" / "class1" / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(DataError, match="broken.png: not a readable image"):
+        from_folder(str(tmp_path / "corrupt"))
+    (tmp_path / "fake.zip").write_text("zip?")
+    with pytest.raises(DataError, match="not a zip archive"):
+        from_zip(str(tmp_path / "fake.zip"))
+
+
+def test_split_is_deterministic_and_disjoint(small_glyphs):
+    a = small_glyphs.split((0.6, 0.2, 0.2), seed=1)
+    b = small_glyphs.split((0.6, 0.2, 0.2), seed=1)
+    c = small_glyphs.split((0.6, 0.2, 0.2), seed=2)
+    assert [s.class_names for s in a] == [s.class_names for s in b]
+    assert a[0].class_names != c[0].class_names
+    names = [set(s.class_names) for s in a]
+    assert sum(len(n) for n in names) == small_glyphs.num_classes
+    assert not (names[0] & names[1] or names[0] & names[2] or names[1] & names[2])
+
+
+def test_rotations_make_new_classes(small_glyphs):
+    part = small_glyphs.subset([0, 1])
+    rotated = part.with_rotations()
+    assert rotated.num_classes == 8
+    np.testing.assert_array_equal(rotated.class_images(1), np.rot90(part.class_images(0), 1, (1, 2)))
+    assert rotated.class_names[1] == part.class_names[0] + "@rot90"
+
+
+def test_merge_keeps_duplicate_files_once(small_glyphs):
+    a, b = small_glyphs.subset([0, 1]), small_glyphs.subset([1, 2])
+    merged = merge([a, b])
+    assert merged.num_classes == 3
+    assert list(merged.counts) == [20, 20, 20]
+
+
+@pytest.mark.skipif(not os.path.isdir(SHARED_OMNIGLOT), reason="../shared/data/omniglot absent")
+def test_omniglot_small_archives():
+    paths = [os.path.join(SHARED_OMNIGLOT, f"images_background_small{i}.zip") for i in (1, 2)]
+    one = from_zip(paths[0], image_size=28)
+    assert one.num_classes == 136 and len(one.images) == 2720
+    assert one.class_names[0].startswith("Balinese/character")
+    both = merge([one, from_zip(paths[1], image_size=28)])
+    assert both.num_classes == 242 and len(both.images) == 4840  # Greek and Latin counted once
+
+
+def test_tfds_offline_fails_fast_with_one_clear_line(tmp_path, monkeypatch):
+    monkeypatch.setattr(tfds_source, "_network_answers", lambda timeout=3.0: False)
+    with pytest.raises(DatasetUnavailableError) as err:
+        from_tfds("omniglot", data_dir=str(tmp_path))
+    message = str(err.value)
+    assert "\n" not in message and "folder:PATH" in message and "omniglot" in message
+
+
+def test_tfds_really_offline(tmp_path):
+    if tfds_source._network_answers(timeout=2.0):
+        pytest.skip("this machine has network: TFDS would download")
+    began = time.time()
+    with pytest.raises(DatasetUnavailableError):
+        from_tfds("omniglot", data_dir=str(tmp_path))
+    assert time.time() - began < 60
