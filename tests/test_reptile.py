@@ -22,7 +22,8 @@ def test_reptile_update_equals_its_formula():
     sy = np.tile([0, 1, 2], (2, 2)).astype(np.int32)
     qx, qy = sx[:, :3], sy[:, :3]
     theta = [v.numpy() for v in model.trainable_variables]
-    # Independent: ordinary Keras SGD training of a copy of the model on each task.
+    # Independent: ordinary Keras SGD training of a copy of the model on each task's support and
+    # query images (Reptile meta-trains on all of a task's data).
     phis = []
     for i in range(2):
         copy = keras.models.clone_model(model)
@@ -30,8 +31,9 @@ def test_reptile_update_equals_its_formula():
         sgd = keras.optimizers.SGD(inner_lr)
         for _ in range(steps):
             with tf.GradientTape() as tape:
+                x, y = np.concatenate([sx[i], qx[i]]), np.concatenate([sy[i], qy[i]])
                 loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(
-                    sy[i], copy(sx[i], training=True))
+                    y, copy(x, training=True))
             sgd.apply_gradients(zip(tape.gradient(loss, copy.trainable_variables),
                                     copy.trainable_variables))
         phis.append([v.numpy() for v in copy.trainable_variables])

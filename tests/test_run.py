@@ -71,8 +71,11 @@ def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
                             stderr=subprocess.DEVNULL)
     latest = out / "checkpoints" / "latest"
     deadline = time.time() + 300
-    while time.time() < deadline and not list(latest.glob("ckpt-10.index")):
-        time.sleep(0.5)
+    def saved_steps():
+        return [int(p.name[5:-6]) for p in latest.glob("ckpt-*.index")]
+
+    while time.time() < deadline and max(saved_steps(), default=0) < 10:
+        time.sleep(0.2)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     path = tf.train.latest_checkpoint(str(latest))

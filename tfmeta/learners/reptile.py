@@ -3,8 +3,13 @@ arXiv:1803.02999).
 
 For each task i of a meta-batch (Algorithm 2 of the paper, batched version)::
 
-    phi_i = SGD on task i's support set for `inner_steps` steps, starting from theta
+    phi_i = SGD on task i's data for `inner_steps` steps, starting from theta
     theta <- theta + epsilon * (mean_i(phi_i) - theta)
+
+Task i's data while meta-training is its support and query images together (``train_on_query``):
+the paper meta-trains with more shots than it tests with (10 "train shots" for 1-shot Omniglot);
+evaluation and ``adapt`` use the support set only. The query metrics reported while training are
+then training-set figures; validation and test use unseen query images.
 
 with epsilon annealed linearly from ``epsilon`` to 0 over training, as in the paper. The update is
 given to the outer Keras optimizer as the "gradient" ``theta - mean_i(phi_i)``: with the default
@@ -33,12 +38,14 @@ class ReptileConfig:
         inner_lr: inner SGD learning rate.
         epsilon: initial outer step size, annealed linearly to 0 over training.
         test_inner_steps: inner steps at evaluation and in ``adapt``; ``None``: ``inner_steps``.
+        train_on_query: while meta-training, the inner loop trains on support and query images.
     """
 
     inner_steps: int = 5
-    inner_lr: float = 0.1
+    inner_lr: float = 0.4
     epsilon: float = 1.0
     test_inner_steps: int | None = 10
+    train_on_query: bool = True
 
     def __post_init__(self):
         if self.inner_steps < 1 or (self.test_inner_steps is not None and self.test_inner_steps < 1):
@@ -66,12 +73,15 @@ class Reptile(OptimizationLearner):
     def test_inner_steps(self) -> int:
         return self.config.test_inner_steps or self.config.inner_steps
 
-    def _adapt_all(self, support_x, support_y, query_x, query_y, steps):
+    def _adapt_all(self, support_x, support_y, query_x, query_y, steps, with_query=False):
         theta = self.weights()
         phis, losses, accuracies = [], [], []
         for i in range(support_x.shape[0]):
-            phi = sgd_inner_loop(self.forward, theta, support_x[i], support_y[i], steps,
-                                 self.config.inner_lr, differentiable=False)
+            x, y = support_x[i], support_y[i]
+            if with_query:
+                x, y = tf.concat([x, query_x[i]], 0), tf.concat([y, query_y[i]], 0)
+            phi = sgd_inner_loop(self.forward, theta, x, y, steps, self.config.inner_lr,
+                                 differentiable=False)
             logits = self.forward(phi, query_x[i])
             phis.append(phi)
             losses.append(cross_entropy(logits, query_y[i]))
@@ -80,7 +90,8 @@ class Reptile(OptimizationLearner):
 
     def _meta_train_step(self, support_x, support_y, query_x, query_y):
         theta, phis, losses, accuracies = self._adapt_all(
-            support_x, support_y, query_x, query_y, self.config.inner_steps)
+            support_x, support_y, query_x, query_y, self.config.inner_steps,
+            with_query=self.config.train_on_query)
         mean_phi = [tf.add_n(list(ws)) / len(phis) for ws in zip(*phis)]
         pseudo_gradients = [t - m for t, m in zip(theta, mean_phi)]
         self.optimizer.apply_gradients(zip(pseudo_gradients, self.model.trainable_variables))
