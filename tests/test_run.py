@@ -136,6 +136,10 @@ def test_cli_train_evaluate_predict(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "3-way 1-shot accuracy" in r.stdout and "95% CI" in r.stdout
     assert json.loads((out / "results.json").read_text())["episodes"] == 6
+    events = list((out / "tensorboard").glob("events.out.tfevents.*"))
+    tags = {v.tag for e in tf.compat.v1.train.summary_iterator(str(events[0]))
+            for v in e.summary.value}
+    assert {"train/loss", "train/accuracy", "val/accuracy"} <= tags
     r = _cli("evaluate", "--checkpoint", str(out), "--episodes", "8")
     assert r.returncode == 0, r.stderr
     assert json.loads((out / "evaluation.json").read_text())["episodes"] == 8
