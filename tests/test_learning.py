@@ -6,7 +6,8 @@ import pytest
 
 from tfmeta.data import EpisodeConfig, EpisodeSampler, glyphs
 from tfmeta.evaluation import evaluate
-from tfmeta.learners import MAML, MAMLConfig, Reptile, ReptileConfig
+from tfmeta.learners import (ANIL, MAML, MAMLConfig, MatchingNetwork, MetaSGD, ProtoNet,
+                             Reptile, ReptileConfig, RidgeHead)
 from tfmeta.models import conv4
 
 
@@ -29,19 +30,27 @@ def _train_and_evaluate(learner, train, test, steps):
 # Minimum gain over the same model before meta-training, on the same 100 test episodes. An untrained
 # Conv4 fine-tuned for Reptile's 10 test steps already scores ~75% on glyphs (transductive
 # BatchNorm); Reptile's annealed interpolation gains slowly, so its bar is lower.
-GAIN = {"maml": 0.10, "reptile": 0.025}
+GAIN = {"maml": 0.10, "reptile": 0.025, "anil": 0.10, "metasgd": 0.10, "protonet": 0.10,
+        "matching": 0.10, "ridge": 0.10}
+METRIC = {"protonet": ProtoNet, "matching": MatchingNetwork, "ridge": RidgeHead}
 
 
-@pytest.mark.parametrize("algorithm", ["maml", "reptile"])
+def _learner(algorithm):
+    keras.utils.set_random_seed(0)
+    if algorithm in METRIC:
+        return METRIC[algorithm](conv4((28, 28, 1), outputs=None, width=32))
+    model = conv4((28, 28, 1), outputs=5, width=32)
+    if algorithm == "reptile":
+        config = ReptileConfig(inner_steps=5, inner_lr=0.4, epsilon=1.0)
+        return Reptile(model, config, optimizer=Reptile.default_optimizer(config, 300))
+    cls = {"maml": MAML, "anil": ANIL, "metasgd": MetaSGD}[algorithm]
+    return cls(model, MAMLConfig(inner_steps=1, inner_lr=0.4, test_inner_steps=3))
+
+
+@pytest.mark.parametrize("algorithm", sorted(GAIN))
 def test_meta_training_learns_5way_1shot_glyphs(glyph_splits, algorithm):
     train, _, test = glyph_splits
-    keras.utils.set_random_seed(0)
-    model = conv4((28, 28, 1), outputs=5, width=32)
-    if algorithm == "maml":
-        learner = MAML(model, MAMLConfig(inner_steps=1, inner_lr=0.4, test_inner_steps=3))
-    else:
-        config = ReptileConfig(inner_steps=5, inner_lr=0.4, epsilon=1.0)
-        learner = Reptile(model, config, optimizer=Reptile.default_optimizer(config, 300))
+    learner = _learner(algorithm)
     before, after = _train_and_evaluate(learner, train, test, steps=300)
     print(f"{algorithm}: {before:.3f} -> {after:.3f}")
     assert after >= 0.60

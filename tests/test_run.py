@@ -12,6 +12,7 @@ import pytest
 import tensorflow as tf
 
 import tfmeta
+from tfmeta.learners import ALGORITHMS
 from tfmeta.data import DataConfig, EpisodeConfig
 from tfmeta.run import RunConfig, TrainConfig, train
 
@@ -128,9 +129,10 @@ def _write_glyph_folders(root, names, images_per_class):
             Image.fromarray(image[..., 0]).save(root / name / f"{i}.png")
 
 
-def test_cli_train_evaluate_predict(tmp_path):
+@pytest.mark.parametrize("algorithm", sorted(ALGORITHMS))
+def test_cli_train_evaluate_predict(tmp_path, algorithm):
     out = tmp_path / "run"
-    r = _cli("train", "--algorithm", "fomaml", "--steps", "4", "--meta-batch", "2", "--ways", "3",
+    r = _cli("train", "--algorithm", algorithm, "--steps", "4", "--meta-batch", "2", "--ways", "3",
              "--queries", "2", "--width", "8", "--episodes", "6", "--val-every", "2",
              "--val-episodes", "2", "--no-progress", "--out", str(out))
     assert r.returncode == 0, r.stderr

@@ -49,7 +49,9 @@ def _add_train_flags(p):
     p.add_argument("--test-inner-steps", type=_positive, default=None)
     p.add_argument("--inner-lr", type=float, default=None)
     p.add_argument("--outer-lr", type=float, default=1e-3)
-    p.add_argument("--width", type=_positive, default=64, help="conv4 filters per layer")
+    p.add_argument("--model", default="conv4", choices=("conv4", "resnet12"), help="backbone")
+    p.add_argument("--width", type=_positive, default=64,
+                   help="filters per layer (conv4) or of the first block (resnet12)")
     p.add_argument("--rotations", action="store_true", help="add 90/180/270 rotations as classes")
     p.add_argument("--val-every", type=_positive, default=250)
     p.add_argument("--val-episodes", type=_positive, default=100)
@@ -95,7 +97,8 @@ def _run_config(args):
     return RunConfig(
         algorithm=args.algorithm,
         data=DataConfig(args.dataset, args.image_size, args.channels, rotations=args.rotations),
-        episode=EpisodeConfig(args.ways, args.shots, args.queries), width=args.width,
+        episode=EpisodeConfig(args.ways, args.shots, args.queries), model=args.model,
+        width=args.width,
         learner={k: v for k, v in learner.items() if v is not None},
         train=TrainConfig(steps=args.steps, meta_batch=args.meta_batch, outer_lr=args.outer_lr,
                           val_every=args.val_every, val_episodes=args.val_episodes,

@@ -86,7 +86,8 @@ def build_learner(config: RunConfig, input_shape):
     cls, _ = ALGORITHMS[config.algorithm]
     learner_config = make_config(config.algorithm, **config.learner)
     keras.utils.set_random_seed(config.train.seed)
-    model = build_model(config.model, tuple(input_shape), config.episode.ways, width=config.width)
+    outputs = config.episode.ways if cls.needs_head else None
+    model = build_model(config.model, tuple(input_shape), outputs, width=config.width)
     optimizer = cls.default_optimizer(learner_config, config.train.steps, config.train.outer_lr)
     return cls(model, learner_config, optimizer=optimizer, jit_compile=config.train.jit_compile)
 
@@ -147,7 +148,8 @@ def restore(learner, out_dir: str, which: str = "best") -> str:
     path = _checkpoint_path(out_dir, which)
     if path is None:
         raise FileNotFoundError(f"{out_dir}: no checkpoint found")
-    tf.train.Checkpoint(model=learner.model).restore(path).expect_partial()
+    items = {k: v for k, v in learner.checkpoint_items().items() if k != "optimizer"}
+    tf.train.Checkpoint(**items).restore(path).expect_partial()
     return path
 
 

@@ -53,8 +53,8 @@ class MetaTrainer:
         self.progress = progress
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         self.best_accuracy = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="best")
-        self.checkpoint = tf.train.Checkpoint(model=learner.model, optimizer=learner.optimizer,
-                                              step=self.step, best_accuracy=self.best_accuracy)
+        self.checkpoint = tf.train.Checkpoint(step=self.step, best_accuracy=self.best_accuracy,
+                                              **learner.checkpoint_items())
         self.latest = tf.train.CheckpointManager(
             self.checkpoint, os.path.join(out_dir, "checkpoints", "latest"), max_to_keep=keep)
         self.best = tf.train.CheckpointManager(

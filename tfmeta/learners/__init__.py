@@ -4,18 +4,31 @@ import dataclasses
 
 from tfmeta.learners.base import Learner, OptimizationLearner, freeze_batchnorm_statistics
 from tfmeta.learners.inner import sgd_inner_loop
+from tfmeta.learners.anil import ANIL
 from tfmeta.learners.maml import MAML, MAMLConfig
+from tfmeta.learners.matching import MatchingConfig, MatchingNetwork
+from tfmeta.learners.meta_sgd import MetaSGD
+from tfmeta.learners.metric import MetricLearner
+from tfmeta.learners.protonet import ProtoNet, ProtoNetConfig
 from tfmeta.learners.reptile import Reptile, ReptileConfig
+from tfmeta.learners.ridge import RidgeConfig, RidgeHead
 
 # name -> (learner class, config overrides); "fomaml" is MAML with first_order=True.
 ALGORITHMS = {
     "maml": (MAML, {}),
     "fomaml": (MAML, {"first_order": True}),
     "reptile": (Reptile, {}),
+    "anil": (ANIL, {}),
+    "metasgd": (MetaSGD, {}),
+    "protonet": (ProtoNet, {}),
+    "matching": (MatchingNetwork, {}),
+    "ridge": (RidgeHead, {}),
 }
 
-__all__ = ["ALGORITHMS", "Learner", "MAML", "MAMLConfig", "OptimizationLearner", "Reptile",
-           "ReptileConfig", "freeze_batchnorm_statistics", "make_config", "sgd_inner_loop"]
+__all__ = ["ALGORITHMS", "ANIL", "Learner", "MAML", "MAMLConfig", "MatchingConfig",
+           "MatchingNetwork", "MetaSGD", "MetricLearner",
+           "OptimizationLearner", "ProtoNet", "ProtoNetConfig", "Reptile", "ReptileConfig",
+           "RidgeConfig", "RidgeHead", "freeze_batchnorm_statistics", "make_config", "sgd_inner_loop"]
 
 
 def make_config(algorithm: str, **overrides):

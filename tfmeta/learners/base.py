@@ -25,17 +25,8 @@ import numpy as np
 import tensorflow as tf
 
 from tfmeta.data.source import DataError, to_uint8_images
-
-
-def cross_entropy(logits, labels):
-    """Mean softmax cross-entropy of integer ``labels``."""
-    return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels,
-                                                                         logits=logits))
-
-
-def accuracy(logits, labels):
-    return tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=labels.dtype),
-                                           labels), tf.float32))
+from tfmeta.learners.inner import sgd_inner_loop
+from tfmeta.learners.losses import accuracy, cross_entropy  # noqa: F401  (re-exported)
 
 
 def batchnorm_layers(model: keras.Model) -> list:
@@ -67,6 +58,7 @@ class Learner:
 
     name = "learner"
     config_class = None
+    needs_head = False  # True: the model ends in a `ways`-unit classifier (MAML family)
 
     def __init__(self, model: keras.Model, config=None, optimizer=None, compiled: bool = True,
                  jit_compile: bool = False):
@@ -78,10 +70,19 @@ class Learner:
         self.config = config if config is not None else self.config_class()
         self.optimizer = (optimizer if optimizer is not None
                           else self.default_optimizer(self.config))
-        self.optimizer.build(self.model.trainable_variables)
+        self.optimizer.build(self.meta_variables)
         self.compiled = compiled
         self._train_fn = tf.function(self._meta_train_step, jit_compile=jit_compile)
         self._test_fn = tf.function(self._meta_test_step, jit_compile=jit_compile)
+
+    @property
+    def meta_variables(self) -> list:
+        """What the outer loop learns: the model's trainable weights, plus any learner state."""
+        return list(self.model.trainable_variables)
+
+    def checkpoint_items(self) -> dict:
+        """Trackables a checkpoint must hold to resume this learner exactly."""
+        return {"model": self.model, "optimizer": self.optimizer}
 
     # -- to implement ---------------------------------------------------------------------------
     @classmethod
@@ -152,6 +153,8 @@ class OptimizationLearner(Learner):
     differentiate through, and the model's variables change only in the outer update.
     """
 
+    needs_head = True
+
     def forward(self, params, images):
         """Logits of ``images`` under weights ``params``; BatchNorm uses batch statistics."""
         non_trainable = [v.value for v in self.model.non_trainable_variables]
@@ -161,6 +164,25 @@ class OptimizationLearner(Learner):
     def weights(self) -> list:
         """The model's trainable weights as tensors (read inside a tape, they are watched)."""
         return [tf.convert_to_tensor(v) for v in self.model.trainable_variables]
+
+    @property
+    def test_inner_steps(self) -> int:
+        return self.config.test_inner_steps or self.config.inner_steps
+
+    def inner_loop(self, theta, x, y, steps, differentiable=True):
+        """Adapted weights phi from theta on one task's data: plain SGD on the support loss."""
+        return sgd_inner_loop(self.forward, theta, x, y, steps, self.config.inner_lr,
+                              differentiable=differentiable,
+                              first_order=getattr(self.config, "first_order", False))
+
+    def adapt(self, support_x, support_y):
+        """``test_inner_steps`` steps on the support set -> a Keras classifier (logits)."""
+        support_x = tf.convert_to_tensor(support_x, tf.float32)
+        support_y = tf.convert_to_tensor(support_y, tf.int32)
+        self.check_ways(support_y.numpy())
+        phi = self.inner_loop(self.weights(), support_x, support_y, self.test_inner_steps,
+                              differentiable=False)
+        return self.adapted_classifier(phi, support_x)
 
     def check_ways(self, labels) -> None:
         ways = int(self.model.outputs[0].shape[-1])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from tfmeta.learners.base import cross_entropy
+from tfmeta.learners.losses import cross_entropy
 
 
 def sgd_inner_loop(forward, params, x, y, steps: int, learning_rate, differentiable: bool = True,

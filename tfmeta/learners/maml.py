@@ -22,7 +22,6 @@ import dataclasses
 import tensorflow as tf
 
 from tfmeta.learners.base import OptimizationLearner, accuracy, cross_entropy
-from tfmeta.learners.inner import sgd_inner_loop
 
 
 @dataclasses.dataclass
@@ -53,20 +52,14 @@ class MAML(OptimizationLearner):
     name = "maml"
     config_class = MAMLConfig
 
-    @property
-    def test_inner_steps(self) -> int:
-        return self.config.test_inner_steps or self.config.inner_steps
-
     def meta_gradients(self, support_x, support_y, query_x, query_y):
         """``(gradients, loss, accuracy)`` of the mean query loss over the meta-batch."""
-        c = self.config
-        variables = self.model.trainable_variables
+        variables = self.meta_variables
         with tf.GradientTape() as outer:
             theta = self.weights()
             losses, accuracies = [], []
             for i in range(support_x.shape[0]):  # static meta-batch: tasks run in parallel
-                phi = sgd_inner_loop(self.forward, theta, support_x[i], support_y[i],
-                                     c.inner_steps, c.inner_lr, first_order=c.first_order)
+                phi = self.inner_loop(theta, support_x[i], support_y[i], self.config.inner_steps)
                 logits = self.forward(phi, query_x[i])
                 losses.append(cross_entropy(logits, query_y[i]))
                 accuracies.append(accuracy(logits, query_y[i]))
@@ -75,25 +68,16 @@ class MAML(OptimizationLearner):
 
     def _meta_train_step(self, support_x, support_y, query_x, query_y):
         grads, loss, acc = self.meta_gradients(support_x, support_y, query_x, query_y)
-        self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
+        self.optimizer.apply_gradients(zip(grads, self.meta_variables))
         return {"loss": loss, "accuracy": acc}
 
     def _meta_test_step(self, support_x, support_y, query_x, query_y):
         theta = self.weights()
         losses, accuracies = [], []
         for i in range(support_x.shape[0]):
-            phi = sgd_inner_loop(self.forward, theta, support_x[i], support_y[i],
-                                 self.test_inner_steps, self.config.inner_lr, differentiable=False)
+            phi = self.inner_loop(theta, support_x[i], support_y[i], self.test_inner_steps,
+                                  differentiable=False)
             logits = self.forward(phi, query_x[i])
             losses.append(cross_entropy(logits, query_y[i]))
             accuracies.append(accuracy(logits, query_y[i]))
         return {"loss": tf.stack(losses), "accuracy": tf.stack(accuracies)}
-
-    def adapt(self, support_x, support_y):
-        """``test_inner_steps`` steps on the support set -> a Keras classifier (logits)."""
-        support_x = tf.convert_to_tensor(support_x, tf.float32)
-        support_y = tf.convert_to_tensor(support_y, tf.int32)
-        self.check_ways(support_y.numpy())
-        phi = sgd_inner_loop(self.forward, self.weights(), support_x, support_y,
-                             self.test_inner_steps, self.config.inner_lr, differentiable=False)
-        return self.adapted_classifier(phi, support_x)

@@ -28,7 +28,6 @@ import keras
 import tensorflow as tf
 
 from tfmeta.learners.base import OptimizationLearner, accuracy, cross_entropy
-from tfmeta.learners.inner import sgd_inner_loop
 
 
 @dataclasses.dataclass
@@ -69,10 +68,6 @@ class Reptile(OptimizationLearner):
             rate = keras.optimizers.schedules.PolynomialDecay(rate, total_steps, 0.0, power=1.0)
         return keras.optimizers.SGD(rate)
 
-    @property
-    def test_inner_steps(self) -> int:
-        return self.config.test_inner_steps or self.config.inner_steps
-
     def _adapt_all(self, support_x, support_y, query_x, query_y, steps, with_query=False):
         theta = self.weights()
         phis, losses, accuracies = [], [], []
@@ -80,8 +75,7 @@ class Reptile(OptimizationLearner):
             x, y = support_x[i], support_y[i]
             if with_query:
                 x, y = tf.concat([x, query_x[i]], 0), tf.concat([y, query_y[i]], 0)
-            phi = sgd_inner_loop(self.forward, theta, x, y, steps, self.config.inner_lr,
-                                 differentiable=False)
+            phi = self.inner_loop(theta, x, y, steps, differentiable=False)
             logits = self.forward(phi, query_x[i])
             phis.append(phi)
             losses.append(cross_entropy(logits, query_y[i]))
@@ -102,12 +96,3 @@ class Reptile(OptimizationLearner):
         _, _, losses, accuracies = self._adapt_all(
             support_x, support_y, query_x, query_y, self.test_inner_steps)
         return {"loss": tf.stack(losses), "accuracy": tf.stack(accuracies)}
-
-    def adapt(self, support_x, support_y):
-        """``test_inner_steps`` SGD steps on the support set -> a Keras classifier (logits)."""
-        support_x = tf.convert_to_tensor(support_x, tf.float32)
-        support_y = tf.convert_to_tensor(support_y, tf.int32)
-        self.check_ways(support_y.numpy())
-        phi = sgd_inner_loop(self.forward, self.weights(), support_x, support_y,
-                             self.test_inner_steps, self.config.inner_lr, differentiable=False)
-        return self.adapted_classifier(phi, support_x)

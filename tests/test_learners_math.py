@@ -1,0 +1,135 @@
+"""ANIL, Meta-SGD and Prototypical Networks against independent computations."""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfmeta.learners import ANIL, MAMLConfig, MetaSGD, ProtoNet, ProtoNetConfig
+from tfmeta.learners.protonet import prototypes
+
+
+def _classifier(ways=3):
+    keras.utils.set_random_seed(4)
+    inputs = keras.Input((5,))
+    x = keras.layers.Dense(7, activation="tanh")(inputs)
+    return keras.Model(inputs, keras.layers.Dense(ways, name="head")(x))
+
+
+def _batch(tasks=2, seed=0):
+    rng = np.random.default_rng(seed)
+    sx = rng.normal(size=(tasks, 6, 5)).astype(np.float32)
+    qx = rng.normal(size=(tasks, 9, 5)).astype(np.float32)
+    sy = np.tile([0, 1, 2], (tasks, 2)).astype(np.int32)
+    qy = np.tile([0, 1, 2], (tasks, 3)).astype(np.int32)
+    return tf.constant(sx), tf.constant(sy), tf.constant(qx), tf.constant(qy)
+
+
+def test_anil_inner_loop_leaves_the_body_unchanged():
+    learner = ANIL(_classifier(), MAMLConfig(inner_steps=3, inner_lr=0.5), compiled=False)
+    sx, sy, _, _ = _batch()
+    theta = learner.weights()
+    phi = learner.inner_loop(theta, sx[0], sy[0], 3)
+    assert learner.head_size == 2
+    for before, after in zip(theta[:2], phi[:2]):
+        np.testing.assert_array_equal(before.numpy(), after.numpy())
+    for before, after in zip(theta[2:], phi[2:]):
+        assert not np.allclose(before.numpy(), after.numpy())
+    grads, _, _ = learner.meta_gradients(*_batch())
+    assert all(float(tf.norm(g)) > 0 for g in grads)  # the body still learns in the outer loop
+
+
+def test_meta_sgd_rates_get_a_meta_gradient_and_shape_the_step():
+    learner = MetaSGD(_classifier(), MAMLConfig(inner_steps=1, inner_lr=0.1), compiled=False)
+    grads, _, _ = learner.meta_gradients(*_batch())
+    n = len(learner.model.trainable_variables)
+    assert len(grads) == 2 * n
+    assert all(float(tf.norm(g)) > 0 for g in grads[n:])
+    # One inner step is theta - alpha * grad, elementwise.
+    learner.rates.alpha[0].assign(tf.random.uniform(learner.rates.alpha[0].shape))
+    sx, sy, _, _ = _batch()
+    theta = learner.weights()
+    with tf.GradientTape() as tape:
+        tape.watch(theta)
+        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+            labels=sy[0], logits=learner.forward(theta, sx[0])))
+    g = tape.gradient(loss, theta)
+    phi = learner.inner_loop(theta, sx[0], sy[0], 1)
+    expected = theta[0].numpy() - learner.rates.alpha[0].numpy() * g[0].numpy()
+    np.testing.assert_allclose(phi[0].numpy(), expected, rtol=1e-5, atol=1e-6)
+    learner.meta_train_step(_batch())  # rates are updated by the outer optimizer
+    assert not np.allclose(learner.rates.alpha[1].numpy(), 0.1)
+
+
+def _embedding():
+    keras.utils.set_random_seed(5)
+    inputs = keras.Input((5,))
+    return keras.Model(inputs, keras.layers.Dense(4)(inputs))
+
+
+def test_prototypes_and_logits_match_numpy():
+    rng = np.random.default_rng(1)
+    support = rng.normal(size=(2, 6, 4)).astype(np.float32)
+    labels = np.array([[0, 1, 2, 0, 1, 2], [2, 2, 1, 0, 0, 1]], np.int32)
+    query = rng.normal(size=(2, 5, 4)).astype(np.float32)
+    centres = np.stack([[support[t][labels[t] == k].mean(0) for k in range(3)] for t in range(2)])
+    np.testing.assert_allclose(prototypes(support, labels, 3).numpy(), centres, rtol=1e-6)
+    learner = ProtoNet(_embedding(), compiled=False)
+    expected = -((query[:, :, None] - centres[:, None]) ** 2).sum(-1)
+    np.testing.assert_allclose(learner.score(support, labels, query, 3).numpy(), expected,
+                               rtol=1e-5)
+    cosine = ProtoNet(_embedding(), ProtoNetConfig("cosine", 10.0), compiled=False)
+    qn = query / np.linalg.norm(query, axis=-1, keepdims=True)
+    cn = centres / np.linalg.norm(centres, axis=-1, keepdims=True)
+    np.testing.assert_allclose(cosine.score(support, labels, query, 3).numpy(),
+                               10 * np.einsum("tqd,twd->tqw", qn, cn), rtol=1e-5)
+
+
+def test_protonet_adapted_classifier_matches_episode_logits():
+    learner = ProtoNet(_embedding(), compiled=False)
+    sx, sy, qx, _ = _batch(tasks=1)
+    classifier = learner.adapt(sx[0], sy[0])
+    expected = learner.episode_logits(sx, sy, qx, training=False)[0]
+    np.testing.assert_allclose(classifier(qx[0]).numpy(), expected.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_matching_attention_sums_to_one_and_matches_numpy():
+    from tfmeta.learners import MatchingConfig, MatchingNetwork
+    from tfmeta.learners.matching import attention
+
+    rng = np.random.default_rng(2)
+    support = rng.normal(size=(2, 6, 4)).astype(np.float32)
+    query = rng.normal(size=(2, 5, 4)).astype(np.float32)
+    labels = np.array([[0, 1, 2, 0, 1, 2]] * 2, np.int32)
+    a = attention(support, query, 3.0).numpy()
+    np.testing.assert_allclose(a.sum(-1), 1, rtol=1e-6)
+    sn = support / np.linalg.norm(support, axis=-1, keepdims=True)
+    qn = query / np.linalg.norm(query, axis=-1, keepdims=True)
+    e = np.exp(3.0 * np.einsum("tqd,tsd->tqs", qn, sn))
+    np.testing.assert_allclose(a, e / e.sum(-1, keepdims=True), rtol=1e-5)
+    learner = MatchingNetwork(_embedding(), MatchingConfig(3.0), compiled=False)
+    p = np.exp(learner.score(support, labels, query, 3).numpy())
+    expected = np.stack([a[..., labels[0] == k].sum(-1) for k in range(3)], -1)
+    np.testing.assert_allclose(p, expected, rtol=1e-5)
+
+
+def test_ridge_head_matches_numpy_solve_in_both_forms():
+    from tfmeta.learners.ridge import ridge_weights
+
+    rng = np.random.default_rng(3)
+    for shots, dim in ((6, 10), (12, 4)):  # Woodbury (S < D) and primal (S >= D)
+        x = rng.normal(size=(2, shots, dim))
+        y = np.eye(3)[rng.integers(0, 3, (2, shots))]
+        w = ridge_weights(tf.constant(x), tf.constant(y), 0.7).numpy()
+        for t in range(2):
+            expected = np.linalg.solve(x[t].T @ x[t] + 0.7 * np.eye(dim), x[t].T @ y[t])
+            np.testing.assert_allclose(w[t], expected, rtol=1e-6, atol=1e-9)
+
+
+def test_ridge_head_backpropagates_into_the_embedding():
+    from tfmeta.learners import RidgeHead
+
+    learner = RidgeHead(_embedding(), compiled=False)
+    before = [v.numpy() for v in learner.meta_variables]
+    learner.meta_train_step(_batch())
+    after = [v.numpy() for v in learner.meta_variables]
+    assert all(not np.allclose(b, a) for b, a in zip(before, after))
