@@ -133,3 +133,52 @@ def test_ridge_head_backpropagates_into_the_embedding():
     learner.meta_train_step(_batch())
     after = [v.numpy() for v in learner.meta_variables]
     assert all(not np.allclose(b, a) for b, a in zip(before, after))
+
+
+def test_siamese_pairs_and_one_shot_rule_match_numpy():
+    from tfmeta.learners import SiameseNetwork
+
+    learner = SiameseNetwork(_embedding(), compiled=False)
+    rng = np.random.default_rng(4)
+    support = rng.normal(size=(1, 6, 4)).astype(np.float32)
+    query = rng.normal(size=(1, 5, 4)).astype(np.float32)
+    labels = np.array([[0, 1, 2, 0, 1, 2]], np.int32)
+    w, b = [v.numpy() for v in learner.pair_head.weights]
+    pairs = np.abs(query[0][:, None] - support[0][None]) @ w[:, 0] + b[0]      # [Q, S]
+    np.testing.assert_allclose(learner.pair_logits(support, query)[0].numpy(), pairs, rtol=1e-5)
+    logits = learner.score(support, labels, query, 3)[0].numpy()
+    np.testing.assert_allclose(logits, np.stack([pairs[:, labels[0] == k].max(1)
+                                                 for k in range(3)], 1), rtol=1e-5)
+    # Balanced loss: same and different pairs weigh half each.
+    qy = np.array([[0, 1, 2, 0, 1]], np.int32)
+    loss, _ = learner.episode_loss(support, labels, query, qy, 3)
+    same = (qy[0][:, None] == labels[0][None]).astype(np.float64)
+    bce = np.logaddexp(0, pairs) - same * pairs
+    expected = 0.5 * (bce * same).sum() / same.sum() + 0.5 * (bce * (1 - same)).sum() / (1 - same).sum()
+    np.testing.assert_allclose(float(loss), expected, rtol=1e-5)
+
+
+def test_relation_scores_pair_summed_class_maps_with_queries():
+    from tfmeta.learners import RelationNetwork
+    from tfmeta.models import conv4
+
+    keras.utils.set_random_seed(6)
+    learner = RelationNetwork(conv4((28, 28, 1), width=8, flatten=False, pooled_blocks=2),
+                              compiled=False)
+    rng = np.random.default_rng(5)
+    support = rng.normal(size=(1, 4, 7, 7, 8)).astype(np.float32)
+    query = rng.normal(size=(1, 3, 7, 7, 8)).astype(np.float32)
+    labels = np.array([[0, 1, 0, 1]], np.int32)
+    scores = learner.score(support, labels, query, 2).numpy()
+    assert scores.shape == (1, 3, 2) and np.all((scores > 0) & (scores < 1))
+    for k in range(2):
+        summed = support[0][labels[0] == k].sum(0)
+        for q in range(3):
+            pair = np.concatenate([summed, query[0, q]], -1)[None]
+            np.testing.assert_allclose(scores[0, q, k], learner.relation(pair).numpy()[0, 0],
+                                       rtol=1e-4)
+    loss, _ = learner.episode_loss(support, labels, query, np.array([[0, 1, 1]], np.int32), 2)
+    targets = np.eye(2)[[0, 1, 1]]
+    train_scores = learner.score(support, labels, query, 2, training=True).numpy()[0]
+    np.testing.assert_allclose(float(loss), ((train_scores - targets) ** 2).sum(-1).mean(),
+                               rtol=1e-4)

@@ -7,7 +7,8 @@ import pytest
 from tfmeta.data import EpisodeConfig, EpisodeSampler, glyphs
 from tfmeta.evaluation import evaluate
 from tfmeta.learners import (ANIL, MAML, MAMLConfig, MatchingNetwork, MetaSGD, ProtoNet,
-                             Reptile, ReptileConfig, RidgeHead)
+                             RelationNetwork, Reptile, ReptileConfig, RidgeHead,
+                             SiameseNetwork)
 from tfmeta.models import conv4
 
 
@@ -31,12 +32,15 @@ def _train_and_evaluate(learner, train, test, steps):
 # Conv4 fine-tuned for Reptile's 10 test steps already scores ~75% on glyphs (transductive
 # BatchNorm); Reptile's annealed interpolation gains slowly, so its bar is lower.
 GAIN = {"maml": 0.10, "reptile": 0.025, "anil": 0.10, "metasgd": 0.10, "protonet": 0.10,
-        "matching": 0.10, "ridge": 0.10}
-METRIC = {"protonet": ProtoNet, "matching": MatchingNetwork, "ridge": RidgeHead}
+        "matching": 0.10, "ridge": 0.10, "siamese": 0.10, "relation": 0.10}
+METRIC = {"protonet": ProtoNet, "matching": MatchingNetwork, "ridge": RidgeHead,
+          "siamese": SiameseNetwork}
 
 
 def _learner(algorithm):
     keras.utils.set_random_seed(0)
+    if algorithm == "relation":
+        return RelationNetwork(conv4((28, 28, 1), width=32, flatten=False, pooled_blocks=2))
     if algorithm in METRIC:
         return METRIC[algorithm](conv4((28, 28, 1), outputs=None, width=32))
     model = conv4((28, 28, 1), outputs=5, width=32)

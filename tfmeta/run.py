@@ -87,7 +87,8 @@ def build_learner(config: RunConfig, input_shape):
     learner_config = make_config(config.algorithm, **config.learner)
     keras.utils.set_random_seed(config.train.seed)
     outputs = config.episode.ways if cls.needs_head else None
-    model = build_model(config.model, tuple(input_shape), outputs, width=config.width)
+    model = build_model(config.model, tuple(input_shape), outputs, width=config.width,
+                        **cls.model_options)
     optimizer = cls.default_optimizer(learner_config, config.train.steps, config.train.outer_lr)
     return cls(model, learner_config, optimizer=optimizer, jit_compile=config.train.jit_compile)
 

@@ -10,8 +10,10 @@ from tfmeta.learners.matching import MatchingConfig, MatchingNetwork
 from tfmeta.learners.meta_sgd import MetaSGD
 from tfmeta.learners.metric import MetricLearner
 from tfmeta.learners.protonet import ProtoNet, ProtoNetConfig
+from tfmeta.learners.relation import RelationConfig, RelationNetwork
 from tfmeta.learners.reptile import Reptile, ReptileConfig
 from tfmeta.learners.ridge import RidgeConfig, RidgeHead
+from tfmeta.learners.siamese import SiameseConfig, SiameseNetwork
 
 # name -> (learner class, config overrides); "fomaml" is MAML with first_order=True.
 ALGORITHMS = {
@@ -23,12 +25,15 @@ ALGORITHMS = {
     "protonet": (ProtoNet, {}),
     "matching": (MatchingNetwork, {}),
     "ridge": (RidgeHead, {}),
+    "siamese": (SiameseNetwork, {}),
+    "relation": (RelationNetwork, {}),
 }
 
 __all__ = ["ALGORITHMS", "ANIL", "Learner", "MAML", "MAMLConfig", "MatchingConfig",
            "MatchingNetwork", "MetaSGD", "MetricLearner",
-           "OptimizationLearner", "ProtoNet", "ProtoNetConfig", "Reptile", "ReptileConfig",
-           "RidgeConfig", "RidgeHead", "freeze_batchnorm_statistics", "make_config", "sgd_inner_loop"]
+           "OptimizationLearner", "ProtoNet", "ProtoNetConfig", "RelationConfig",
+           "RelationNetwork", "Reptile", "ReptileConfig",
+           "RidgeConfig", "RidgeHead", "SiameseConfig", "SiameseNetwork", "freeze_batchnorm_statistics", "make_config", "sgd_inner_loop"]
 
 
 def make_config(algorithm: str, **overrides):

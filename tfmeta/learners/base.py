@@ -59,6 +59,7 @@ class Learner:
     name = "learner"
     config_class = None
     needs_head = False  # True: the model ends in a `ways`-unit classifier (MAML family)
+    model_options: dict = {}  # extra backbone options the learner needs (e.g. feature maps)
 
     def __init__(self, model: keras.Model, config=None, optimizer=None, compiled: bool = True,
                  jit_compile: bool = False):

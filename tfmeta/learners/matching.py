@@ -47,7 +47,7 @@ class MatchingNetwork(MetricLearner):
     name = "matching"
     config_class = MatchingConfig
 
-    def score(self, support, support_y, query, ways):
+    def score(self, support, support_y, query, ways, training=False):
         """Log-probabilities ``[tasks, Q, ways]`` (softmax of them gives back P(y | x, S))."""
         a = attention(support, query, self.config.temperature)
         probabilities = tf.einsum("tqs,tsw->tqw", a, tf.one_hot(support_y, ways, dtype=a.dtype))

@@ -16,12 +16,14 @@ import tensorflow as tf
 from tfmeta.learners.base import Learner, accuracy, cross_entropy
 
 
-def embed(model, images, training):
-    """``[tasks, n, H, W, C]`` images -> ``[tasks, n, features]`` (flattened) embeddings."""
+def embed(model, images, training, flatten=True):
+    """``[tasks, n, H, W, C]`` images -> ``[tasks, n, features]`` embeddings (flattened), or
+    ``[tasks, n, ...]`` feature maps with ``flatten=False``."""
     tasks, n = tf.shape(images)[0], tf.shape(images)[1]
     flat = tf.reshape(images, tf.concat([[tasks * n], tf.shape(images)[2:]], 0))
     features = model(flat, training=training)
-    return tf.reshape(features, [tasks, n, -1])
+    shape = [-1] if flatten else list(features.shape[1:])
+    return tf.reshape(features, tf.concat([[tasks, n], shape], 0))
 
 
 class SupportHead(keras.layers.Layer):
@@ -46,36 +48,49 @@ class SupportHead(keras.layers.Layer):
         self.support_labels.assign(support_labels)
 
     def call(self, query_embeddings):
-        q = tf.reshape(query_embeddings, [1, tf.shape(query_embeddings)[0], -1])
+        q = query_embeddings[None]
         s = tf.convert_to_tensor(self.support_embeddings)[None]
         y = tf.convert_to_tensor(self.support_labels)[None]
         return self.score(s, y, q, self.ways)[0]
 
 
 class MetricLearner(Learner):
-    """Base of metric learners: subclasses define ``score`` (and may override ``loss``)."""
+    """Base of metric learners: subclasses define ``score`` (and may override ``episode_loss``).
 
-    def score(self, support, support_y, query, ways):
+    ``flatten_features = False`` keeps the model's feature maps (Relation Networks).
+    """
+
+    flatten_features = True
+
+    def score(self, support, support_y, query, ways, training=False):
         """Logits ``[tasks, Q, ways]`` of queries ``[tasks, Q, D]`` given support ``[tasks, S, D]``."""
         raise NotImplementedError
 
-    def loss(self, logits, labels, ways):
-        return cross_entropy(logits, labels)
+    def episode_loss(self, support, support_y, query, query_y, ways):
+        """``(loss, logits)`` of a meta-batch while training: cross-entropy of ``score``."""
+        logits = self.score(support, support_y, query, ways, training=True)
+        return cross_entropy(logits, query_y), logits
 
     @staticmethod
     def ways_of(support_y):
         return tf.reduce_max(support_y) + 1
 
+    def embed_episodes(self, support_x, query_x, training):
+        """Support and query embeddings of every task, from one pass through the model."""
+        s = tf.shape(support_x)[1]
+        features = embed(self.model, tf.concat([support_x, query_x], axis=1), training,
+                         self.flatten_features)
+        return features[:, :s], features[:, s:]
+
     def episode_logits(self, support_x, support_y, query_x, training):
-        tasks, s = tf.shape(support_x)[0], tf.shape(support_x)[1]
-        images = tf.concat([support_x, query_x], axis=1)  # one pass through the model
-        features = embed(self.model, images, training)
-        return self.score(features[:, :s], support_y, features[:, s:], self.ways_of(support_y))
+        support, query = self.embed_episodes(support_x, query_x, training)
+        return self.score(support, support_y, query, self.ways_of(support_y), training=training)
 
     def _meta_train_step(self, support_x, support_y, query_x, query_y):
         with tf.GradientTape() as tape:
-            logits = self.episode_logits(support_x, support_y, query_x, training=True)
-            loss = self.loss(logits, query_y, self.ways_of(support_y))
+            support, query = self.embed_episodes(support_x, query_x, training=True)
+            loss, logits = self.episode_loss(support, support_y, query, query_y,
+                                             self.ways_of(support_y))
         grads = tape.gradient(loss, self.meta_variables)
         self.optimizer.apply_gradients(zip(grads, self.meta_variables))
         return {"loss": loss, "accuracy": accuracy(logits, query_y)}
@@ -92,8 +107,13 @@ class MetricLearner(Learner):
         support_x = tf.convert_to_tensor(support_x, tf.float32)
         support_y = tf.convert_to_tensor(support_y, tf.int32)
         ways = int(tf.reduce_max(support_y)) + 1
-        features = tf.reshape(self.model(support_x, training=False), [len(support_x), -1])
+        features = self.model(support_x, training=False)
+        if self.flatten_features:
+            features = tf.reshape(features, [len(support_x), -1])
         head = SupportHead(self.score, features, support_y, ways, name="support_head")
         inputs = keras.Input(self.input_shape, name="images")
-        outputs = head(keras.layers.Flatten()(self.model(inputs)))
+        embedded = self.model(inputs)
+        if self.flatten_features:
+            embedded = keras.layers.Flatten()(embedded)
+        outputs = head(embedded)
         return keras.Model(inputs, outputs, name=f"{self.name}_classifier")

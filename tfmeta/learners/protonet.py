@@ -47,7 +47,7 @@ class ProtoNet(MetricLearner):
     name = "protonet"
     config_class = ProtoNetConfig
 
-    def score(self, support, support_y, query, ways):
+    def score(self, support, support_y, query, ways, training=False):
         centres = prototypes(support, support_y, ways)
         if self.config.distance == "cosine":
             q = tf.math.l2_normalize(query, -1)

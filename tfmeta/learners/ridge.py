@@ -67,7 +67,7 @@ class RidgeHead(MetricLearner):
     def checkpoint_items(self) -> dict:
         return dict(super().checkpoint_items(), calibration=self.calibration)
 
-    def score(self, support, support_y, query, ways):
+    def score(self, support, support_y, query, ways, training=False):
         targets = tf.one_hot(support_y, ways, dtype=support.dtype)
         weights = ridge_weights(support, targets, self.config.l2)
         return self.calibration.scale * tf.einsum("tqd,tdw->tqw", query, weights) + \

@@ -11,6 +11,7 @@ import keras
 
 
 def conv4(input_shape=(28, 28, 1), outputs: int | None = None, width: int = 64, blocks: int = 4,
+          pooled_blocks: int | None = None, flatten: bool = True,
           name: str = "conv4") -> keras.Model:
     """Conv4 as a Keras model; with ``outputs`` a linear classifier head is added on top.
 
@@ -20,15 +21,23 @@ def conv4(input_shape=(28, 28, 1), outputs: int | None = None, width: int = 64, 
             the flattened embedding as the output (metric learners).
         width: filters per convolution (64 in the papers; 32 for a quick run).
         blocks: number of conv blocks (4 in the papers).
+        pooled_blocks: how many of the first blocks end in max-pooling (``None``: all; Relation
+            Networks pool only the first two, to keep feature maps for the relation module).
+        flatten: flatten the output; ``False`` returns feature maps (no head allowed).
     """
+    if outputs is not None and not flatten:
+        raise ValueError("a classifier head needs flatten=True")
+    pooled_blocks = blocks if pooled_blocks is None else pooled_blocks
     inputs = keras.Input(input_shape, name="images")
     x = inputs
     for i in range(blocks):
         x = keras.layers.Conv2D(width, 3, padding="same", name=f"conv{i + 1}")(x)
         x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-3, name=f"bn{i + 1}")(x)
         x = keras.layers.ReLU(name=f"relu{i + 1}")(x)
-        x = keras.layers.MaxPooling2D(2, name=f"pool{i + 1}")(x)
-    x = keras.layers.Flatten(name="flatten")(x)
+        if i < pooled_blocks:
+            x = keras.layers.MaxPooling2D(2, name=f"pool{i + 1}")(x)
+    if flatten:
+        x = keras.layers.Flatten(name="flatten")(x)
     if outputs is not None:
         x = keras.layers.Dense(outputs, name="head")(x)
     return keras.Model(inputs, x, name=name)
