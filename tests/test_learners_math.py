@@ -182,3 +182,46 @@ def test_relation_scores_pair_summed_class_maps_with_queries():
     train_scores = learner.score(support, labels, query, 2, training=True).numpy()[0]
     np.testing.assert_allclose(float(loss), ((train_scores - targets) ** 2).sum(-1).mean(),
                                rtol=1e-4)
+
+
+def test_simplex_projection_matches_its_definition():
+    from tfmeta.learners.svm import project_to_simplex
+
+    rng = np.random.default_rng(6)
+    v = rng.normal(size=(4, 5))
+    u = project_to_simplex(tf.constant(v), 0.3).numpy()
+    np.testing.assert_allclose(u.sum(-1), 0.3, rtol=1e-10)
+    assert np.all(u >= 0)
+    # Optimality of a Euclidean projection: <v - u, w - u> <= 0 for any w on the simplex.
+    for _ in range(200):
+        w = rng.dirichlet(np.ones(5), size=4) * 0.3
+        assert np.all(((v - u) * (w - u)).sum(-1) <= 1e-10)
+
+
+def test_svm_dual_solution_satisfies_kkt_conditions():
+    from tfmeta.learners.svm import svm_dual
+
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(2, 9, 6))
+    y = np.stack([rng.permutation(np.repeat(np.arange(3), 3)) for _ in range(2)])
+    targets = np.eye(3)[y]
+    kernel = np.einsum("tsd,trd->tsr", x, x)
+    C = 0.5
+    tau = svm_dual(tf.constant(kernel), tf.constant(targets), C, 3000).numpy()
+    u = C * targets - tau
+    # Feasibility: tau_i <= C e_{y_i} and sum_k tau_i[k] = 0.
+    assert np.all(u >= -1e-9)
+    np.testing.assert_allclose(tau.sum(-1), 0, atol=1e-8)
+    # Stationarity on the simplex: the gradient in u is smallest, and equal, wherever u_i[k] > 0.
+    gradient = targets - np.einsum("tij,tjk->tik", kernel, tau)
+    gap = gradient - gradient.min(-1, keepdims=True)
+    assert np.max(np.where(u > 1e-6, gap, 0)) < 1e-3
+
+
+def test_svm_head_backpropagates_into_the_embedding():
+    from tfmeta.learners import SVMConfig, SVMHead
+
+    learner = SVMHead(_embedding(), SVMConfig(iterations=5), compiled=False)
+    before = [v.numpy() for v in learner.meta_variables]
+    learner.meta_train_step(_batch())
+    assert all(not np.allclose(b, v.numpy()) for b, v in zip(before, learner.meta_variables))

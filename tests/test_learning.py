@@ -8,7 +8,7 @@ from tfmeta.data import EpisodeConfig, EpisodeSampler, glyphs
 from tfmeta.evaluation import evaluate
 from tfmeta.learners import (ANIL, MAML, MAMLConfig, MatchingNetwork, MetaSGD, ProtoNet,
                              RelationNetwork, Reptile, ReptileConfig, RidgeHead,
-                             SiameseNetwork)
+                             SiameseNetwork, SVMHead)
 from tfmeta.models import conv4
 
 
@@ -32,9 +32,10 @@ def _train_and_evaluate(learner, train, test, steps):
 # Conv4 fine-tuned for Reptile's 10 test steps already scores ~75% on glyphs (transductive
 # BatchNorm); Reptile's annealed interpolation gains slowly, so its bar is lower.
 GAIN = {"maml": 0.10, "reptile": 0.025, "anil": 0.10, "metasgd": 0.10, "protonet": 0.10,
-        "matching": 0.10, "ridge": 0.10, "siamese": 0.10, "relation": 0.10}
+        "matching": 0.10, "ridge": 0.10, "siamese": 0.10, "relation": 0.10,
+        "svm": 0.10}
 METRIC = {"protonet": ProtoNet, "matching": MatchingNetwork, "ridge": RidgeHead,
-          "siamese": SiameseNetwork}
+          "siamese": SiameseNetwork, "svm": SVMHead}
 
 
 def _learner(algorithm):

@@ -14,6 +14,7 @@ from tfmeta.learners.relation import RelationConfig, RelationNetwork
 from tfmeta.learners.reptile import Reptile, ReptileConfig
 from tfmeta.learners.ridge import RidgeConfig, RidgeHead
 from tfmeta.learners.siamese import SiameseConfig, SiameseNetwork
+from tfmeta.learners.svm import SVMConfig, SVMHead
 
 # name -> (learner class, config overrides); "fomaml" is MAML with first_order=True.
 ALGORITHMS = {
@@ -27,13 +28,15 @@ ALGORITHMS = {
     "ridge": (RidgeHead, {}),
     "siamese": (SiameseNetwork, {}),
     "relation": (RelationNetwork, {}),
+    "svm": (SVMHead, {}),
 }
 
 __all__ = ["ALGORITHMS", "ANIL", "Learner", "MAML", "MAMLConfig", "MatchingConfig",
            "MatchingNetwork", "MetaSGD", "MetricLearner",
            "OptimizationLearner", "ProtoNet", "ProtoNetConfig", "RelationConfig",
            "RelationNetwork", "Reptile", "ReptileConfig",
-           "RidgeConfig", "RidgeHead", "SiameseConfig", "SiameseNetwork", "freeze_batchnorm_statistics", "make_config", "sgd_inner_loop"]
+           "RidgeConfig", "RidgeHead", "SiameseConfig", "SiameseNetwork", "SVMConfig", "SVMHead",
+           "freeze_batchnorm_statistics", "make_config", "sgd_inner_loop"]
 
 
 def make_config(algorithm: str, **overrides):

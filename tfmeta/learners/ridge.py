@@ -18,7 +18,7 @@ import dataclasses
 
 import tensorflow as tf
 
-from tfmeta.learners.metric import MetricLearner
+from tfmeta.learners.metric import CalibratedMetricLearner
 
 
 @dataclasses.dataclass
@@ -46,29 +46,13 @@ def ridge_weights(support, targets, l2):
     return tf.linalg.solve(gram, tf.einsum("tsd,tsw->tdw", support, targets))
 
 
-class RidgeHead(MetricLearner):
+class RidgeHead(CalibratedMetricLearner):
     """A ridge-regression head on any Keras embedding model."""
 
     name = "ridge"
     config_class = RidgeConfig
 
-    def __init__(self, model, config=None, optimizer=None, **kwargs):
-        config = config if config is not None else RidgeConfig()
-        self.calibration = tf.Module(name="ridge_calibration")
-        self.calibration.scale = tf.Variable(float(config.scale), name="scale")
-        self.calibration.bias = tf.Variable(0.0, name="bias")
-        super().__init__(model, config, optimizer, **kwargs)
-
-    @property
-    def meta_variables(self) -> list:
-        return list(self.model.trainable_variables) + [self.calibration.scale,
-                                                        self.calibration.bias]
-
-    def checkpoint_items(self) -> dict:
-        return dict(super().checkpoint_items(), calibration=self.calibration)
-
     def score(self, support, support_y, query, ways, training=False):
         targets = tf.one_hot(support_y, ways, dtype=support.dtype)
         weights = ridge_weights(support, targets, self.config.l2)
-        return self.calibration.scale * tf.einsum("tqd,tdw->tqw", query, weights) + \
-            self.calibration.bias
+        return self.calibrate(tf.einsum("tqd,tdw->tqw", query, weights))
