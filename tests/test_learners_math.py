@@ -225,3 +225,26 @@ def test_svm_head_backpropagates_into_the_embedding():
     before = [v.numpy() for v in learner.meta_variables]
     learner.meta_train_step(_batch())
     assert all(not np.allclose(b, v.numpy()) for b, v in zip(before, learner.meta_variables))
+
+
+def test_snail_is_causal_and_reads_the_support_labels():
+    from tfmeta.learners import SNAIL, SNAILConfig
+    from tfmeta.learners.snail import CausalAttention
+
+    keras.utils.set_random_seed(7)
+    layer = CausalAttention(8, 4)
+    x = np.random.default_rng(8).normal(size=(2, 6, 5)).astype(np.float32)
+    changed = x.copy()
+    changed[:, 4:] += 1.0
+    a, b = layer(x).numpy(), layer(changed).numpy()
+    np.testing.assert_allclose(a[:, :4], b[:, :4], rtol=1e-5, atol=1e-6)  # the past ignores the future
+    assert not np.allclose(a[:, 4:], b[:, 4:])
+    learner = SNAIL(_embedding(), SNAILConfig(ways=3, max_support=6, filters=8, keys=(8, 8, 8)),
+                    compiled=False)
+    support = tf.constant(np.random.default_rng(9).normal(size=(1, 6, 4)), tf.float32)
+    query = support[:, :2]
+    y = tf.constant([[0, 1, 2, 0, 1, 2]], tf.int32)
+    swapped = tf.constant([[1, 0, 2, 1, 0, 2]], tf.int32)
+    logits = learner.score(support, y, query, 3).numpy()
+    assert logits.shape == (1, 2, 3)
+    assert not np.allclose(logits, learner.score(support, swapped, query, 3).numpy())

@@ -84,7 +84,9 @@ def build_learner(config: RunConfig, input_shape):
     if config.algorithm not in ALGORITHMS:
         raise ValueError(f"unknown algorithm '{config.algorithm}': use {', '.join(ALGORITHMS)}")
     cls, _ = ALGORITHMS[config.algorithm]
-    learner_config = make_config(config.algorithm, **config.learner)
+    learner_config = make_config(config.algorithm, **dict(
+        {"ways": config.episode.ways,
+         "max_support": config.episode.ways * config.episode.shots}, **config.learner))
     keras.utils.set_random_seed(config.train.seed)
     outputs = config.episode.ways if cls.needs_head else None
     model = build_model(config.model, tuple(input_shape), outputs, width=config.width,

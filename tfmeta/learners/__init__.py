@@ -14,6 +14,7 @@ from tfmeta.learners.relation import RelationConfig, RelationNetwork
 from tfmeta.learners.reptile import Reptile, ReptileConfig
 from tfmeta.learners.ridge import RidgeConfig, RidgeHead
 from tfmeta.learners.siamese import SiameseConfig, SiameseNetwork
+from tfmeta.learners.snail import SNAIL, SNAILConfig
 from tfmeta.learners.svm import SVMConfig, SVMHead
 
 # name -> (learner class, config overrides); "fomaml" is MAML with first_order=True.
@@ -29,13 +30,15 @@ ALGORITHMS = {
     "siamese": (SiameseNetwork, {}),
     "relation": (RelationNetwork, {}),
     "svm": (SVMHead, {}),
+    "snail": (SNAIL, {}),
 }
 
 __all__ = ["ALGORITHMS", "ANIL", "Learner", "MAML", "MAMLConfig", "MatchingConfig",
            "MatchingNetwork", "MetaSGD", "MetricLearner",
            "OptimizationLearner", "ProtoNet", "ProtoNetConfig", "RelationConfig",
            "RelationNetwork", "Reptile", "ReptileConfig",
-           "RidgeConfig", "RidgeHead", "SiameseConfig", "SiameseNetwork", "SVMConfig", "SVMHead",
+           "RidgeConfig", "RidgeHead", "SiameseConfig", "SiameseNetwork", "SNAIL", "SNAILConfig", "SVMConfig",
+           "SVMHead",
            "freeze_batchnorm_statistics", "make_config", "sgd_inner_loop"]
 
 

@@ -1,0 +1,114 @@
+"""SNAIL: A Simple Neural Attentive Meta-Learner (Mishra, Rohaninejad, Chen & Abbeel, ICLR 2018,
+arXiv:1707.03141), the memory-based learner.
+
+Few-shot classification as sequence-to-sequence (section 3 and appendix of the paper): each query
+is appended to its task's labelled support sequence, and a causal network reads the sequence::
+
+    sequence = [(f(x_1), onehot(y_1)), ..., (f(x_S), onehot(y_S)), (f(x_q), 0)]
+    h = Attention -> TC -> Attention -> TC -> Attention (all causal)  over the sequence
+    logits(x_q) = Dense(ways)(h at the last position)
+
+TC blocks are dense blocks of causal dilated convolutions (kernel 2, dilations 1, 2, 4, ... up to
+the sequence length) with gated tanh * sigmoid activations; attention blocks are causal
+single-head softmax attention whose output is concatenated to the input. Nothing is adapted by
+gradient at test time: the support set is the network's memory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import keras
+import tensorflow as tf
+
+from tfmeta.learners.metric import MetricLearner
+
+
+@dataclasses.dataclass
+class SNAILConfig:
+    """Attributes:
+        ways: classes per episode (the size of the label inputs and of the output).
+        max_support: the longest support sequence expected; sets the TC blocks' dilations.
+        filters: filters of each dense block (128 in the paper).
+        keys: key sizes of the three attention blocks (64, 256, 512 in the paper's Omniglot net).
+    """
+
+    ways: int = 5
+    max_support: int = 25
+    filters: int = 128
+    keys: tuple = (64, 256, 512)
+
+
+class CausalAttention(keras.layers.Layer):
+    """Causal softmax attention; the output is concatenated to the input."""
+
+    def __init__(self, key_size, value_size, **kwargs):
+        super().__init__(**kwargs)
+        self.key_size = key_size
+        self.query_layer = keras.layers.Dense(key_size)
+        self.key_layer = keras.layers.Dense(key_size)
+        self.value_layer = keras.layers.Dense(value_size)
+
+    def call(self, x):
+        q, k, v = self.query_layer(x), self.key_layer(x), self.value_layer(x)
+        logits = tf.einsum("bik,bjk->bij", q, k) / math.sqrt(self.key_size)
+        n = tf.shape(x)[1]
+        causal = tf.linalg.band_part(tf.ones([n, n], tf.bool), -1, 0)
+        logits = tf.where(causal[None], logits, logits.dtype.min)
+        return tf.concat([x, tf.einsum("bij,bjv->biv", tf.nn.softmax(logits, -1), v)], -1)
+
+
+def dense_block(x, dilation, filters):
+    xf = keras.layers.Conv1D(filters, 2, dilation_rate=dilation, padding="causal")(x)
+    xg = keras.layers.Conv1D(filters, 2, dilation_rate=dilation, padding="causal")(x)
+    gated = keras.layers.Multiply()([keras.layers.Activation("tanh")(xf),
+                                     keras.layers.Activation("sigmoid")(xg)])
+    return keras.layers.Concatenate()([x, gated])
+
+
+def snail_network(input_dim, config: SNAILConfig) -> keras.Model:
+    """Sequences ``[batch, length, input_dim + ways]`` -> logits ``[batch, ways]`` (last step)."""
+    inputs = keras.Input((None, input_dim + config.ways), name="sequence")
+    dilations = [2 ** i for i in range(max(1, math.ceil(math.log2(config.max_support + 1))))]
+    x = inputs
+    for i, key in enumerate(config.keys):
+        x = CausalAttention(key, key // 2, name=f"attention{i + 1}")(x)
+        if i < len(config.keys) - 1:
+            for d in dilations:
+                x = dense_block(x, d, config.filters)
+    outputs = keras.layers.Dense(config.ways, name="logits")(x[:, -1])
+    return keras.Model(inputs, outputs, name="snail")
+
+
+class SNAIL(MetricLearner):
+    """SNAIL over any Keras embedding model."""
+
+    name = "snail"
+    config_class = SNAILConfig
+
+    def __init__(self, model, config=None, optimizer=None, **kwargs):
+        config = config if config is not None else SNAILConfig()
+        self.network = snail_network(int(model.outputs[0].shape[-1]), config)
+        super().__init__(model, config, optimizer, **kwargs)
+
+    @property
+    def meta_variables(self) -> list:
+        return list(self.model.trainable_variables) + list(self.network.trainable_variables)
+
+    def checkpoint_items(self) -> dict:
+        return dict(super().checkpoint_items(), network=self.network)
+
+    def score(self, support, support_y, query, ways, training=False):
+        """One sequence per query: the task's labelled support, then the query with no label."""
+        labels = tf.one_hot(support_y, self.config.ways, dtype=support.dtype)
+        tasks, shots, queries = tf.shape(support)[0], tf.shape(support)[1], tf.shape(query)[1]
+        labelled = tf.concat([support, labels], -1)                           # [T, S, D + W]
+        labelled = tf.broadcast_to(labelled[:, None], [tasks, queries, shots,
+                                                       tf.shape(labelled)[-1]])
+        unlabelled = tf.concat([query, tf.zeros([tasks, queries, self.config.ways],
+                                                support.dtype)], -1)[:, :, None]
+        sequences = tf.concat([labelled, unlabelled], 2)                      # [T, Q, S + 1, D + W]
+        flat = tf.reshape(sequences, [tasks * queries, shots + 1, tf.shape(sequences)[-1]])
+        logits = self.network(flat, training=training)
+        return tf.reshape(logits, [tasks, queries, self.config.ways])[..., :ways]
