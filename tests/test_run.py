@@ -169,3 +169,19 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
     lines = [line for line in r.stderr.splitlines() if line.startswith("tfmeta")]
     assert len(lines) == 1 and message in lines[0], r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_prototypical_networks_train_wider_than_they_test(tmp_path):
+    config = RunConfig(algorithm="protonet", episode=EpisodeConfig(3, 1, 2), train_ways=6,
+                       width=8, train=TrainConfig(**dict(TINY, steps=4)))
+    result = train(config, str(tmp_path / "p"), progress=False)
+    assert result["ways"] == 3
+    from tfmeta.data import load_splits
+    from tfmeta.run import samplers
+
+    streams = samplers(config, load_splits(config.data))
+    assert streams["train"].episode.ways == 6 and streams["test"].episode.ways == 3
+    with pytest.raises(ValueError, match="train_ways must equal ways"):
+        train(RunConfig(algorithm="maml", episode=EpisodeConfig(3, 1, 2), train_ways=6,
+                        train=TrainConfig(**TINY)), str(tmp_path / "m"), progress=False)
+    assert not (tmp_path / "m").exists()  # a refused config writes nothing

@@ -44,6 +44,8 @@ def _add_train_flags(p):
 
     p.add_argument("--algorithm", default="maml", choices=sorted(ALGORITHMS))
     _add_task_flags(p)
+    p.add_argument("--train-ways", type=_positive, default=None,
+                   help="ways of training episodes (metric learners; default: --ways)")
     p.add_argument("--steps", type=_positive, default=2000, help="meta-iterations")
     p.add_argument("--inner-steps", type=_positive, default=None)
     p.add_argument("--test-inner-steps", type=_positive, default=None)
@@ -97,7 +99,8 @@ def _run_config(args):
     return RunConfig(
         algorithm=args.algorithm,
         data=DataConfig(args.dataset, args.image_size, args.channels, rotations=args.rotations),
-        episode=EpisodeConfig(args.ways, args.shots, args.queries), model=args.model,
+        episode=EpisodeConfig(args.ways, args.shots, args.queries), train_ways=args.train_ways,
+        model=args.model,
         width=args.width,
         learner={k: v for k, v in learner.items() if v is not None},
         train=TrainConfig(steps=args.steps, meta_batch=args.meta_batch, outer_lr=args.outer_lr,

@@ -55,15 +55,27 @@ class TrainConfig:
 @dataclasses.dataclass
 class RunConfig:
     """Everything that defines a run. ``learner`` holds overrides of the algorithm's config
-    (e.g. ``{"inner_steps": 5, "inner_lr": 0.1}``)."""
+    (e.g. ``{"inner_steps": 5, "inner_lr": 0.1}``). ``train_ways`` (metric learners only) makes
+    training episodes wider than validation and test ones, as Prototypical Networks do."""
 
     algorithm: str = "maml"
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     episode: EpisodeConfig = dataclasses.field(default_factory=EpisodeConfig)
+    train_ways: int | None = None
     model: str = "conv4"
     width: int = 64
     learner: dict = dataclasses.field(default_factory=dict)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+
+    def validate(self) -> "RunConfig":
+        """Raise ``ValueError`` with one clear line if the parts do not fit together."""
+        if self.algorithm not in ALGORITHMS:
+            raise ValueError(f"unknown algorithm '{self.algorithm}': use {', '.join(ALGORITHMS)}")
+        cls, _ = ALGORITHMS[self.algorithm]
+        if cls.needs_head and self.train_ways not in (None, self.episode.ways):
+            raise ValueError(f"{self.algorithm} has a {self.episode.ways}-way head: train_ways "
+                             "must equal ways (wider training episodes are for metric learners)")
+        return self
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -75,18 +87,17 @@ class RunConfig:
         data = dict(d["data"])
         data["split"] = tuple(data["split"])
         return cls(algorithm=d["algorithm"], data=DataConfig(**data),
-                   episode=EpisodeConfig(**d["episode"]), model=d["model"], width=d["width"],
+                   episode=EpisodeConfig(**d["episode"]), train_ways=d.get("train_ways"),
+                   model=d["model"], width=d["width"],
                    learner=dict(d["learner"]), train=TrainConfig(**d["train"]))
 
 
 def build_learner(config: RunConfig, input_shape):
     """The learner of ``config`` on a fresh model for images of ``input_shape``."""
-    if config.algorithm not in ALGORITHMS:
-        raise ValueError(f"unknown algorithm '{config.algorithm}': use {', '.join(ALGORITHMS)}")
-    cls, _ = ALGORITHMS[config.algorithm]
+    cls, _ = ALGORITHMS[config.validate().algorithm]
+    ways = max(config.episode.ways, config.train_ways or 0)
     learner_config = make_config(config.algorithm, **dict(
-        {"ways": config.episode.ways,
-         "max_support": config.episode.ways * config.episode.shots}, **config.learner))
+        {"ways": ways, "max_support": ways * config.episode.shots}, **config.learner))
     keras.utils.set_random_seed(config.train.seed)
     outputs = config.episode.ways if cls.needs_head else None
     model = build_model(config.model, tuple(input_shape), outputs, width=config.width,
@@ -98,8 +109,10 @@ def build_learner(config: RunConfig, input_shape):
 def samplers(config: RunConfig, splits: dict) -> dict:
     """Train, validation and test samplers; each stream has its own seed."""
     t = config.train
+    train_episode = dataclasses.replace(config.episode,
+                                        ways=config.train_ways or config.episode.ways)
     return {
-        "train": EpisodeSampler(splits["train"], config.episode, t.meta_batch, t.seed, "train"),
+        "train": EpisodeSampler(splits["train"], train_episode, t.meta_batch, t.seed, "train"),
         "val": EpisodeSampler(splits["val"], config.episode, t.meta_batch, 10_000 + t.seed, "val"),
         "test": EpisodeSampler(splits["test"], config.episode, t.meta_batch, 20_000, "test"),
     }
@@ -108,6 +121,7 @@ def samplers(config: RunConfig, splits: dict) -> dict:
 def train(config: RunConfig, out_dir: str, progress: bool = True, log=print) -> dict:
     """Meta-train (resuming from ``out_dir`` if it holds a run of the same config), then evaluate
     the best checkpoint on the test classes. Returns the test result."""
+    config.validate()
     os.makedirs(out_dir, exist_ok=True)
     run_file = os.path.join(out_dir, RUN_FILE)
     if os.path.exists(run_file):
