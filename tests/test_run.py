@@ -130,9 +130,22 @@ def _write_glyph_folders(root, names, images_per_class):
 
 
 @pytest.mark.parametrize("algorithm", sorted(ALGORITHMS))
-def test_cli_train_evaluate_predict(tmp_path, algorithm):
+def test_cli_train_and_evaluate_every_algorithm(tmp_path, capsys, algorithm):
+    from tfmeta.cli import main
+
     out = tmp_path / "run"
-    r = _cli("train", "--algorithm", algorithm, "--steps", "4", "--meta-batch", "2", "--ways", "3",
+    assert main(["train", "--algorithm", algorithm, "--steps", "3", "--meta-batch", "2",
+                 "--ways", "3", "--queries", "2", "--width", "8", "--episodes", "6",
+                 "--val-every", "3", "--val-episodes", "2", "--no-progress",
+                 "--out", str(out)]) == 0
+    assert "3-way 1-shot accuracy" in capsys.readouterr().out
+    assert main(["evaluate", "--checkpoint", str(out), "--episodes", "8"]) == 0
+    assert json.loads((out / "evaluation.json").read_text())["episodes"] == 8
+
+
+def test_cli_train_evaluate_predict_in_a_fresh_process(tmp_path):
+    out = tmp_path / "run"
+    r = _cli("train", "--algorithm", "fomaml", "--steps", "4", "--meta-batch", "2", "--ways", "3",
              "--queries", "2", "--width", "8", "--episodes", "6", "--val-every", "2",
              "--val-episodes", "2", "--no-progress", "--out", str(out))
     assert r.returncode == 0, r.stderr
