@@ -47,7 +47,7 @@ def _trainer(config, out):
                        t.val_episodes, t.checkpoint_every, progress=False)
 
 
-@pytest.mark.parametrize("algorithm", ["maml", "reptile"])
+@pytest.mark.parametrize("algorithm", ["maml", "reptile", "metasgd"])
 def test_resume_is_exact(tmp_path, algorithm):
     config = _tiny_config(algorithm, steps=8, val_every=4)
     straight = _trainer(config, tmp_path / "a")

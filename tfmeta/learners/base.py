@@ -69,6 +69,7 @@ class Learner:
             raise ValueError("build the model first (give it an Input or call model.build(shape))")
         self.model = model
         self.config = config if config is not None else self.config_class()
+        self.parts = dict(self.build_parts())
         self.optimizer = (optimizer if optimizer is not None
                           else self.default_optimizer(self.config))
         self.optimizer.build(self.meta_variables)
@@ -76,14 +77,20 @@ class Learner:
         self._train_fn = tf.function(self._meta_train_step, jit_compile=jit_compile)
         self._test_fn = tf.function(self._meta_test_step, jit_compile=jit_compile)
 
+    def build_parts(self) -> dict:
+        """Named modules the learner owns beside the model and meta-learns with it (a relation
+        module, per-parameter learning rates, ...); ``self.model`` and ``self.config`` are set."""
+        return {}
+
     @property
     def meta_variables(self) -> list:
-        """What the outer loop learns: the model's trainable weights, plus any learner state."""
-        return list(self.model.trainable_variables)
+        """What the outer loop learns: the model's trainable weights and those of the parts."""
+        return list(self.model.trainable_variables) + [
+            v for part in self.parts.values() for v in part.trainable_variables]
 
     def checkpoint_items(self) -> dict:
         """Trackables a checkpoint must hold to resume this learner exactly."""
-        return {"model": self.model, "optimizer": self.optimizer}
+        return {"model": self.model, "optimizer": self.optimizer, **self.parts}
 
     # -- to implement ---------------------------------------------------------------------------
     @classmethod

@@ -24,20 +24,12 @@ class MetaSGD(MAML):
     name = "metasgd"
     config_class = MAMLConfig
 
-    def __init__(self, model, config=None, optimizer=None, **kwargs):
-        config = config if config is not None else MAMLConfig()
+    def build_parts(self) -> dict:
         self.rates = tf.Module(name="meta_sgd_rates")
-        self.rates.alpha = [tf.Variable(tf.fill(v.shape, tf.cast(config.inner_lr, v.dtype)),
-                                        name=f"alpha_{i}")
-                            for i, v in enumerate(model.trainable_variables)]
-        super().__init__(model, config, optimizer, **kwargs)
-
-    @property
-    def meta_variables(self) -> list:
-        return list(self.model.trainable_variables) + list(self.rates.alpha)
-
-    def checkpoint_items(self) -> dict:
-        return dict(super().checkpoint_items(), rates=self.rates)
+        self.rates.alpha = [
+            tf.Variable(tf.fill(v.shape, tf.cast(self.config.inner_lr, v.dtype)), name=f"alpha_{i}")
+            for i, v in enumerate(self.model.trainable_variables)]
+        return {"rates": self.rates}
 
     def inner_loop(self, theta, x, y, steps, differentiable=True):
         alpha = [tf.convert_to_tensor(a) for a in self.rates.alpha]

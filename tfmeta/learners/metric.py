@@ -123,20 +123,11 @@ class CalibratedMetricLearner(MetricLearner):
     """A metric learner whose logits get a meta-learned scale and bias: ``scale * s + bias``
     (R2-D2, MetaOptNet). ``config.scale`` is the initial scale."""
 
-    def __init__(self, model, config=None, optimizer=None, **kwargs):
-        config = config if config is not None else self.config_class()
+    def build_parts(self) -> dict:
         self.calibration = tf.Module(name="calibration")
-        self.calibration.scale = tf.Variable(float(config.scale), name="scale")
+        self.calibration.scale = tf.Variable(float(self.config.scale), name="scale")
         self.calibration.bias = tf.Variable(0.0, name="bias")
-        super().__init__(model, config, optimizer, **kwargs)
-
-    @property
-    def meta_variables(self) -> list:
-        return list(self.model.trainable_variables) + [self.calibration.scale,
-                                                        self.calibration.bias]
-
-    def checkpoint_items(self) -> dict:
-        return dict(super().checkpoint_items(), calibration=self.calibration)
+        return {"calibration": self.calibration}
 
     def calibrate(self, scores):
         return self.calibration.scale * scores + self.calibration.bias

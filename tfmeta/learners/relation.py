@@ -58,21 +58,13 @@ class RelationNetwork(MetricLearner):
     flatten_features = False
     model_options = {"flatten": False, "pooled_blocks": 2}
 
-    def __init__(self, model, config=None, optimizer=None, **kwargs):
-        config = config if config is not None else RelationConfig()
-        shape = tuple(model.outputs[0].shape[1:])
+    def build_parts(self) -> dict:
+        shape = tuple(self.model.outputs[0].shape[1:])
         if len(shape) != 3:
             raise ValueError(f"Relation Networks need feature maps [h, w, c], the model gives "
                              f"{shape}; use conv4(..., flatten=False, pooled_blocks=2)")
-        self.relation = relation_module(shape, config.width, config.hidden)
-        super().__init__(model, config, optimizer, **kwargs)
-
-    @property
-    def meta_variables(self) -> list:
-        return list(self.model.trainable_variables) + list(self.relation.trainable_variables)
-
-    def checkpoint_items(self) -> dict:
-        return dict(super().checkpoint_items(), relation=self.relation)
+        self.relation = relation_module(shape, self.config.width, self.config.hidden)
+        return {"relation": self.relation}
 
     def score(self, support, support_y, query, ways, training=False):
         """Relation scores ``[tasks, Q, ways]`` in (0, 1)."""

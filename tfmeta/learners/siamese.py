@@ -40,17 +40,10 @@ class SiameseNetwork(MetricLearner):
     name = "siamese"
     config_class = SiameseConfig
 
-    def __init__(self, model, config=None, optimizer=None, **kwargs):
+    def build_parts(self) -> dict:
         self.pair_head = keras.layers.Dense(1, name="siamese_l1_head")
-        self.pair_head.build((None, int(model.outputs[0].shape[-1])))
-        super().__init__(model, config, optimizer, **kwargs)
-
-    @property
-    def meta_variables(self) -> list:
-        return list(self.model.trainable_variables) + list(self.pair_head.trainable_variables)
-
-    def checkpoint_items(self) -> dict:
-        return dict(super().checkpoint_items(), pair_head=self.pair_head)
+        self.pair_head.build((None, int(self.model.outputs[0].shape[-1])))
+        return {"pair_head": self.pair_head}
 
     def pair_logits(self, support, query):
         """``[tasks, Q, S]`` logits of p(same) for every (query, support) pair."""

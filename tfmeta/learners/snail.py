@@ -87,17 +87,9 @@ class SNAIL(MetricLearner):
     name = "snail"
     config_class = SNAILConfig
 
-    def __init__(self, model, config=None, optimizer=None, **kwargs):
-        config = config if config is not None else SNAILConfig()
-        self.network = snail_network(int(model.outputs[0].shape[-1]), config)
-        super().__init__(model, config, optimizer, **kwargs)
-
-    @property
-    def meta_variables(self) -> list:
-        return list(self.model.trainable_variables) + list(self.network.trainable_variables)
-
-    def checkpoint_items(self) -> dict:
-        return dict(super().checkpoint_items(), network=self.network)
+    def build_parts(self) -> dict:
+        self.network = snail_network(int(self.model.outputs[0].shape[-1]), self.config)
+        return {"network": self.network}
 
     def score(self, support, support_y, query, ways, training=False):
         """One sequence per query: the task's labelled support, then the query with no label."""
