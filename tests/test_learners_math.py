@@ -248,3 +248,26 @@ def test_snail_is_causal_and_reads_the_support_labels():
     logits = learner.score(support, y, query, 3).numpy()
     assert logits.shape == (1, 2, 3)
     assert not np.allclose(logits, learner.score(support, swapped, query, 3).numpy())
+
+
+def test_matching_full_context_embeddings_use_the_whole_support_set():
+    from tfmeta.learners import MatchingConfig, MatchingNetwork
+
+    learner = MatchingNetwork(_embedding(), MatchingConfig(fce=True, fce_steps=3), compiled=False)
+    rng = np.random.default_rng(10)
+    support = tf.constant(rng.normal(size=(2, 6, 4)), tf.float32)
+    query = tf.constant(rng.normal(size=(2, 5, 4)), tf.float32)
+    g, f = learner.context_embeddings(support, query)
+    assert g.shape == (2, 6, 4) and f.shape == (2, 5, 4)
+    changed = tf.concat([support[:, :5], support[:, 5:] + 1.0], 1)
+    g2, f2 = learner.context_embeddings(changed, query)
+    assert not np.allclose(g[:, 0].numpy(), g2[:, 0].numpy())  # x_1's embedding sees x_6
+    assert not np.allclose(f.numpy(), f2.numpy())              # so do the queries
+    p = np.exp(learner.score(support, tf.constant([[0, 1, 2] * 2] * 2), query, 3).numpy())
+    np.testing.assert_allclose(p.sum(-1), 1, rtol=1e-5)
+    fce = (learner.parts["fce_support"].trainable_variables
+           + learner.parts["fce_query"].trainable_variables)
+    assert len(fce) == 9  # two LSTMs and a cell: kernel, recurrent kernel, bias each
+    before = [v.numpy() for v in fce]
+    learner.meta_train_step(_batch())
+    assert all(not np.allclose(b, v.numpy()) for b, v in zip(before, fce))

@@ -6,8 +6,8 @@ import pytest
 
 from tfmeta.data import EpisodeConfig, EpisodeSampler, glyphs
 from tfmeta.evaluation import evaluate
-from tfmeta.learners import (ANIL, MAML, MAMLConfig, MatchingNetwork, MetaSGD, ProtoNet,
-                             RelationNetwork, Reptile, ReptileConfig, RidgeHead,
+from tfmeta.learners import (ANIL, MAML, MAMLConfig, MatchingConfig, MatchingNetwork, MetaSGD,
+                             ProtoNet, RelationNetwork, Reptile, ReptileConfig, RidgeHead,
                              SiameseNetwork, SNAIL, SNAILConfig, SVMHead)
 from tfmeta.models import conv4
 
@@ -33,7 +33,7 @@ def _train_and_evaluate(learner, train, test, steps):
 # BatchNorm); Reptile's annealed interpolation gains slowly, so its bar is lower.
 GAIN = {"maml": 0.10, "reptile": 0.025, "anil": 0.10, "metasgd": 0.10, "protonet": 0.10,
         "matching": 0.10, "ridge": 0.10, "siamese": 0.10, "relation": 0.10,
-        "svm": 0.10, "snail": 0.10}
+        "svm": 0.10, "snail": 0.10, "matching-fce": 0.10}
 METRIC = {"protonet": ProtoNet, "matching": MatchingNetwork, "ridge": RidgeHead,
           "siamese": SiameseNetwork, "svm": SVMHead}
 
@@ -43,6 +43,9 @@ def _learner(algorithm):
     if algorithm == "snail":
         return SNAIL(conv4((28, 28, 1), outputs=None, width=32),
                      SNAILConfig(ways=5, max_support=5, filters=32, keys=(32, 64, 64)))
+    if algorithm == "matching-fce":
+        return MatchingNetwork(conv4((28, 28, 1), outputs=None, width=32),
+                               MatchingConfig(fce=True))
     if algorithm == "relation":
         return RelationNetwork(conv4((28, 28, 1), width=32, flatten=False, pooled_blocks=2))
     if algorithm in METRIC:

@@ -175,6 +175,7 @@ def test_cli_train_evaluate_predict_in_a_fresh_process(tmp_path):
     (["train", "--dataset", "bogus", "--out", "{tmp}/y"], "unknown dataset"),
     (["evaluate", "--checkpoint", "{tmp}/none"], "not a tfmeta run"),
     (["frobnicate"], "invalid choice"),
+    (["train", "--algorithm", "maml", "--fce", "--out", "{tmp}/z"], "--fce is an option of"),
 ])
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
     r = _cli(*[a.replace("{tmp}", str(tmp_path)) for a in args])

@@ -55,6 +55,7 @@ def _add_train_flags(p):
     p.add_argument("--width", type=_positive, default=64,
                    help="filters per layer (conv4) or of the first block (resnet12)")
     p.add_argument("--rotations", action="store_true", help="add 90/180/270 rotations as classes")
+    p.add_argument("--fce", action="store_true", help="matching: full context embeddings")
     p.add_argument("--val-every", type=_positive, default=250)
     p.add_argument("--val-episodes", type=_positive, default=100)
     p.add_argument("--episodes", type=_positive, default=600, help="test episodes")
@@ -94,8 +95,10 @@ def _run_config(args):
     from tfmeta.data import DataConfig, EpisodeConfig
     from tfmeta.run import RunConfig, TrainConfig
 
+    if args.fce and args.algorithm != "matching":
+        raise ValueError("--fce is an option of --algorithm matching")
     learner = {"inner_steps": args.inner_steps, "inner_lr": args.inner_lr,
-               "test_inner_steps": args.test_inner_steps}
+               "test_inner_steps": args.test_inner_steps, "fce": args.fce or None}
     return RunConfig(
         algorithm=args.algorithm,
         data=DataConfig(args.dataset, args.image_size, args.channels, rotations=args.rotations),
