@@ -15,5 +15,8 @@ def build_model(name: str, input_shape, outputs, **kwargs):
         return conv4(input_shape, outputs=outputs, width=width, **kwargs)
     if name == "resnet12":
         widths = tuple(int(round(width * f)) for f in (1, 2.5, 5, 10))
+        if kwargs.pop("flatten", True) is False:  # a learner asks for feature maps
+            kwargs["pooling"] = "none"
+        kwargs.pop("pooled_blocks", None)  # ResNet-12 keeps its four pools
         return resnet12(input_shape, outputs=outputs, widths=widths, **kwargs)
     raise ValueError(f"unknown model '{name}': use conv4 or resnet12")

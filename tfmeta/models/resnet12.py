@@ -48,10 +48,13 @@ def resnet12(input_shape=(84, 84, 3), outputs: int | None = None,
         outputs: units of a final ``Dense`` head (MAML family); ``None``: embedding only.
         widths: filters of the four blocks.
         dropblock: DropBlock rate on blocks 3 and 4 (0 disables it; MetaOptNet uses 0.1).
-        pooling: ``avg`` (global average, 640 features) or ``flatten``.
+        pooling: ``avg`` (global average, 640 features), ``flatten``, or ``none`` (feature maps,
+            for Relation Networks; no head allowed).
     """
-    if pooling not in ("avg", "flatten"):
-        raise ValueError(f"pooling must be avg or flatten, got {pooling!r}")
+    if pooling not in ("avg", "flatten", "none"):
+        raise ValueError(f"pooling must be avg, flatten or none, got {pooling!r}")
+    if pooling == "none" and outputs is not None:
+        raise ValueError("a classifier head needs pooled features")
     inputs = keras.Input(input_shape, name="images")
     x = inputs
     for b, width in enumerate(widths):
@@ -67,8 +70,10 @@ def resnet12(input_shape=(84, 84, 3), outputs: int | None = None,
         x = keras.layers.MaxPooling2D(2, name=f"block{b + 1}_pool")(x)
         if dropblock > 0 and b >= 2:
             x = DropBlock(dropblock, block_size=5 if b == 2 else 1, name=f"block{b + 1}_drop")(x)
-    x = (keras.layers.GlobalAveragePooling2D(name="pool") if pooling == "avg"
-         else keras.layers.Flatten(name="flatten"))(x)
+    if pooling == "avg":
+        x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    elif pooling == "flatten":
+        x = keras.layers.Flatten(name="flatten")(x)
     if outputs is not None:
         x = keras.layers.Dense(outputs, name="head")(x)
     return keras.Model(inputs, x, name=name)
