@@ -199,3 +199,11 @@ def test_prototypical_networks_train_wider_than_they_test(tmp_path):
         train(RunConfig(algorithm="maml", episode=EpisodeConfig(3, 1, 2), train_ways=6,
                         train=TrainConfig(**TINY)), str(tmp_path / "m"), progress=False)
     assert not (tmp_path / "m").exists()  # a refused config writes nothing
+
+
+def test_same_config_with_tuples_resumes_instead_of_being_refused(tmp_path):
+    config = RunConfig(algorithm="snail", episode=EpisodeConfig(3, 1, 2), width=8,
+                       learner={"filters": 8, "keys": (8, 8, 8)},
+                       train=TrainConfig(**dict(TINY, steps=2, val_every=2)))
+    train(config, str(tmp_path), progress=False)
+    assert train(config, str(tmp_path), progress=False)["episodes"] == 6  # a bug refused it

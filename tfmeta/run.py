@@ -127,7 +127,7 @@ def train(config: RunConfig, out_dir: str, progress: bool = True, log=print) -> 
     if os.path.exists(run_file):
         with open(run_file) as f:
             previous = json.load(f)
-        if previous != config.to_dict():
+        if previous != json.loads(json.dumps(config.to_dict())):  # as JSON: tuples are lists
             raise ValueError(f"{out_dir} holds a run with another config; use a new --out")
     with open(run_file, "w") as f:
         json.dump(config.to_dict(), f, indent=2)
