@@ -48,9 +48,8 @@ def main():
                              command=command(algorithm, shots, args)))
             print(f"{algorithm:9s} {shots}-shot  {100 * result['accuracy']:.2f} +- "
                   f"{100 * result['ci95']:.2f}  ({rows[-1]['seconds']} s)", flush=True)
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "table.json"), "w") as f:
-        json.dump(rows, f, indent=2)
+            with open(os.path.join(args.out, "table.json"), "w") as f:  # kept after each row
+                json.dump(rows, f, indent=2)
 
 
 if __name__ == "__main__":
