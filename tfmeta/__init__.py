@@ -1,7 +1,7 @@
 """tfmeta: few-shot meta-learning of image classifiers for TensorFlow / Keras.
 
 Data flows one way: ``tfmeta.data`` (sources -> episodes) -> ``tfmeta.learners`` ->
-``tfmeta.trainer`` -> ``tfmeta.evaluation``. ``tfmeta.run`` ties them into one config, and
+``tfmeta.trainer`` -> ``tfmeta.evaluation`` / ``tfmeta.export``. ``tfmeta.run`` ties them into one config, and
 ``tfmeta.load(run_dir)`` gives back a meta-trained learner::
 
     learner = tfmeta.load("runs/quickstart")
@@ -18,4 +18,12 @@ def load(run_dir: str, which: str = "best"):
     return _load(run_dir, which)
 
 
-__all__ = ["__version__", "load"]
+def __getattr__(name):  # `import tfmeta; tfmeta.export.saved_model(...)` without importing TF early
+    if name == "export":
+        import importlib
+
+        return importlib.import_module("tfmeta.export")
+    raise AttributeError(f"module 'tfmeta' has no attribute {name!r}")
+
+
+__all__ = ["__version__", "export", "load"]

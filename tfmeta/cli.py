@@ -1,4 +1,4 @@
-"""``tfmeta`` command line: train, evaluate, predict, quickstart.
+"""``tfmeta`` command line: train, evaluate, predict, quickstart, adapt, export, export-fewshot.
 
 Bad flags, paths or data give one line ``tfmeta: error: ...`` on stderr and exit code 2.
 """
@@ -88,6 +88,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--support", required=True, help="folder with one subfolder of images per class")
     p.add_argument("--query", required=True, help="folder (or one file) of images to classify")
     p.add_argument("--out", default=None, help="JSON file for the predictions")
+
+    formats = ("savedmodel", "onnx", "tflite", "all")
+    p = sub.add_parser("adapt", help="adapt a run to a support folder and export it for serving")
+    p.add_argument("--checkpoint", required=True, help="run directory")
+    p.add_argument("--support", required=True, help="folder with one subfolder of images per class")
+    p.add_argument("--name", required=True, help="model name: writes EXPORT_DIR/NAME/<version>")
+    p.add_argument("--export-dir", default="savedmodels")
+    p.add_argument("--format", default="savedmodel", choices=formats,
+                   help="besides the SavedModel: onnx, tflite or all")
+    p.add_argument("--resize", action="store_true",
+                   help="accept support images of different sizes (each is resized)")
+
+    p = sub.add_parser("export", help="convert an exported version to ONNX or TFLite")
+    p.add_argument("--model", required=True, help="version folder, e.g. savedmodels/NAME/1")
+    p.add_argument("--format", required=True, choices=formats[1:])
+
+    p = sub.add_parser("export-fewshot",
+                       help="export a servable that adapts to the support set of each request")
+    p.add_argument("--checkpoint", required=True, help="run directory")
+    p.add_argument("--name", required=True, help="model name: writes EXPORT_DIR/NAME/<version>")
+    p.add_argument("--export-dir", default="savedmodels")
+    p.add_argument("--format", default="savedmodel", choices=formats)
     return parser
 
 
@@ -194,16 +216,87 @@ def _predict(args):
             json.dump(rows, f, indent=2)
 
 
+def _formats(choice):
+    from tfmeta.export import FORMATS
+
+    return list(FORMATS) if choice == "all" else [] if choice == "savedmodel" else [choice]
+
+
+def _report(version_dir, what):
+    from tfmeta.export import read_metadata
+
+    facts = read_metadata(version_dir)
+    worst = max(facts["max_abs_difference"].values())
+    files = ", ".join(["SavedModel"] + sorted(facts["formats"]))
+    print(f"wrote {version_dir}: {what}\n{files}; each reloaded (here and in a fresh process) and "
+          f"matching the Keras model (max abs difference of probabilities {worst:.2g})")
+
+
+def _adapt(args):
+    import numpy as np
+
+    import tfmeta.export as export
+    from tfmeta.data import support_from_folder
+    from tfmeta.run import _checkpoint_path, load, load_config
+
+    export.check_name(args.name)
+    config = load_config(args.checkpoint)
+    learner = load(args.checkpoint)
+    height, _, channels = learner.input_shape
+    support = support_from_folder(args.support, height, channels, same_size=not args.resize)
+    names = np.array(support.class_names)[support.labels()]
+    images, labels, classes = learner.prepare_support(support.images, names)
+    classifier = learner.adapt(images, labels)
+    metadata = {"algorithm": config.algorithm, "run": os.path.abspath(args.checkpoint),
+                "checkpoint": _checkpoint_path(args.checkpoint),
+                "support": os.path.abspath(args.support),
+                "support_images_per_class": dict(zip(support.class_names,
+                                                     map(int, support.counts)))}
+    version_dir = export.saved_model(classifier, classes, images, args.export_dir, args.name,
+                                     _formats(args.format), metadata)
+    _report(version_dir, f"{config.algorithm} adapted to {len(classes)} classes "
+                         f"({', '.join(map(str, classes))})")
+
+
+def _export(args):
+    import tfmeta.export as export
+
+    targets = export.convert(args.model, _formats(args.format))
+    _report(args.model, "added " + ", ".join(targets.values()))
+
+
+def _export_fewshot(args):
+    import tfmeta.export as export
+    from tfmeta.run import _checkpoint_path, load, load_config
+
+    export.check_name(args.name)
+    config = load_config(args.checkpoint)
+    learner = load(args.checkpoint)
+    metadata = {"algorithm": config.algorithm, "run": os.path.abspath(args.checkpoint),
+                "checkpoint": _checkpoint_path(args.checkpoint)}
+    version_dir = export.fewshot_saved_model(learner, args.export_dir, args.name,
+                                             _formats(args.format), metadata,
+                                             ways=config.episode.ways, shots=config.episode.shots)
+    _report(version_dir, f"few-shot {config.algorithm} servable (adapts to each request's "
+                         "support set)")
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from tfmeta.data.source import DataError
 
     commands = {"train": _train, "quickstart": _quickstart, "evaluate": _evaluate,
-                "predict": _predict}
+                "predict": _predict, "adapt": _adapt, "export": _export,
+                "export-fewshot": _export_fewshot}
+    errors = (DataError, FileNotFoundError, ValueError)
+    if args.command.startswith(("adapt", "export")):
+        from tfmeta.export import ExportError
+
+        errors += (ExportError,)
     try:
         commands[args.command](args)
-    except (DataError, FileNotFoundError, ValueError) as err:
+    except errors as err:
         print(f"tfmeta: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -211,8 +211,10 @@ def from_arrays(images, labels, image_size: int | None = None, channels: int | N
                        np.concatenate([[0], np.cumsum(counts)]).astype(np.int64))
 
 
-def _decode_files(named_bytes, image_size: int, channels: int) -> np.ndarray:
-    """Decode and preprocess encoded images; a file that is not a readable image is an error."""
+def _decode_files(named_bytes, image_size: int, channels: int,
+                  same_size: bool = False) -> np.ndarray:
+    """Decode and preprocess encoded images; a file that is not a readable image is an error, and
+    so are images of different heights and widths if ``same_size``."""
     import tensorflow as tf
 
     decoded = []
@@ -221,6 +223,11 @@ def _decode_files(named_bytes, image_size: int, channels: int) -> np.ndarray:
             decoded.append(tf.io.decode_image(data, channels=0, expand_animations=False).numpy())
         except (tf.errors.InvalidArgumentError, ValueError) as err:
             raise DataError(f"{name}: not a readable image ({str(err).splitlines()[0]})") from None
+    sizes = {image.shape[:2]: name for (name, _), image in zip(named_bytes, decoded)}
+    if same_size and len(sizes) > 1:
+        (a, name_a), (b, name_b) = list(sizes.items())[:2]
+        raise DataError(f"images differ in size: {name_a} is {a[0]}x{a[1]}, {name_b} is "
+                        f"{b[0]}x{b[1]}; make them one size (or allow resizing)")
     out = np.zeros((len(decoded), image_size, image_size, channels), np.uint8)
     by_shape: dict = {}
     for i, image in enumerate(decoded):
@@ -263,11 +270,12 @@ def _group_by_class(paths: Iterable[str], what: str, strip_top: bool = False) ->
     return dict(sorted(classes.items()))
 
 
-def _build(grouped: dict, read, image_size: int, channels: int) -> ImageSource:
+def _build(grouped: dict, read, image_size: int, channels: int,
+           same_size: bool = False) -> ImageSource:
     names = sorted(grouped)
     files = [(p, read(p)) for name in names for p in grouped[name]]
     counts = [len(grouped[name]) for name in names]
-    return ImageSource(_decode_files(files, image_size, channels), tuple(names),
+    return ImageSource(_decode_files(files, image_size, channels, same_size), tuple(names),
                        np.concatenate([[0], np.cumsum(counts)]).astype(np.int64))
 
 
@@ -288,6 +296,39 @@ def from_folder(path: str, image_size: int = 28, channels: int = 1) -> ImageSour
             return f.read()
 
     return _build(grouped, read, image_size, channels)
+
+
+def support_from_folder(path: str, image_size: int = 28, channels: int = 1,
+                        same_size: bool = True) -> ImageSource:
+    """The labelled images of new classes (``path/<class>/*.png``) to adapt a model to, checked
+    strictly before anything is written: at least two classes, no class folder without images,
+    no non-image file in a class folder, and (unless ``same_size=False``) one image size."""
+    if not os.path.isdir(path):
+        raise DataError(f"{path}: no such folder")
+    found = []
+    for entry in sorted(os.listdir(path)):
+        full = os.path.join(path, entry)
+        if entry.startswith(".") or not os.path.isdir(full):
+            if entry.lower().endswith(IMAGE_EXTENSIONS) and not entry.startswith("."):
+                raise DataError(f"{path}: {entry} lies beside the class folders; put every image "
+                                "in the folder of its class (SUPPORT/<class>/image.png)")
+            continue
+        files = [os.path.relpath(os.path.join(root, name), path)
+                 for root, _, names in os.walk(full) for name in names]
+        if not any(f.lower().endswith(IMAGE_EXTENSIONS) and not os.path.basename(f).startswith(".")
+                   for f in files):
+            raise DataError(f"{full}: class folder holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+        found.extend(files)
+    grouped = _group_by_class(found, path)
+    if len(grouped) < 2:
+        raise DataError(f"{path}: a support set needs at least 2 class folders, found "
+                        f"{len(grouped)} ({', '.join(grouped) or 'none'})")
+
+    def read(rel):
+        with open(os.path.join(path, rel), "rb") as f:
+            return f.read()
+
+    return _build(grouped, read, image_size, channels, same_size)
 
 
 def from_zip(path: str, image_size: int = 28, channels: int = 1) -> ImageSource:

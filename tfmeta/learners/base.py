@@ -12,12 +12,16 @@ optimizer, and has four verbs:
 * ``predict(support_x, support_y, query_x)`` -- the label (taken from ``support_y``) of each query
   image, on numpy arrays of any size, preprocessed as in training.
 
+``fewshot_logits(support_x, support_y, query_x)`` is ``adapt`` then classify written as one graph
+(no Python-side state), which is what a served model that adapts per request runs.
+
 Both steps are compiled once with ``tf.function`` (``compiled=False`` runs them eagerly, for
 debugging); batches of one shape never retrace.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 import keras
@@ -34,6 +38,21 @@ def batchnorm_layers(model: keras.Model) -> list:
             if isinstance(layer, keras.layers.BatchNormalization)]
 
 
+@contextlib.contextmanager
+def batchnorm_momentum_zero(model: keras.Model):
+    """Within the block, a training-mode pass sets BatchNorm moving statistics to exactly the
+    batch statistics (momentum 0); momenta are restored afterwards."""
+    layers = batchnorm_layers(model)
+    momenta = [layer.momentum for layer in layers]
+    for layer in layers:
+        layer.momentum = 0.0
+    try:
+        yield
+    finally:
+        for layer, momentum in zip(layers, momenta):
+            layer.momentum = momentum
+
+
 def freeze_batchnorm_statistics(model: keras.Model, images) -> None:
     """Set every BatchNorm layer's moving statistics to the batch statistics of ``images``.
 
@@ -42,15 +61,8 @@ def freeze_batchnorm_statistics(model: keras.Model, images) -> None:
     return normalises with the support set's statistics and gives each image the same answer
     whatever batch it comes in. One forward pass in training mode with momentum 0 does it exactly.
     """
-    layers = batchnorm_layers(model)
-    momenta = [layer.momentum for layer in layers]
-    for layer in layers:
-        layer.momentum = 0.0
-    try:
+    with batchnorm_momentum_zero(model):
         model(images, training=True)
-    finally:
-        for layer, momentum in zip(layers, momenta):
-            layer.momentum = momentum
 
 
 class Learner:
@@ -108,6 +120,12 @@ class Learner:
     def adapt(self, support_x, support_y) -> keras.Model:
         raise NotImplementedError
 
+    def fewshot_logits(self, support_x, support_y, query_x):
+        """Logits ``[Q, n]`` of ``query_x`` after adapting to one support set (``support_x``
+        ``[S, H, W, C]`` preprocessed, ``support_y`` ``[S]`` labels ``0..n-1``), as one graph:
+        the same answers as ``adapt(support_x, support_y)(query_x)``."""
+        raise NotImplementedError
+
     # -- shared verbs ---------------------------------------------------------------------------
     def meta_train_step(self, batch) -> dict:
         fn = self._train_fn if self.compiled else self._meta_train_step
@@ -126,8 +144,9 @@ class Learner:
         height, _, channels = self.input_shape
         return tf.constant(to_uint8_images(images, height, channels), tf.float32) / 255.0
 
-    def _support(self, support_x, support_y):
-        """Preprocessed support images and labels ``0..n-1`` indexing ``classes``."""
+    def prepare_support(self, support_x, support_y):
+        """``(images, labels, classes)``: preprocessed support images, labels ``0..n-1`` and the
+        class of each label (sorted ``support_y`` values), ready for ``adapt``."""
         support_y = np.asarray(support_y)
         if support_y.ndim != 1 or len(support_y) != len(np.asarray(support_x)):
             raise DataError(f"support_y must be one label per support image, got shape "
@@ -139,7 +158,7 @@ class Learner:
 
     def predict_proba(self, support_x, support_y, query_x):
         """``(classes, probabilities [Q, len(classes)])`` for each query image."""
-        x, y, classes = self._support(support_x, support_y)
+        x, y, classes = self.prepare_support(support_x, support_y)
         classifier = self.adapt(x, y)
         logits = classifier(self.preprocess(query_x), training=False)[:, :len(classes)]
         return classes, tf.nn.softmax(logits).numpy()
@@ -191,6 +210,15 @@ class OptimizationLearner(Learner):
         phi = self.inner_loop(self.weights(), support_x, support_y, self.test_inner_steps,
                               differentiable=False)
         return self.adapted_classifier(phi, support_x)
+
+    def fewshot_logits(self, support_x, support_y, query_x):
+        phi = self.inner_loop(self.weights(), support_x, support_y, self.test_inner_steps,
+                              differentiable=False)
+        non_trainable = [v.value for v in self.model.non_trainable_variables]
+        with batchnorm_momentum_zero(self.model):  # BatchNorm statistics of the support set
+            _, statistics = self.model.stateless_call(phi, non_trainable, support_x, training=True)
+        logits, _ = self.model.stateless_call(phi, statistics, query_x, training=False)
+        return logits[:, :tf.reduce_max(support_y) + 1]
 
     def check_ways(self, labels) -> None:
         ways = int(self.model.outputs[0].shape[-1])

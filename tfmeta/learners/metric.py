@@ -22,7 +22,8 @@ def embed(model, images, training, flatten=True):
     tasks, n = tf.shape(images)[0], tf.shape(images)[1]
     flat = tf.reshape(images, tf.concat([[tasks * n], tf.shape(images)[2:]], 0))
     features = model(flat, training=training)
-    shape = [-1] if flatten else list(features.shape[1:])
+    size = features.shape[1:].num_elements()  # static, so heads see the feature dimension
+    shape = ([-1 if size is None else size]) if flatten else list(features.shape[1:])
     return tf.reshape(features, tf.concat([[tasks, n], shape], 0))
 
 
@@ -30,13 +31,17 @@ class SupportHead(keras.layers.Layer):
     """A Keras layer holding an adapted support set: ``query embeddings -> logits``.
 
     ``score(support_embeddings [1, S, D], support_labels [1, S], query [1, Q, D], ways)`` is the
-    learner's head; support embeddings and labels are stored as (non-trainable) weights, so the
+    learner's head; support embeddings and labels are stored as (non-trainable) weights, and the
+    modules the head uses (``parts``: a relation module, a calibration) are tracked, so the
     adapted classifier is a self-contained Keras model (and exports as one).
     """
 
-    def __init__(self, score, support_embeddings, support_labels, ways, **kwargs):
+    def __init__(self, score, support_embeddings, support_labels, ways, parts=None, **kwargs):
         super().__init__(**kwargs)
         self.score = score
+        self.head_parts = tf.Module(name="head_parts")
+        for name, part in (parts or {}).items():
+            setattr(self.head_parts, name, part)
         self.ways = int(ways)
         self.support_embeddings = self.add_weight(
             shape=support_embeddings.shape, initializer="zeros", trainable=False,
@@ -102,6 +107,10 @@ class MetricLearner(Learner):
                        tf.float32)
         return {"loss": tf.reduce_mean(losses, -1), "accuracy": tf.reduce_mean(hits, -1)}
 
+    def fewshot_logits(self, support_x, support_y, query_x):
+        return self.episode_logits(support_x[None], support_y[None], query_x[None],
+                                   training=False)[0]
+
     def adapt(self, support_x, support_y):
         """A Keras classifier: the embedding network followed by the support set's head."""
         support_x = tf.convert_to_tensor(support_x, tf.float32)
@@ -110,7 +119,8 @@ class MetricLearner(Learner):
         features = self.model(support_x, training=False)
         if self.flatten_features:
             features = tf.reshape(features, [len(support_x), -1])
-        head = SupportHead(self.score, features, support_y, ways, name="support_head")
+        head = SupportHead(self.score, features, support_y, ways, self.parts,
+                           name="support_head")
         inputs = keras.Input(self.input_shape, name="images")
         embedded = self.model(inputs)
         if self.flatten_features:

@@ -39,11 +39,20 @@ class RidgeConfig:
 def ridge_weights(support, targets, l2):
     """Closed-form ridge solution ``W [tasks, D, ways]`` for ``support [tasks, S, D]``."""
     shots, dim = support.shape[-2], support.shape[-1]
-    if shots is not None and dim is not None and shots < dim:  # Woodbury: solve in S x S
-        gram = tf.einsum("tsd,trd->tsr", support, support) + l2 * tf.eye(shots, dtype=support.dtype)
+
+    def woodbury():  # solve in S x S
+        n = tf.shape(support)[-2] if shots is None else shots
+        gram = tf.einsum("tsd,trd->tsr", support, support) + l2 * tf.eye(n, dtype=support.dtype)
         return tf.einsum("tsd,tsw->tdw", support, tf.linalg.solve(gram, targets))
-    gram = tf.einsum("tsd,tse->tde", support, support) + l2 * tf.eye(dim, dtype=support.dtype)
-    return tf.linalg.solve(gram, tf.einsum("tsd,tsw->tdw", support, targets))
+
+    def primal():  # solve in D x D
+        d = tf.shape(support)[-1] if dim is None else dim
+        gram = tf.einsum("tsd,tse->tde", support, support) + l2 * tf.eye(d, dtype=support.dtype)
+        return tf.linalg.solve(gram, tf.einsum("tsd,tsw->tdw", support, targets))
+
+    if shots is not None and dim is not None:
+        return woodbury() if shots < dim else primal()
+    return tf.cond(tf.shape(support)[-2] < tf.shape(support)[-1], woodbury, primal)
 
 
 class RidgeHead(CalibratedMetricLearner):

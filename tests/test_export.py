@@ -1,0 +1,308 @@
+"""Adapt and ship: SavedModel (TF Serving layout), ONNX and TFLite agree with Keras; the few-shot
+servable agrees with learner.predict; versions never overwrite; bad support folders write nothing."""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import onnxruntime
+import pytest
+import tensorflow as tf
+
+import tfmeta.export
+from tfmeta.data import generate_glyphs, to_uint8_images
+from tfmeta.export import ExportError, layout
+from tfmeta.learners import ALGORITHMS, make_config
+from tfmeta.models import build_model
+
+NAMES = np.array(["alpha", "beta", "gamma", "delta", "epsilon"])
+
+
+def _learner(algorithm, ways=5, width=8, steps=0, seed=0):
+    """A Conv4 learner, meta-trained for ``steps`` 3-way 1-shot glyph iterations."""
+    cls, _ = ALGORITHMS[algorithm]
+    keras.utils.set_random_seed(seed)
+    model = build_model("conv4", (28, 28, 1), ways if cls.needs_head else None, width=width,
+                        **cls.model_options)
+    learner = cls(model, make_config(algorithm, ways=ways, max_support=ways * 2))
+    if steps:
+        from tfmeta.data import EpisodeConfig, EpisodeSampler
+
+        source = generate_glyphs(num_classes=40, samples_per_class=6, seed=5)
+        sampler = EpisodeSampler(source, EpisodeConfig(min(ways, 5), 1, 2), 2, seed=0)
+        for batch in sampler.dataset(0, steps):
+            learner.meta_train_step(batch)
+    return learner
+
+
+def _episode(ways, shots, queries, seed):
+    """uint8 glyph images of classes no run has seen: support, support names, query, query names."""
+    glyphs = generate_glyphs(num_classes=ways, samples_per_class=shots + queries, seed=seed)
+    per_class = glyphs.images.reshape((ways, shots + queries, 28, 28, 1))
+    support = per_class[:, :shots].reshape((-1, 28, 28, 1))
+    query = per_class[:, shots:].reshape((-1, 28, 28, 1))
+    return (support, np.repeat(NAMES[:ways], shots), query, np.repeat(NAMES[:ways], queries))
+
+
+def _png(images):
+    return tf.stack([tf.io.encode_png(image) for image in images])
+
+
+def _onnx(path, **inputs):
+    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    return dict(zip(names, session.run(None, inputs)))
+
+
+def _tflite(path, **inputs):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        interpreter = tf.lite.Interpreter(model_path=path)
+    return interpreter.get_signature_runner("serving_default")(**inputs)
+
+
+@pytest.mark.parametrize("algorithm", ["maml", "reptile", "protonet"])
+def test_keras_savedmodel_onnx_tflite_agree_on_new_images(tmp_path, algorithm):
+    learner = _learner(algorithm, steps=5)
+    support, names, query, truth = _episode(3, 2, 4, seed=901)
+    images, labels, classes = learner.prepare_support(support, names)
+    classifier = learner.adapt(images, labels)
+    version_dir = tfmeta.export.saved_model(classifier, classes, images, str(tmp_path), algorithm,
+                                            formats=["onnx", "tflite"], fresh_process=False)
+    assert version_dir == os.path.join(str(tmp_path), algorithm, "1")
+    assert sorted(os.listdir(tmp_path / algorithm)) == ["1"]  # no staging folder left
+
+    # query images the export was not verified on, through every runtime
+    x = learner.preprocess(query).numpy()
+    keras_p = tf.nn.softmax(classifier(x, training=False)[:, :3]).numpy()
+    loaded = tf.saved_model.load(version_dir)
+    served = loaded.signatures["serving_default"](images=tf.constant(x))
+    from_bytes = loaded.signatures["serving_bytes"](image_bytes=_png(query))
+    results = {
+        "savedmodel": served["probabilities"].numpy(),
+        "savedmodel_bytes": from_bytes["probabilities"].numpy(),
+        "onnx": _onnx(os.path.join(version_dir, "model.onnx"), images=x)["probabilities"],
+        "tflite": _tflite(os.path.join(version_dir, "model.tflite"), images=x)["probabilities"]}
+    for runtime, p in results.items():
+        assert p.shape == keras_p.shape
+        np.testing.assert_allclose(p, keras_p, atol=1e-4, err_msg=runtime)
+    predicted = learner.predict(support, names, query)  # the numpy API, on uint8 images
+    assert [n.decode() for n in served["class_names"].numpy()] == list(predicted)
+    assert [n.decode() for n in from_bytes["class_names"].numpy()] == list(predicted)
+    assert list(classes[served["class_ids"].numpy()]) == list(predicted)
+    labels_txt = open(os.path.join(version_dir, "labels.txt")).read().split()
+    assert labels_txt == list(classes)
+    facts = json.load(open(os.path.join(version_dir, "assets.extra", "tfmeta.json")))
+    assert facts["class_names"] == list(classes) and set(facts["formats"]) == {"onnx", "tflite"}
+    assert max(facts["max_abs_difference"].values()) <= 1e-4
+
+
+def test_serving_bytes_decodes_rgb_and_other_sizes_like_the_loaders(tmp_path):
+    learner = _learner("protonet")
+    support, names, _, _ = _episode(3, 1, 0, seed=902)
+    images, labels, classes = learner.prepare_support(support, names)
+    version_dir = tfmeta.export.saved_model(learner.adapt(images, labels), classes, images,
+                                            str(tmp_path), "p", fresh_process=False)
+    rgb = np.random.default_rng(0).integers(0, 256, (4, 40, 36, 3), dtype=np.uint8)
+    loaded = tf.saved_model.load(version_dir)
+    from_bytes = loaded.signatures["serving_bytes"](image_bytes=_png(rgb))["logits"].numpy()
+    from_numpy = loaded.signatures["serving_default"](
+        images=learner.preprocess(rgb))["logits"].numpy()
+    np.testing.assert_allclose(from_bytes, from_numpy, atol=1e-3)
+
+
+@pytest.mark.parametrize("algorithm", ["maml", "anil", "metasgd", "reptile", "protonet"])
+def test_fewshot_servable_gives_learner_predict_answers(tmp_path, algorithm):
+    learner = _learner(algorithm, steps=3)
+    formats = ["onnx"] if algorithm == "protonet" else []
+    version_dir = tfmeta.export.fewshot_saved_model(learner, str(tmp_path), "fs", formats,
+                                                    ways=3, shots=1, fresh_process=False)
+    signature = tf.saved_model.load(version_dir).signatures["serving_default"]
+    for ways, shots in ((2, 1), (4, 3)):  # one served model, new classes of any number per request
+        support, names, query, _ = _episode(ways, shots, 3, seed=903 + ways)
+        classes, expected = learner.predict_proba(support, names, query)
+        labels = np.searchsorted(classes, names).astype(np.int32)
+        inputs = dict(support_images=learner.preprocess(support).numpy(), support_labels=labels,
+                      query_images=learner.preprocess(query).numpy())
+        served = signature(**{k: tf.constant(v) for k, v in inputs.items()})
+        np.testing.assert_allclose(served["probabilities"].numpy(), expected, atol=1e-4)
+        assert list(classes[served["class_ids"].numpy()]) == list(
+            learner.predict(support, names, query))
+        if formats:
+            p = _onnx(os.path.join(version_dir, "model.onnx"), **inputs)["probabilities"]
+            np.testing.assert_allclose(p, expected, atol=1e-4)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="every label"):
+        signature(support_images=tf.constant(inputs["support_images"][:2]),
+                  support_labels=tf.constant([0, 2], tf.int32),
+                  query_images=tf.constant(inputs["query_images"]))
+
+
+def test_versions_count_up_and_never_overwrite(tmp_path, monkeypatch):
+    def write(marker):
+        return lambda staging: open(os.path.join(staging, "marker"), "w").write(marker)
+
+    assert layout.publish(str(tmp_path), "m", write("a")).endswith(os.path.join("m", "1"))
+    assert layout.publish(str(tmp_path), "m", write("b")).endswith(os.path.join("m", "2"))
+    os.makedirs(tmp_path / "m" / "7")
+    assert layout.next_version(str(tmp_path), "m") == 8
+    stale = iter([2, 7])  # another process took versions 2 and 7 after we looked
+    real = layout.next_version
+    monkeypatch.setattr(layout, "next_version",
+                        lambda d, n: next(stale, None) or real(d, n))
+    path = layout.publish(str(tmp_path), "m", write("c"))
+    assert path.endswith(os.path.join("m", "8"))
+    assert open(tmp_path / "m" / "1" / "marker").read() == "a"
+    assert open(tmp_path / "m" / "2" / "marker").read() == "b"
+    assert sorted(os.listdir(tmp_path / "m")) == ["1", "2", "7", "8"]
+    with pytest.raises(tfmeta.data.DataError, match="model name"):
+        layout.publish(str(tmp_path), "../evil", write("d"))
+
+
+def test_a_mismatch_is_an_error_and_leaves_nothing(tmp_path, monkeypatch):
+    learner = _learner("protonet")
+    support, names, _, _ = _episode(3, 1, 0, seed=904)
+    images, labels, classes = learner.prepare_support(support, names)
+    classifier = learner.adapt(images, labels)
+    monkeypatch.setattr(tfmeta.export.checks, "check",
+                        lambda version_dir, files: ({"savedmodel": 0.25}, False))
+    export_dir = tmp_path / "exports"
+    with pytest.raises(ExportError, match="disagrees with the Keras model"):
+        tfmeta.export.saved_model(classifier, classes, images, str(export_dir), "x",
+                                  fresh_process=False)
+    assert not export_dir.exists()
+
+
+def _run(*args, cwd=None, timeout=600):
+    env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+    return subprocess.run(list(args), capture_output=True, text=True, cwd=cwd, env=env,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def protonet_run(tmp_path_factory):
+    from tfmeta.data import DataConfig, EpisodeConfig
+    from tfmeta.run import RunConfig, TrainConfig, train
+
+    out = tmp_path_factory.mktemp("runs") / "protonet"
+    train(RunConfig(algorithm="protonet", data=DataConfig("glyphs"),
+                    episode=EpisodeConfig(3, 1, 2), width=8,
+                    train=TrainConfig(steps=4, meta_batch=2, val_every=4, val_episodes=2,
+                                      test_episodes=4)), str(out), progress=False)
+    return str(out)
+
+
+def _glyph_folder(root, classes, per_class, size=28, seed=905):
+    glyphs = generate_glyphs(num_classes=len(classes), samples_per_class=per_class, seed=seed)
+    for c, name in enumerate(classes):
+        os.makedirs(os.path.join(root, name), exist_ok=True)
+        for i, image in enumerate(to_uint8_images(glyphs.class_images(c), size, 1)):
+            with open(os.path.join(root, name, f"{i}.png"), "wb") as f:
+                f.write(tf.io.encode_png(image).numpy())
+
+
+def test_cli_adapt_export_and_fewshot_in_fresh_processes(tmp_path, protonet_run):
+    examples = os.path.join(os.path.dirname(__file__), "..", "examples", "make_support_folder.py")
+    r = _run(sys.executable, examples, str(tmp_path / "demo"), "--ways", "3", "--shots", "2")
+    assert r.returncode == 0, r.stderr
+    exports = str(tmp_path / "savedmodels")
+    adapt = ["tfmeta", "adapt", "--checkpoint", protonet_run, "--support",
+             str(tmp_path / "demo" / "support"), "--name", "glyphs", "--export-dir", exports]
+    r = _run(*adapt)
+    assert r.returncode == 0, r.stderr
+    assert "savedmodels/glyphs/1" in r.stdout and "fresh process" in r.stdout
+    version_dir = os.path.join(exports, "glyphs", "1")
+    r = _run("tfmeta", "export", "--model", version_dir, "--format", "onnx")
+    assert r.returncode == 0, r.stderr
+    assert os.path.isfile(os.path.join(version_dir, "model.onnx"))
+    r = _run("tfmeta", "export", "--model", version_dir, "--format", "onnx")
+    assert r.returncode == 2 and "exists" in r.stderr and "Traceback" not in r.stderr
+    r = _run(*adapt, "--format", "tflite")
+    assert r.returncode == 0, r.stderr
+    assert sorted(os.listdir(os.path.join(exports, "glyphs"))) == ["1", "2"]
+    r = _run("tfmeta", "export-fewshot", "--checkpoint", protonet_run, "--name", "fs",
+             "--export-dir", exports, "--format", "all")
+    assert r.returncode == 0, r.stderr
+    assert {"model.onnx", "model.tflite"} <= set(os.listdir(os.path.join(exports, "fs", "1")))
+    # what a server or an edge runtime does: plain TensorFlow / onnxruntime, no tfmeta
+    check = os.path.join(os.path.dirname(tfmeta.export.__file__), "check.py")
+    for version, files in ((os.path.join(exports, "glyphs", "1"), ["model.onnx"]),
+                           (os.path.join(exports, "glyphs", "2"), ["model.tflite"]),
+                           (os.path.join(exports, "fs", "1"), ["model.onnx", "model.tflite"])):
+        r = _run(sys.executable, "-c", open(check).read(), version,
+                 *[os.path.join(version, f) for f in files], cwd=version)
+        report = json.loads(r.stdout.strip().splitlines()[-1])
+        assert r.returncode == 0 and report["ok"] and not report["tfmeta_imported"], r.stdout
+        assert set(report["max_abs_difference"]) >= {"savedmodel", *files}
+
+
+@pytest.mark.parametrize("layout_name, message", [
+    ("one_class", "at least 2 class folders"),
+    ("empty_class", "holds no images"),
+    ("non_image", "is not an image"),
+    ("mixed_sizes", "differ in size"),
+    ("loose_image", "lies beside the class folders"),
+    ("bad_name", "model name"),
+])
+def test_cli_adapt_bad_support_is_one_line_and_writes_nothing(tmp_path, capsys, protonet_run,
+                                                              layout_name, message):
+    from tfmeta.cli import main
+
+    support = tmp_path / "support"
+    _glyph_folder(support, ["a"] if layout_name == "one_class" else ["a", "b"], 2)
+    if layout_name == "empty_class":
+        os.makedirs(support / "c")
+    elif layout_name == "non_image":
+        (support / "b" / "notes.txt").write_text("not an image")
+    elif layout_name == "mixed_sizes":
+        _glyph_folder(support, ["c"], 1, size=32)
+    elif layout_name == "loose_image":
+        (support / "x.png").write_bytes((support / "a" / "0.png").read_bytes())
+    exports = tmp_path / "savedmodels"
+    name = "../up" if layout_name == "bad_name" else "bad"
+    capsys.readouterr()
+    assert main(["adapt", "--checkpoint", protonet_run, "--support", str(support), "--name", name,
+                 "--export-dir", str(exports)]) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("tfmeta")]
+    assert len(lines) == 1 and message in lines[0], err
+    assert not exports.exists() and not (tmp_path / "up").exists()
+
+
+def test_maml_head_too_small_for_the_support_is_refused(tmp_path):
+    learner = _learner("maml", ways=3)
+    support, names, _, _ = _episode(4, 1, 0, seed=906)
+    images, labels, _ = learner.prepare_support(support, names)
+    with pytest.raises(tfmeta.data.DataError, match="head has 3 outputs but the support has 4"):
+        learner.adapt(images, labels)
+
+
+def test_mixed_sizes_are_accepted_with_resize(tmp_path, protonet_run):
+    from tfmeta.cli import main
+
+    support = tmp_path / "support"
+    _glyph_folder(support, ["a", "b"], 2)
+    _glyph_folder(support, ["c"], 1, size=32)
+    assert main(["adapt", "--checkpoint", protonet_run, "--support", str(support), "--name", "r",
+                 "--export-dir", str(tmp_path / "e"), "--resize"]) == 0
+    assert open(tmp_path / "e" / "r" / "1" / "labels.txt").read().split() == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize("algorithm", ["ridge", "relation"])
+def test_classifiers_whose_head_has_learned_parts_export(tmp_path, algorithm):
+    """Regression: the adapted classifier of a learner with parts (ridge's calibration, the
+    relation module) captured their variables without tracking them, and could not be saved."""
+    learner = _learner(algorithm)
+    support, names, query, _ = _episode(3, 1, 2, seed=907)
+    images, labels, classes = learner.prepare_support(support, names)
+    classifier = learner.adapt(images, labels)
+    version_dir = tfmeta.export.saved_model(classifier, classes, images, str(tmp_path), "h",
+                                            fresh_process=False)
+    x = learner.preprocess(query)
+    served = tf.saved_model.load(version_dir).signatures["serving_default"](images=x)
+    np.testing.assert_allclose(served["logits"].numpy(),
+                               classifier(x, training=False).numpy(), atol=1e-4)

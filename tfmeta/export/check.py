@@ -1,0 +1,98 @@
+"""Check an exported model the way a server or an edge runtime runs it.
+
+This file imports only numpy, TensorFlow and (for ``.onnx``) onnxruntime, never tfmeta, so it can
+run in a fresh Python process on a machine without tfmeta::
+
+    python check.py savedmodels/NAME/1 [savedmodels/NAME/1/model.onnx ...]
+
+It loads the SavedModel with ``tf.saved_model.load`` and runs its ``serving_default`` signature
+(and ``serving_bytes`` on the same images encoded as PNG), runs each ``.onnx`` file with
+onnxruntime and each ``.tflite`` file with the TFLite interpreter, all on the inputs stored in
+``assets.extra/verification.npz``, and compares their ``probabilities`` with the ones stored there
+(computed by the Keras model at export time). It prints one JSON object of maximum absolute
+differences and exits with status 1 if any exceeds the tolerance (default 1e-4).
+"""
+
+import json
+import os
+import sys
+import warnings
+
+import numpy as np
+
+TOLERANCE = 1e-4
+VERIFICATION_FILE = os.path.join("assets.extra", "verification.npz")
+
+
+def load_verification(version_dir):
+    with np.load(os.path.join(version_dir, VERIFICATION_FILE)) as data:
+        inputs = {key[len("input:"):]: data[key] for key in data.files if key.startswith("input:")}
+        return inputs, data["expected:probabilities"]
+
+
+def run_savedmodel(version_dir, inputs):
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(version_dir)
+    outputs = {"savedmodel": loaded.signatures["serving_default"](
+        **{k: tf.constant(v) for k, v in inputs.items()})["probabilities"].numpy()}
+    if "serving_bytes" in loaded.signatures:
+        pixels = np.round(inputs["images"] * 255).astype(np.uint8)
+        encoded = tf.stack([tf.io.encode_png(image) for image in pixels])
+        outputs["savedmodel_bytes"] = loaded.signatures["serving_bytes"](
+            image_bytes=encoded)["probabilities"].numpy()
+    return outputs
+
+
+def run_onnx(path, inputs):
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    values = session.run(None, {i.name: inputs[i.name] for i in session.get_inputs()})
+    return dict(zip(names, values))["probabilities"]
+
+
+def run_tflite(path, inputs):
+    try:  # the LiteRT runtime where installed, else TensorFlow's interpreter
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        import tensorflow as tf
+
+        Interpreter = tf.lite.Interpreter
+    with warnings.catch_warnings():  # tf.lite.Interpreter warns that LiteRT replaces it
+        warnings.simplefilter("ignore")
+        interpreter = Interpreter(model_path=path)
+    runner = interpreter.get_signature_runner("serving_default")
+    return runner(**inputs)["probabilities"]  # the runner resizes inputs to their shapes
+
+
+def check(version_dir, files=(), tolerance=TOLERANCE):
+    """``{runtime: max |probabilities - expected|}`` and whether all are within ``tolerance``."""
+    inputs, expected = load_verification(version_dir)
+    results = run_savedmodel(version_dir, inputs)
+    for path in files:
+        key = os.path.basename(path)
+        if path.endswith(".onnx"):
+            results[key] = run_onnx(path, inputs)
+        elif path.endswith(".tflite"):
+            results[key] = run_tflite(path, inputs)
+        else:
+            raise ValueError(f"{path}: not an .onnx or .tflite file")
+    differences = {key: float(np.max(np.abs(value - expected))) if value.shape == expected.shape
+                   else float("inf") for key, value in results.items()}
+    return differences, all(d <= tolerance for d in differences.values())
+
+
+def main(argv):
+    if not argv:
+        print(__doc__)
+        return 2
+    differences, ok = check(argv[0], argv[1:])
+    print(json.dumps({"max_abs_difference": differences, "ok": ok,
+                      "tfmeta_imported": "tfmeta" in sys.modules}))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

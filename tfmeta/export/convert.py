@@ -1,0 +1,115 @@
+"""SavedModel -> ONNX (tf2onnx) and TFLite, converted from the SavedModel on disk.
+
+Both convert ``serving_default`` without its string output (``class_names``): ONNX and TFLite get
+``logits``, ``probabilities`` and ``class_ids``, and the class names are in ``labels.txt`` beside
+them (line ``i`` names class id ``i``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import warnings
+
+import tensorflow as tf
+
+NUMERIC_OUTPUTS = ("logits", "probabilities", "class_ids")
+FILES = {"onnx": "model.onnx", "tflite": "model.tflite"}
+ONNX_OPSET = 17
+
+
+class ExportError(RuntimeError):
+    """An export that could not be written or did not reproduce the Keras model's answers."""
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}"[:300]
+
+
+@contextlib.contextmanager
+def _quiet_converter():
+    """Converters log every unsupported op (tf2onnx at ERROR level, the TFLite converter from C++
+    on stderr); the one-line ExportError says what failed, so their output is silenced."""
+    logger = logging.getLogger("tf2onnx")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    sys.stderr.flush()
+    saved_stderr = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved_stderr, 2)
+        os.close(saved_stderr)
+        os.close(devnull)
+        logger.setLevel(level)
+
+
+def numeric_function(loaded):
+    """A ``tf.function`` running ``serving_default`` of a loaded SavedModel, numeric outputs only."""
+    signature = loaded.signatures["serving_default"]
+    specs = signature.structured_input_signature[1]
+
+    def pick(outputs):
+        return {key: outputs[key] for key in NUMERIC_OUTPUTS}
+
+    if set(specs) == {"images"}:
+        def classify(images):
+            return pick(signature(images=images))
+        order = ["images"]
+    elif set(specs) == {"support_images", "support_labels", "query_images"}:
+        def classify(support_images, support_labels, query_images):
+            return pick(signature(support_images=support_images, support_labels=support_labels,
+                                  query_images=query_images))
+        order = ["support_images", "support_labels", "query_images"]
+    else:
+        raise ExportError(f"unknown serving_default inputs {sorted(specs)}")
+    input_signature = [tf.TensorSpec(specs[name].shape, specs[name].dtype, name=name)
+                       for name in order]
+    return tf.function(classify, input_signature=input_signature)
+
+
+def to_onnx(version_dir: str, path: str) -> dict:
+    import tf2onnx
+
+    loaded = tf.saved_model.load(version_dir)
+    function = numeric_function(loaded)
+    try:
+        with _quiet_converter():
+            tf2onnx.convert.from_function(function, input_signature=function.input_signature,
+                                          opset=ONNX_OPSET, output_path=path)
+    except Exception as err:  # tf2onnx raises many types for unsupported ops
+        raise ExportError(f"ONNX conversion failed ({_first_line(err)})") from None
+    return {"opset": ONNX_OPSET}
+
+
+def to_tflite(version_dir: str, path: str) -> dict:
+    """TFLite built-in ops if they suffice, else with TensorFlow ops (needs the Flex delegate)."""
+    loaded = tf.saved_model.load(version_dir)
+    concrete = numeric_function(loaded).get_concrete_function()
+    errors = []
+    for select_tf_ops in (False, True):
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], loaded)
+        if select_tf_ops:
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS,
+                                                   tf.lite.OpsSet.SELECT_TF_OPS]
+        try:
+            with _quiet_converter():
+                model = converter.convert()
+        except Exception as err:  # the converter raises ConverterError and others
+            errors.append(_first_line(err))
+            continue
+        with open(path, "wb") as f:
+            f.write(model)
+        return {"select_tf_ops": select_tf_ops}
+    raise ExportError(f"TFLite conversion failed ({errors[-1]})")
+
+
+CONVERTERS = {"onnx": to_onnx, "tflite": to_tflite}

@@ -1,0 +1,114 @@
+"""What gets served: ``tf.Module`` s whose signatures TF Serving, onnxruntime and TFLite run.
+
+* :class:`ClassifierServable` -- an adapted classifier for fixed classes. ``serving_default``
+  takes ``images`` (float32 ``[batch, H, W, C]`` in ``[0, 1]``, preprocessed as in training);
+  ``serving_bytes`` takes ``image_bytes`` (encoded PNG / JPEG / BMP / GIF, one per image) and
+  decodes, converts and resizes them inside the graph exactly as tfmeta's loaders do. Both return
+  ``logits`` and ``probabilities`` ``[batch, classes]``, ``class_ids`` ``[batch]`` (int64) and
+  ``class_names`` ``[batch]`` (the predicted class's name; the names are constants in the graph).
+* :class:`FewShotServable` -- a meta-trained learner that adapts inside the graph, per request:
+  ``serving_default`` takes ``support_images`` ``[S, H, W, C]``, ``support_labels`` ``[S]``
+  (int32 ``0..n-1``, every label present) and ``query_images`` ``[Q, H, W, C]`` and returns
+  ``logits``, ``probabilities`` ``[Q, n]`` and ``class_ids`` ``[Q]``.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # tfmeta.data.source.to_uint8_images's RGB -> gray
+
+
+def decode_image(encoded, height: int, width: int, channels: int):
+    """One encoded image -> float32 ``[height, width, channels]`` in ``[0, 1]``, as
+    ``tfmeta.data.source.to_uint8_images`` does it (gray/RGB conversion, alpha dropped,
+    antialiased bilinear resize, rounding to 8 bits)."""
+    image = tf.cast(tf.io.decode_image(encoded, channels=0, expand_animations=False), tf.float32)
+    image = tf.cond(tf.shape(image)[-1] >= 3, lambda: image[..., :3], lambda: image[..., :1])
+    if channels == 1:
+        weights = tf.constant(GRAY_WEIGHTS, tf.float32)[:, None]
+        image = tf.cond(tf.shape(image)[-1] == 3, lambda: tf.tensordot(image, weights, 1),
+                        lambda: image)
+    else:
+        image = tf.cond(tf.shape(image)[-1] == 1, lambda: tf.tile(image, [1, 1, 3]),
+                        lambda: image)
+    image = tf.ensure_shape(image, [None, None, channels])
+    same = tf.reduce_all(tf.equal(tf.shape(image)[:2], [height, width]))
+    image = tf.cond(same, lambda: image, lambda: tf.image.resize(
+        image, (height, width), method="bilinear", antialias=True))
+    return tf.clip_by_value(tf.round(image), 0.0, 255.0) / 255.0
+
+
+def _outputs(logits):
+    class_ids = tf.argmax(logits, -1, output_type=tf.int64)
+    return {"logits": logits, "probabilities": tf.nn.softmax(logits), "class_ids": class_ids}
+
+
+class ClassifierServable(tf.Module):
+    """An adapted Keras classifier with its class names (see the module docstring)."""
+
+    def __init__(self, classifier, class_names):
+        super().__init__(name="classifier_servable")
+        self.classifier = classifier
+        self.class_names = [str(name) for name in class_names]
+        self.input_shape = tuple(int(d) for d in classifier.inputs[0].shape[1:])
+        if len(self.class_names) > int(classifier.outputs[0].shape[-1]):
+            raise ValueError(f"{len(self.class_names)} class names for a classifier with "
+                             f"{classifier.outputs[0].shape[-1]} outputs")
+        self.classify = tf.function(self._classify, input_signature=[
+            tf.TensorSpec((None,) + self.input_shape, tf.float32, name="images")])
+        self.classify_bytes = tf.function(self._classify_bytes, input_signature=[
+            tf.TensorSpec([None], tf.string, name="image_bytes")])
+
+    def _classify(self, images):
+        logits = self.classifier(images, training=False)[:, :len(self.class_names)]
+        outputs = _outputs(logits)
+        outputs["class_names"] = tf.gather(tf.constant(self.class_names), outputs["class_ids"])
+        return outputs
+
+    def _classify_bytes(self, image_bytes):
+        height, width, channels = self.input_shape
+        images = tf.map_fn(lambda encoded: decode_image(encoded, height, width, channels),
+                           image_bytes, fn_output_signature=tf.TensorSpec(
+                               self.input_shape, tf.float32))
+        return self._classify(images)
+
+    def signatures(self) -> dict:
+        return {"serving_default": self.classify.get_concrete_function(),
+                "serving_bytes": self.classify_bytes.get_concrete_function()}
+
+
+class FewShotServable(tf.Module):
+    """A learner that adapts to the support set of each request (see the module docstring)."""
+
+    def __init__(self, learner):
+        super().__init__(name="fewshot_servable")
+        self.model = learner.model
+        self.parts = dict(learner.parts)
+        self._learner = learner
+        self.input_shape = tuple(int(d) for d in learner.input_shape)
+        image_spec = (None,) + self.input_shape
+        self.classify = tf.function(self._classify, input_signature=[
+            tf.TensorSpec(image_spec, tf.float32, name="support_images"),
+            tf.TensorSpec([None], tf.int32, name="support_labels"),
+            tf.TensorSpec(image_spec, tf.float32, name="query_images")])
+
+    def _classify(self, support_images, support_labels, query_images):
+        ways = tf.reduce_max(support_labels) + 1
+        present = tf.size(tf.unique(support_labels).y)
+        checks = [
+            tf.debugging.assert_non_negative(support_labels, message="support_labels must be >= 0"),
+            tf.debugging.assert_equal(present, ways, message=(
+                "support_labels must use every label 0..n-1")),
+            tf.debugging.assert_equal(tf.shape(support_labels)[0], tf.shape(support_images)[0],
+                                      message="one support label per support image")]
+        if self._learner.needs_head:
+            head = int(self.model.outputs[0].shape[-1])
+            checks.append(tf.debugging.assert_less_equal(ways, head, message=(
+                f"this model's head has {head} outputs: at most {head} classes per request")))
+        with tf.control_dependencies(checks):
+            logits = self._learner.fewshot_logits(support_images, support_labels, query_images)
+        return _outputs(logits)
+
+    def signatures(self) -> dict:
+        return {"serving_default": self.classify.get_concrete_function()}
