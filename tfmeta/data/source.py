@@ -227,7 +227,8 @@ def _decode_files(named_bytes, image_size: int, channels: int,
     if same_size and len(sizes) > 1:
         (a, name_a), (b, name_b) = list(sizes.items())[:2]
         raise DataError(f"images differ in size: {name_a} is {a[0]}x{a[1]}, {name_b} is "
-                        f"{b[0]}x{b[1]}; make them one size (or allow resizing)")
+                        f"{b[0]}x{b[1]}; make them one size (or allow resizing: tfmeta adapt "
+                        "--resize)")
     out = np.zeros((len(decoded), image_size, image_size, channels), np.uint8)
     by_shape: dict = {}
     for i, image in enumerate(decoded):
