@@ -107,6 +107,12 @@ def test_serving_bytes_decodes_rgb_and_other_sizes_like_the_loaders(tmp_path):
     from_numpy = loaded.signatures["serving_default"](
         images=learner.preprocess(rgb))["logits"].numpy()
     np.testing.assert_allclose(from_bytes, from_numpy, atol=1e-3)
+    jpegs = tf.stack([tf.io.encode_jpeg(image) for image in rgb])  # JPEG: compare decoded pixels
+    decoded = np.stack([tf.io.decode_jpeg(j).numpy() for j in jpegs.numpy()])
+    from_jpeg = loaded.signatures["serving_bytes"](image_bytes=jpegs)["logits"].numpy()
+    from_decoded = loaded.signatures["serving_default"](
+        images=learner.preprocess(decoded))["logits"].numpy()
+    np.testing.assert_allclose(from_jpeg, from_decoded, atol=1e-3)
 
 
 @pytest.mark.parametrize("algorithm", ["maml", "anil", "metasgd", "protonet"])
