@@ -120,9 +120,14 @@ def test_ridge_head_matches_numpy_solve_in_both_forms():
         x = rng.normal(size=(2, shots, dim))
         y = np.eye(3)[rng.integers(0, 3, (2, shots))]
         w = ridge_weights(tf.constant(x), tf.constant(y), 0.7).numpy()
+        # regression: a served few-shot model sees support sets of unknown size
+        unknown = tf.TensorSpec([None, None, None], tf.float64)
+        solve = tf.function(lambda a, b: ridge_weights(a, b, 0.7), input_signature=[unknown] * 2)
+        w_dynamic = solve(tf.constant(x), tf.constant(y)).numpy()
         for t in range(2):
             expected = np.linalg.solve(x[t].T @ x[t] + 0.7 * np.eye(dim), x[t].T @ y[t])
             np.testing.assert_allclose(w[t], expected, rtol=1e-6, atol=1e-9)
+            np.testing.assert_allclose(w_dynamic[t], expected, rtol=1e-6, atol=1e-9)
 
 
 def test_ridge_head_backpropagates_into_the_embedding():

@@ -1,8 +1,8 @@
 """tfmeta: few-shot meta-learning of image classifiers for TensorFlow / Keras.
 
 Data flows one way: ``tfmeta.data`` (sources -> episodes) -> ``tfmeta.learners`` ->
-``tfmeta.trainer`` -> ``tfmeta.evaluation`` / ``tfmeta.export``. ``tfmeta.run`` ties them into one config, and
-``tfmeta.load(run_dir)`` gives back a meta-trained learner::
+``tfmeta.trainer`` -> ``tfmeta.evaluation`` / ``tfmeta.export``. ``tfmeta.run`` ties them into one
+config, and ``tfmeta.load(run_dir)`` gives back a meta-trained learner::
 
     learner = tfmeta.load("runs/quickstart")
     labels = learner.predict(support_images, support_labels, query_images)

@@ -232,12 +232,20 @@ def _report(version_dir, what):
           f"matching the Keras model (max abs difference of probabilities {worst:.2g})")
 
 
+def _run_facts(config, run_dir) -> dict:
+    """Where an export comes from, for its ``tfmeta.json``."""
+    from tfmeta.run import _checkpoint_path
+
+    return {"algorithm": config.algorithm, "run": os.path.abspath(run_dir),
+            "checkpoint": os.path.abspath(_checkpoint_path(run_dir))}
+
+
 def _adapt(args):
     import numpy as np
 
     import tfmeta.export as export
     from tfmeta.data import support_from_folder
-    from tfmeta.run import _checkpoint_path, load, load_config
+    from tfmeta.run import load, load_config
 
     export.check_name(args.name)
     config = load_config(args.checkpoint)
@@ -247,11 +255,9 @@ def _adapt(args):
     names = np.array(support.class_names)[support.labels()]
     images, labels, classes = learner.prepare_support(support.images, names)
     classifier = learner.adapt(images, labels)
-    metadata = {"algorithm": config.algorithm, "run": os.path.abspath(args.checkpoint),
-                "checkpoint": _checkpoint_path(args.checkpoint),
-                "support": os.path.abspath(args.support),
-                "support_images_per_class": dict(zip(support.class_names,
-                                                     map(int, support.counts)))}
+    metadata = dict(_run_facts(config, args.checkpoint), support=os.path.abspath(args.support),
+                    support_images_per_class=dict(zip(support.class_names,
+                                                      map(int, support.counts))))
     version_dir = export.saved_model(classifier, classes, images, args.export_dir, args.name,
                                      _formats(args.format), metadata)
     _report(version_dir, f"{config.algorithm} adapted to {len(classes)} classes "
@@ -267,15 +273,14 @@ def _export(args):
 
 def _export_fewshot(args):
     import tfmeta.export as export
-    from tfmeta.run import _checkpoint_path, load, load_config
+    from tfmeta.run import load, load_config
 
     export.check_name(args.name)
     config = load_config(args.checkpoint)
     learner = load(args.checkpoint)
-    metadata = {"algorithm": config.algorithm, "run": os.path.abspath(args.checkpoint),
-                "checkpoint": _checkpoint_path(args.checkpoint)}
     version_dir = export.fewshot_saved_model(learner, args.export_dir, args.name,
-                                             _formats(args.format), metadata,
+                                             _formats(args.format),
+                                             _run_facts(config, args.checkpoint),
                                              ways=config.episode.ways, shots=config.episode.shots)
     _report(version_dir, f"few-shot {config.algorithm} servable (adapts to each request's "
                          "support set)")
