@@ -300,3 +300,13 @@ def test_classifiers_whose_head_has_learned_parts_export(tmp_path, algorithm):
     served = tf.saved_model.load(version_dir).signatures["serving_default"](images=x)
     np.testing.assert_allclose(served["logits"].numpy(),
                                classifier(x, training=False).numpy(), atol=1e-4)
+
+
+def test_a_format_that_cannot_be_converted_is_an_error_and_writes_nothing(tmp_path):
+    """MAML's in-graph inner loop has gradient ops that tf2onnx cannot convert: refused, not
+    shipped without its ONNX file or with an unverified one."""
+    export_dir = tmp_path / "exports"
+    with pytest.raises(ExportError, match="ONNX conversion failed.*--format savedmodel"):
+        tfmeta.export.fewshot_saved_model(_learner("maml"), str(export_dir), "fs", ["onnx"],
+                                          ways=3, shots=1, fresh_process=False)
+    assert not export_dir.exists()

@@ -153,15 +153,16 @@ def _write(staging, servable, inputs, expected, facts, formats, fresh_process,
     from tfmeta import __version__
 
     facts["tfmeta"] = __version__
-    for fmt in formats:
-        try:
+    try:
+        for fmt in formats:
             facts["formats"][fmt] = CONVERTERS[fmt](staging, os.path.join(staging, FILES[fmt]))
-            verify(staging, [os.path.join(staging, FILES[fmt])], fresh_process=False)
-        except ExportError as err:
-            raise ExportError(f"{fmt}: {err}; nothing written (without this format the SavedModel "
-                              "exports: --format savedmodel)") from None
-    facts["max_abs_difference"] = verify(staging, [os.path.join(staging, FILES[f]) for f in formats],
-                                         fresh_process)
+        facts["max_abs_difference"] = verify(
+            staging, [os.path.join(staging, FILES[f]) for f in formats], fresh_process)
+    except ExportError as err:
+        if not formats:
+            raise
+        raise ExportError(f"{err}; nothing written (the SavedModel alone may export: "
+                          "--format savedmodel)") from None
     _write_json(os.path.join(staging, METADATA_FILE), facts)
 
 

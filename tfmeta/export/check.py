@@ -71,14 +71,16 @@ def check(version_dir, files=(), tolerance=TOLERANCE):
     """``{runtime: max |probabilities - expected|}`` and whether all are within ``tolerance``."""
     inputs, expected = load_verification(version_dir)
     results = run_savedmodel(version_dir, inputs)
+    runtimes = {".onnx": run_onnx, ".tflite": run_tflite}
     for path in files:
         key = os.path.basename(path)
-        if path.endswith(".onnx"):
-            results[key] = run_onnx(path, inputs)
-        elif path.endswith(".tflite"):
-            results[key] = run_tflite(path, inputs)
-        else:
+        run = runtimes.get(os.path.splitext(path)[1])
+        if run is None:
             raise ValueError(f"{path}: not an .onnx or .tflite file")
+        try:
+            results[key] = run(path, inputs)
+        except Exception as err:  # say which file a runtime could not load or run
+            raise RuntimeError(f"{key}: {err}") from err
     differences = {key: float(np.max(np.abs(value - expected))) if value.shape == expected.shape
                    else float("inf") for key, value in results.items()}
     return differences, all(d <= tolerance for d in differences.values())
