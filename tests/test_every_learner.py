@@ -15,7 +15,8 @@ def _learner(algorithm, backbone, compiled=True):
     keras.utils.set_random_seed(0)
     model = build_model(backbone, (28, 28, 1), 3 if cls.needs_head else None, width=8,
                         **cls.model_options)
-    return cls(model, make_config(algorithm, ways=3, max_support=6), compiled=compiled)
+    options = {"train_shots": 4} if algorithm == "reptile" else {}  # 2 shots + 2 queries
+    return cls(model, make_config(algorithm, ways=3, max_support=6, **options), compiled=compiled)
 
 
 @pytest.fixture(scope="module")

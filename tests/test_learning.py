@@ -3,10 +3,12 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from tfmeta.data import EpisodeConfig, EpisodeSampler, glyphs
 from tfmeta.evaluation import evaluate
 from tfmeta.learners import (ANIL, MAML, MAMLConfig, MatchingConfig, MatchingNetwork, MetaSGD,
+                             MetaSGDConfig,
                              ProtoNet, RelationNetwork, Reptile, ReptileConfig, RidgeHead,
                              SiameseNetwork, SNAIL, SNAILConfig, SVMHead)
 from tfmeta.models import conv4
@@ -51,11 +53,17 @@ def _learner(algorithm):
     if algorithm in METRIC:
         return METRIC[algorithm](conv4((28, 28, 1), outputs=None, width=32))
     model = conv4((28, 28, 1), outputs=5, width=32)
-    if algorithm == "reptile":
-        config = ReptileConfig(inner_steps=5, inner_lr=0.4, epsilon=1.0)
+    if algorithm == "reptile":  # the paper's settings; training episodes hold 6 images per class
+        config = ReptileConfig(train_shots=6)
         return Reptile(model, config, optimizer=Reptile.default_optimizer(config, 300))
-    cls = {"maml": MAML, "anil": ANIL, "metasgd": MetaSGD}[algorithm]
-    return cls(model, MAMLConfig(inner_steps=1, inner_lr=0.4, test_inner_steps=3))
+    if algorithm == "metasgd":
+        return MetaSGD(model, MetaSGDConfig())
+    if algorithm == "maml":
+        # The paper's step (alpha = 0.4 on sum/shots: 2.0 on the mean loss in 5-way) needs the
+        # paper's meta-batch of 32 and thousands of steps: 300 steps of meta-batch 4 took this
+        # model from 0.30 to only 0.37. The mean-loss step learns within this test's budget.
+        return MAML(model, MAMLConfig(inner_reduction="mean"))
+    return ANIL(model, MAMLConfig())
 
 
 @pytest.mark.parametrize("algorithm", sorted(GAIN))
@@ -66,6 +74,20 @@ def test_meta_training_learns_5way_1shot_glyphs(glyph_splits, algorithm):
     print(f"{algorithm}: {before:.3f} -> {after:.3f}")
     assert after >= 0.60
     assert after >= before + GAIN[algorithm]
+    if algorithm == "snail":  # classes come from labels, not positions in the support sequence
+        _, _, test = glyph_splits
+        sampler = EpisodeSampler(test, EpisodeConfig(5, 1, 15), meta_batch=10, seed=99)
+        agree, hits = [], []
+        for sx, sy, qx, qy in sampler.dataset(num_batches=5):
+            reverse = sx.shape[1] - 1 - np.arange(sx.shape[1])
+            sorted_logits = learner.episode_logits(sx, sy, qx, training=False).numpy()
+            shuffled = learner.episode_logits(tf.gather(sx, reverse, axis=1),
+                                              tf.gather(sy, reverse, axis=1), qx,
+                                              training=False).numpy()
+            agree.append(sorted_logits.argmax(-1) == shuffled.argmax(-1))
+            hits.append(shuffled.argmax(-1) == qy.numpy())
+        assert np.mean(agree) >= 0.8, np.mean(agree)
+        assert np.mean(hits) >= after - 0.1, (np.mean(hits), after)
 
 
 def test_adapted_classifier_answers_per_image(glyph_splits):

@@ -20,9 +20,14 @@ TINY = dict(steps=12, meta_batch=2, val_every=6, val_episodes=4, test_episodes=6
             checkpoint_every=3)
 
 
+# Options that tiny 3-way 1-shot 2-query episodes need: Reptile trains on shots + queries images.
+TINY_OPTIONS = {"reptile": {"train_shots": 3}}
+
+
 def _tiny_config(algorithm="maml", **train_overrides):
     return RunConfig(algorithm=algorithm, data=DataConfig("glyphs"),
                      episode=EpisodeConfig(3, 1, 2), width=8,
+                     learner=dict(TINY_OPTIONS.get(algorithm, {})),
                      train=TrainConfig(**dict(TINY, **train_overrides)))
 
 
@@ -98,7 +103,7 @@ def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
 def test_changed_config_in_same_directory_is_refused(tmp_path):
     train(_tiny_config(steps=3), str(tmp_path), progress=False)
     with pytest.raises(ValueError, match="another config"):
-        train(_tiny_config("reptile", steps=3), str(tmp_path), progress=False)
+        train(_tiny_config("fomaml", steps=3), str(tmp_path), progress=False)
 
 
 def test_load_and_predict_on_numpy_of_any_size(tmp_path):
@@ -137,7 +142,8 @@ def test_cli_train_and_evaluate_every_algorithm(tmp_path, capsys, algorithm):
     assert main(["train", "--algorithm", algorithm, "--steps", "3", "--meta-batch", "2",
                  "--ways", "3", "--queries", "2", "--width", "8", "--episodes", "6",
                  "--val-every", "3", "--val-episodes", "2", "--no-progress",
-                 "--out", str(out)]) == 0
+                 "--out", str(out)] + [f"--set=learner.{k}={v}" for k, v in
+                                       TINY_OPTIONS.get(algorithm, {}).items()]) == 0
     assert "3-way 1-shot accuracy" in capsys.readouterr().out
     assert main(["evaluate", "--checkpoint", str(out), "--episodes", "8"]) == 0
     assert json.loads((out / "evaluation.json").read_text())["episodes"] == 8
@@ -176,13 +182,73 @@ def test_cli_train_evaluate_predict_in_a_fresh_process(tmp_path):
     (["evaluate", "--checkpoint", "{tmp}/none"], "not a tfmeta run"),
     (["frobnicate"], "invalid choice"),
     (["train", "--algorithm", "maml", "--fce", "--out", "{tmp}/z"], "--fce is an option of"),
+    # A misspelled or foreign learner option is an error, never dropped silently.
+    (["train", "--set", "learner.inner_stpes=5", "--out", "{tmp}/o1"],
+     "maml has no option inner_stpes; its options: inner_steps, inner_lr"),
+    (["train", "--algorithm", "protonet", "--inner-steps", "3", "--out", "{tmp}/o2"],
+     "protonet has no option inner_steps"),
+    (["train", "--set", "train.stepz=5", "--out", "{tmp}/o3"], "unknown setting"),
+    (["train", "--set", "train.steps=many", "--out", "{tmp}/o4"], "expected a value like"),
+    (["train", "--set", "learner.inner_steps", "--out", "{tmp}/o5"], "expected KEY=VALUE"),
+    # Reptile's outer step is epsilon: --outer-lr is refused, not ignored.
+    (["train", "--algorithm", "reptile", "--outer-lr", "0.1", "--out", "{tmp}/o6"], "epsilon"),
+    (["train", "--algorithm", "reptile", "--queries", "5", "--out", "{tmp}/o7"],
+     "train_shots=10"),
 ])
-def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
-    r = _cli(*[a.replace("{tmp}", str(tmp_path)) for a in args])
-    assert r.returncode == 2
-    lines = [line for line in r.stderr.splitlines() if line.startswith("tfmeta")]
-    assert len(lines) == 1 and message in lines[0], r.stderr
-    assert "Traceback" not in r.stderr
+def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):
+    from tfmeta.cli import main
+
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    if args[0] == "train" and "--dataset" not in args:  # config errors: in-process, faster
+        try:
+            code = main(args)
+        except SystemExit as exit:  # argparse's own errors
+            code = exit.code
+        assert code == 2
+        stderr = capsys.readouterr().err
+        assert not any(tmp_path.iterdir())  # nothing written
+    else:
+        r = _cli(*args)
+        code, stderr = r.returncode, r.stderr
+    assert code == 2
+    lines = [line for line in stderr.splitlines() if line.startswith("tfmeta")]
+    assert len(lines) == 1 and message in lines[0], stderr
+    assert "Traceback" not in stderr
+
+
+def test_every_learner_option_is_reachable_from_the_cli():
+    from tfmeta.cli import _run_config, build_parser
+    from tfmeta.learners import options
+
+    for algorithm in ALGORITHMS:
+        for name, default in options(algorithm).items():
+            value = {bool: not default, int: (default or 1) + 1, float: (default or 1.0) * 2,
+                     str: default, tuple: list(default or ())}.get(type(default), 3)
+            args = build_parser().parse_args(["train", "--algorithm", algorithm,
+                                              "--queries", "15",
+                                              f"--set=learner.{name}={json.dumps(value)}"])
+            try:
+                config = _run_config(args)
+            except ValueError as err:  # a value another option rules out: still reached
+                assert name in str(err) or "must" in str(err), (algorithm, name, err)
+                continue
+            assert config.learner[name] == value, (algorithm, name)
+
+
+def test_a_failed_start_leaves_the_run_folder_usable(tmp_path):
+    """run.json is written once the run can start: a typo in --dataset does not make the
+    corrected command fail with "another config"."""
+    from tfmeta.cli import main
+
+    out = str(tmp_path / "run")
+    base = ["train", "--steps", "2", "--meta-batch", "2", "--ways", "3", "--queries", "2",
+            "--width", "8", "--episodes", "4", "--val-every", "2", "--val-episodes", "2",
+            "--no-progress", "--out", out]
+    assert main(base + ["--dataset", "folder:/no/such/folder"]) == 2
+    assert not os.path.exists(os.path.join(out, "run.json"))
+    assert main(base) == 0
+    assert json.loads(open(os.path.join(out, "run.json")).read())["train"]["steps"] == 2
+    assert not [f for f in os.listdir(out) if f.startswith(".tmp")]  # atomic writes leave none
 
 
 def test_prototypical_networks_train_wider_than_they_test(tmp_path):

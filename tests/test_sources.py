@@ -134,3 +134,32 @@ def test_tfds_really_offline(tmp_path):
     with pytest.raises(DatasetUnavailableError):
         from_tfds("omniglot", data_dir=str(tmp_path))
     assert time.time() - began < 60
+
+
+@pytest.mark.parametrize("mode", ["LA", "RGBA"])
+def test_transparent_pngs_load_and_serve_alike(tmp_path, mode):
+    """Gray+alpha and RGBA: one policy (composited onto white) in the loaders and in the serving
+    graph; the loaders used to refuse gray+alpha without naming the file."""
+    from PIL import Image
+
+    from tfmeta.data.source import load_image_files
+    import tensorflow as tf
+
+    from tfmeta.export.servables import decode_image
+
+    rng = np.random.default_rng(0)
+    channels = len(mode)
+    pixels = rng.integers(0, 256, (12, 12, channels), dtype=np.uint8)
+    pixels[:4, :, -1] = 0      # fully transparent rows: white whatever their color
+    pixels[4:8, :, -1] = 255   # opaque rows: their color
+    path = tmp_path / f"{mode}.png"
+    Image.fromarray(pixels, mode).save(path)
+    for out_channels in (1, 3):
+        loaded = load_image_files([str(path)], 12, out_channels)[0]
+        served = decode_image(tf.constant(path.read_bytes()), 12, 12, out_channels).numpy()
+        np.testing.assert_array_equal(np.round(served * 255).astype(np.uint8), loaded)
+        assert np.all(loaded[:4] == 255)
+    gray = load_image_files([str(path)], 12, 1)[0][4:8, :, 0]
+    color = pixels[4:8, :, :-1].astype(np.float64)
+    expected = color[..., 0] if channels == 2 else color @ [0.299, 0.587, 0.114]
+    np.testing.assert_allclose(gray, np.round(expected), atol=1)

@@ -50,7 +50,8 @@ def _add_train_flags(p):
     p.add_argument("--inner-steps", type=_positive, default=None)
     p.add_argument("--test-inner-steps", type=_positive, default=None)
     p.add_argument("--inner-lr", type=float, default=None)
-    p.add_argument("--outer-lr", type=float, default=1e-3)
+    p.add_argument("--outer-lr", type=float, default=None,
+                   help="outer optimizer's learning rate (default: the learner's, Adam 1e-3)")
     p.add_argument("--model", default="conv4", choices=("conv4", "resnet12"), help="backbone")
     p.add_argument("--width", type=_positive, default=64,
                    help="filters per layer (conv4) or of the first block (resnet12)")
@@ -61,6 +62,9 @@ def _add_train_flags(p):
     p.add_argument("--episodes", type=_positive, default=600, help="test episodes")
     p.add_argument("--checkpoint-every", type=_positive, default=100)
     p.add_argument("--xla", action="store_true", help="compile steps with XLA")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="any setting of the run, repeatable: learner.OPTION=VALUE (every option "
+                        "of the learner, e.g. learner.epsilon=0.5), train.X, episode.X, data.X")
     p.add_argument("--out", default="runs/latest", help="run directory")
     p.add_argument("--no-progress", action="store_true")
 
@@ -121,7 +125,7 @@ def _run_config(args):
         raise ValueError("--fce is an option of --algorithm matching")
     learner = {"inner_steps": args.inner_steps, "inner_lr": args.inner_lr,
                "test_inner_steps": args.test_inner_steps, "fce": args.fce or None}
-    return RunConfig(
+    config = RunConfig(
         algorithm=args.algorithm,
         data=DataConfig(args.dataset, args.image_size, args.channels, rotations=args.rotations),
         episode=EpisodeConfig(args.ways, args.shots, args.queries), train_ways=args.train_ways,
@@ -132,6 +136,7 @@ def _run_config(args):
                           val_every=args.val_every, val_episodes=args.val_episodes,
                           test_episodes=args.episodes, checkpoint_every=args.checkpoint_every,
                           seed=args.seed, jit_compile=args.xla))
+    return config.with_settings(args.set).validate()
 
 
 def _train(args):
@@ -212,8 +217,9 @@ def _predict(args):
                      "probability": round(float(p.max()), 4)})
         print(f"{name}\t{classes[p.argmax()]}\t{p.max():.3f}")
     if args.out:
-        with open(args.out, "w") as f:
-            json.dump(rows, f, indent=2)
+        from tfmeta.files import write_json
+
+        write_json(rows, args.out)
 
 
 def _formats(choice):

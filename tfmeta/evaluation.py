@@ -1,13 +1,19 @@
 """Evaluation by the field's protocol: mean query accuracy over many episodes of unseen classes,
-with a 95% confidence interval ``1.96 * std / sqrt(episodes)`` (std over episodes, ddof=1)."""
+with a 95% confidence interval ``1.96 * std / sqrt(episodes)`` (std over episodes, ddof=1).
+
+``accuracy`` is always the accuracy as deployed: what the classifier ``learner.adapt()`` returns
+(and every export of it) answers, one query image at a time. Learners whose papers evaluate
+transductively (MAML, Reptile and the other optimisation-based learners: BatchNorm normalises the
+query batch with its own statistics) also report ``transductive_accuracy``.
+"""
 
 from __future__ import annotations
 
-import json
 import math
-import os
 
 import numpy as np
+
+from tfmeta.files import write_json
 
 
 def confidence_interval(accuracies) -> tuple:
@@ -24,28 +30,35 @@ def evaluate(learner, sampler, episodes: int = 600) -> dict:
     episodes every run). Returns ``{"accuracy", "ci95", "loss", "episodes", ...}``."""
     if episodes < 1:
         raise ValueError(f"episodes must be positive, got {episodes}")
+    learner.check_ways([sampler.episode.ways - 1])
     batches = math.ceil(episodes / sampler.meta_batch)
-    accuracies, losses = [], []
+    per_episode: dict = {}
     for batch in sampler.dataset(num_batches=batches):
-        result = learner.meta_test_step(batch)
-        accuracies.append(result["accuracy"].numpy())
-        losses.append(result["loss"].numpy())
-    accuracies = np.concatenate(accuracies)[:episodes]
-    losses = np.concatenate(losses)[:episodes]
-    mean, ci95 = confidence_interval(accuracies)
+        for name, values in learner.meta_test_step(batch).items():
+            per_episode.setdefault(name, []).append(values.numpy())
+    per_episode = {name: np.concatenate(v)[:episodes] for name, v in per_episode.items()}
+    mean, ci95 = confidence_interval(per_episode["accuracy"])
     e = sampler.episode
-    return {"accuracy": mean, "ci95": ci95, "loss": float(losses.mean()), "episodes": int(episodes),
-            "ways": e.ways, "shots": e.shots, "queries": e.queries, "seed": sampler.seed,
-            "classes": sampler.source.num_classes}
+    result = {"accuracy": mean, "ci95": ci95, "loss": float(per_episode["loss"].mean())}
+    if "transductive_accuracy" in per_episode:
+        t_mean, t_ci95 = confidence_interval(per_episode["transductive_accuracy"])
+        result.update(transductive_accuracy=t_mean, transductive_ci95=t_ci95,
+                      transductive_loss=float(per_episode["transductive_loss"].mean()))
+    result.update(episodes=int(episodes), ways=e.ways, shots=e.shots, queries=e.queries,
+                  seed=sampler.seed, classes=sampler.source.num_classes)
+    return result
 
 
 def format_result(result: dict) -> str:
-    return (f"{result['ways']}-way {result['shots']}-shot accuracy: "
+    line = (f"{result['ways']}-way {result['shots']}-shot accuracy (as deployed): "
             f"{100 * result['accuracy']:.2f}% +- {100 * result['ci95']:.2f}% "
             f"(95% CI, {result['episodes']} episodes of {result['classes']} unseen classes)")
+    if "transductive_accuracy" in result:
+        line += (f"; transductive (query-batch BatchNorm, as the paper evaluates): "
+                 f"{100 * result['transductive_accuracy']:.2f}% +- "
+                 f"{100 * result['transductive_ci95']:.2f}%")
+    return line
 
 
 def write_result(result: dict, path: str) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(result, f, indent=2)
+    write_json(result, path)

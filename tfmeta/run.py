@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from tfmeta.data import DataConfig, EpisodeConfig, EpisodeSampler, load_splits
 from tfmeta.evaluation import evaluate, format_result, write_result
+from tfmeta.files import write_json
 from tfmeta.learners import ALGORITHMS, make_config
 from tfmeta.models import build_model
 from tfmeta.trainer import MetaTrainer
@@ -32,8 +33,9 @@ class TrainConfig:
     """Attributes:
         steps: meta-iterations (outer updates).
         meta_batch: tasks per meta-iteration.
-        outer_lr: outer-loop learning rate (MAML's Adam; Reptile's initial epsilon is in its
-            learner config).
+        outer_lr: learning rate of the outer-loop optimizer; ``None``: the learner's default
+            (Adam 1e-3). Reptile's outer step is its own option ``epsilon``, so setting
+            ``outer_lr`` for Reptile is an error.
         val_every, val_episodes: validation on held-out classes.
         test_episodes: episodes of test classes in the final evaluation (the protocol: >= 600).
         checkpoint_every: steps between checkpoints.
@@ -43,7 +45,7 @@ class TrainConfig:
 
     steps: int = 2000
     meta_batch: int = 4
-    outer_lr: float = 1e-3
+    outer_lr: float | None = None
     val_every: int = 250
     val_episodes: int = 100
     test_episodes: int = 600
@@ -75,12 +77,62 @@ class RunConfig:
         if cls.needs_head and self.train_ways not in (None, self.episode.ways):
             raise ValueError(f"{self.algorithm} has a {self.episode.ways}-way head: train_ways "
                              "must equal ways (wider training episodes are for metric learners)")
+        if self.train.outer_lr is not None:
+            if self.train.outer_lr <= 0:
+                raise ValueError(f"outer_lr must be positive, got {self.train.outer_lr}")
+            if not cls.has_outer_lr:
+                raise ValueError(f"{self.algorithm} has no outer learning rate: its outer step is "
+                                 "the option epsilon (--set learner.epsilon=VALUE)")
+        # Unknown or invalid learner options, or episodes that cannot serve them: one clear error.
+        cls.check_episode(self.learner_config(), self.episode.shots, self.episode.queries)
         return self
+
+    def learner_config(self):
+        """The learner's config dataclass: its defaults, the episode facts, ``learner``."""
+        ways = max(self.episode.ways, self.train_ways or 0)
+        return make_config(self.algorithm, ways=ways, max_support=ways * self.episode.shots,
+                           **self.learner)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["data"]["split"] = list(self.data.split)
         return d
+
+    def with_settings(self, assignments) -> "RunConfig":
+        """A copy with ``KEY=VALUE`` assignments applied: dotted paths into the config tree
+        (``learner.inner_steps=5``, ``train.meta_batch=32``, ``episode.queries=5``, ``width=32``).
+        Values are read as JSON (``5``, ``0.4``, ``true``, ``[1, 2]``), else as strings. An
+        unknown key or a value of the wrong type is one clear error."""
+        d = self.to_dict()
+        for assignment in assignments:
+            key, sep, raw = assignment.partition("=")
+            if not sep or not key:
+                raise ValueError(f"--set {assignment}: expected KEY=VALUE, e.g. "
+                                 "learner.inner_steps=5")
+            try:
+                value = json.loads(raw)
+            except json.JSONDecodeError:
+                value = raw
+            *path, name = key.split(".")
+            node = d
+            for i, part in enumerate(path):
+                if not isinstance(node.get(part), dict):
+                    raise ValueError(f"--set {key}: unknown setting ({'.'.join(path[:i + 1])} "
+                                     f"is not a section; sections: {', '.join(_sections(d))})")
+                node = node[part]
+            if path != ["learner"]:  # learner options are checked against the learner's config
+                if name not in node:
+                    raise ValueError(f"--set {key}: unknown setting; valid here: "
+                                     f"{', '.join(k for k in node if not isinstance(node[k], dict))}")
+                old = node[name]
+                if isinstance(old, bool) != isinstance(value, bool) or (
+                        isinstance(old, (int, float)) and not isinstance(value, (int, float))) or (
+                        isinstance(old, int) and not isinstance(old, bool)
+                        and isinstance(value, float)) or (
+                        isinstance(old, str) and not isinstance(value, str)):
+                    raise ValueError(f"--set {key}={raw}: expected a value like {old!r}")
+            node[name] = value
+        return RunConfig.from_dict(d)
 
     @classmethod
     def from_dict(cls, d: dict) -> "RunConfig":
@@ -92,17 +144,21 @@ class RunConfig:
                    learner=dict(d["learner"]), train=TrainConfig(**d["train"]))
 
 
+def _sections(d: dict) -> list:
+    return [k for k, v in d.items() if isinstance(v, dict)]
+
+
 def build_learner(config: RunConfig, input_shape):
     """The learner of ``config`` on a fresh model for images of ``input_shape``."""
     cls, _ = ALGORITHMS[config.validate().algorithm]
-    ways = max(config.episode.ways, config.train_ways or 0)
-    learner_config = make_config(config.algorithm, **dict(
-        {"ways": ways, "max_support": ways * config.episode.shots}, **config.learner))
+    learner_config = config.learner_config()
     keras.utils.set_random_seed(config.train.seed)
     outputs = config.episode.ways if cls.needs_head else None
     model = build_model(config.model, tuple(input_shape), outputs, width=config.width,
                         **cls.model_options)
-    optimizer = cls.default_optimizer(learner_config, config.train.steps, config.train.outer_lr)
+    optimizer = cls.default_optimizer(learner_config, config.train.steps,
+                                      **({} if config.train.outer_lr is None
+                                         else {"learning_rate": config.train.outer_lr}))
     return cls(model, learner_config, optimizer=optimizer, jit_compile=config.train.jit_compile)
 
 
@@ -122,21 +178,20 @@ def train(config: RunConfig, out_dir: str, progress: bool = True, log=print) -> 
     """Meta-train (resuming from ``out_dir`` if it holds a run of the same config), then evaluate
     the best checkpoint on the test classes. Returns the test result."""
     config.validate()
-    os.makedirs(out_dir, exist_ok=True)
     run_file = os.path.join(out_dir, RUN_FILE)
     if os.path.exists(run_file):
         with open(run_file) as f:
             previous = json.load(f)
         if previous != json.loads(json.dumps(config.to_dict())):  # as JSON: tuples are lists
             raise ValueError(f"{out_dir} holds a run with another config; use a new --out")
-    with open(run_file, "w") as f:
-        json.dump(config.to_dict(), f, indent=2)
+    # Everything that can fail on bad input happens before the run directory is written to.
     splits = load_splits(config.data)
     log(f"classes: {splits['train'].num_classes} train, {splits['val'].num_classes} val, "
         f"{splits['test'].num_classes} test ({config.data.dataset}, "
         f"{'x'.join(map(str, splits['train'].image_shape))})")
     streams = samplers(config, splits)
     learner = build_learner(config, streams["train"].image_shape)
+    write_json(config.to_dict(), run_file)
     t = config.train
     trainer = MetaTrainer(learner, streams["train"], out_dir, t.steps, streams["val"], t.val_every,
                           t.val_episodes, t.checkpoint_every, progress=progress)

@@ -24,6 +24,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+ALPHA_BACKGROUND = 255.0  # transparent pixels become white, in loaders and served models alike
 
 
 class DataError(ValueError):
@@ -151,16 +152,19 @@ def merge(sources: Sequence[ImageSource]) -> ImageSource:
 def to_uint8_images(images, image_size: int, channels: int) -> np.ndarray:
     """Resize and convert any image array to ``uint8 [N, image_size, image_size, channels]``.
 
-    Accepts ``[N, H, W]`` or ``[N, H, W, C]`` with C in (1, 3, 4); ``uint8`` pixels or floats in
-    ``[0, 1]``. Resizing is area-averaging (antialiased) bilinear, the same in every code path.
+    Accepts ``[N, H, W]`` or ``[N, H, W, C]`` with C in 1 (gray), 2 (gray + alpha), 3 (RGB),
+    4 (RGBA); ``uint8`` pixels or floats in ``[0, 1]``. Transparency is composited onto a white
+    background (``color * alpha + 255 * (1 - alpha)``), the same policy as the serving graph
+    (:func:`tfmeta.export.servables.decode_image`). Resizing is area-averaging (antialiased)
+    bilinear, the same in every code path.
     """
     import tensorflow as tf
 
     images = np.asarray(images)
     if images.ndim == 3:
         images = images[..., None]
-    if images.ndim != 4 or images.shape[-1] not in (1, 3, 4):
-        raise DataError(f"images must be [N, H, W] or [N, H, W, C] with C in 1, 3, 4; "
+    if images.ndim != 4 or images.shape[-1] not in (1, 2, 3, 4):
+        raise DataError(f"images must be [N, H, W] or [N, H, W, C] with C in 1, 2, 3, 4; "
                         f"got shape {images.shape}")
     if images.dtype == np.uint8:
         x = images.astype(np.float32)
@@ -172,8 +176,9 @@ def to_uint8_images(images, image_size: int, channels: int) -> np.ndarray:
             x = x * 255.0
     else:
         raise DataError(f"unsupported image dtype {images.dtype}")
-    if x.shape[-1] == 4:
-        x = x[..., :3]
+    if x.shape[-1] in (2, 4):  # composite onto white
+        alpha = x[..., -1:] / 255.0
+        x = x[..., :-1] * alpha + ALPHA_BACKGROUND * (1.0 - alpha)
     if channels == 1 and x.shape[-1] == 3:
         x = x @ np.array([[0.299], [0.587], [0.114]], np.float32)
     elif channels == 3 and x.shape[-1] == 1:

@@ -41,6 +41,7 @@ from tfmeta.export import check as checks
 from tfmeta.export.convert import CONVERTERS, FILES, ExportError, _first_line
 from tfmeta.export.layout import check_name, next_version, publish, versions
 from tfmeta.export.servables import ClassifierServable, FewShotServable
+from tfmeta.files import write_json
 
 FORMATS = tuple(FILES)
 METADATA_FILE = os.path.join("assets.extra", "tfmeta.json")
@@ -123,8 +124,8 @@ def fewshot_saved_model(learner, export_dir: str = "savedmodels", name: str = "f
     """
     formats = _formats(formats)
     check_name(name)
-    if learner.needs_head:
-        ways = min(ways, int(learner.model.outputs[0].shape[-1]))
+    if learner.max_ways is not None:
+        ways = min(ways, learner.max_ways)
     support_x, support_y, query_x = reference_episode(learner.input_shape, ways, shots)
     classifier = learner.adapt(support_x, support_y)
     expected = _probabilities(classifier(query_x, training=False)[:, :ways])
@@ -163,14 +164,7 @@ def _write(staging, servable, inputs, expected, facts, formats, fresh_process,
             raise
         raise ExportError(f"{err}; nothing written (the SavedModel alone may export: "
                           "--format savedmodel)") from None
-    _write_json(os.path.join(staging, METADATA_FILE), facts)
-
-
-def _write_json(path, data):
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2)
-    os.replace(tmp, path)
+    write_json(facts, os.path.join(staging, METADATA_FILE))
 
 
 def read_metadata(version_dir: str) -> dict:
@@ -249,5 +243,5 @@ def convert(version_dir: str, formats, fresh_process: bool = True) -> dict:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     facts["max_abs_difference"] = {**facts.get("max_abs_difference", {}), **differences}
-    _write_json(os.path.join(version_dir, METADATA_FILE), facts)
+    write_json(facts, os.path.join(version_dir, METADATA_FILE))
     return targets

@@ -16,14 +16,22 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from tfmeta.data.source import ALPHA_BACKGROUND
+
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # tfmeta.data.source.to_uint8_images's RGB -> gray
 
 
 def decode_image(encoded, height: int, width: int, channels: int):
     """One encoded image -> float32 ``[height, width, channels]`` in ``[0, 1]``, as
-    ``tfmeta.data.source.to_uint8_images`` does it (gray/RGB conversion, alpha dropped,
-    antialiased bilinear resize, rounding to 8 bits)."""
+    ``tfmeta.data.source.to_uint8_images`` does it (transparency composited onto white, gray/RGB
+    conversion, antialiased bilinear resize, rounding to 8 bits)."""
     image = tf.cast(tf.io.decode_image(encoded, channels=0, expand_animations=False), tf.float32)
+
+    def composite():  # gray + alpha or RGBA: onto the white background
+        alpha = image[..., -1:] / 255.0
+        return image[..., :-1] * alpha + ALPHA_BACKGROUND * (1.0 - alpha)
+
+    image = tf.cond(tf.equal(tf.shape(image)[-1] % 2, 0), composite, lambda: image)
     image = tf.cond(tf.shape(image)[-1] >= 3, lambda: image[..., :3], lambda: image[..., :1])
     if channels == 1:
         weights = tf.constant(GRAY_WEIGHTS, tf.float32)[:, None]
@@ -102,10 +110,10 @@ class FewShotServable(tf.Module):
                 "support_labels must use every label 0..n-1")),
             tf.debugging.assert_equal(tf.shape(support_labels)[0], tf.shape(support_images)[0],
                                       message="one support label per support image")]
-        if self._learner.needs_head:
-            head = int(self.model.outputs[0].shape[-1])
-            checks.append(tf.debugging.assert_less_equal(ways, head, message=(
-                f"this model's head has {head} outputs: at most {head} classes per request")))
+        if self._learner.max_ways is not None:
+            most = self._learner.max_ways
+            checks.append(tf.debugging.assert_less_equal(ways, most, message=(
+                f"this model was trained for at most {most} classes per request")))
         with tf.control_dependencies(checks):
             logits = self._learner.fewshot_logits(support_images, support_labels, query_images)
         return _outputs(logits)

@@ -39,5 +39,5 @@ class ANIL(MAML):
         body, head = list(theta[:-self.head_size]), list(theta[-self.head_size:])
         head = sgd_inner_loop(lambda h, images: self.forward(body + list(h), images), head, x, y,
                               steps, self.config.inner_lr, differentiable=differentiable,
-                              first_order=self.config.first_order)
+                              first_order=self.config.first_order, loss_fn=self.inner_loss)
         return body + head

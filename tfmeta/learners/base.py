@@ -29,40 +29,37 @@ import numpy as np
 import tensorflow as tf
 
 from tfmeta.data.source import DataError, to_uint8_images
+from tfmeta.learners.batchnorm import (batchnorm_momentum_zero, exact_batchnorm_moments,  # noqa: F401
+                                      freeze_batchnorm_statistics)
 from tfmeta.learners.inner import sgd_inner_loop
 from tfmeta.learners.losses import accuracy, cross_entropy  # noqa: F401  (re-exported)
 
 
-def batchnorm_layers(model: keras.Model) -> list:
-    return [layer for layer in model._flatten_layers(include_self=False, recursive=True)
-            if isinstance(layer, keras.layers.BatchNormalization)]
-
-
 @contextlib.contextmanager
-def batchnorm_momentum_zero(model: keras.Model):
-    """Within the block, a training-mode pass sets BatchNorm moving statistics to exactly the
-    batch statistics (momentum 0); momenta are restored afterwards."""
-    layers = batchnorm_layers(model)
-    momenta = [layer.momentum for layer in layers]
+def stochastic_layers_off(model: keras.Model):
+    """Within the block (at trace time for compiled code), Dropout-like layers pass their input
+    through unchanged even in a training-mode call. The optimisation-based learners call their
+    model in training mode at test time too (BatchNorm batch statistics); this keeps DropBlock and
+    Dropout to meta-training."""
+    from tfmeta.models.resnet12 import DropBlock
+
+    layers = [layer for layer in model._flatten_layers(include_self=False, recursive=True)
+              if isinstance(layer, (keras.layers.Dropout, keras.layers.GaussianDropout,
+                                    keras.layers.AlphaDropout, DropBlock))]
+    noise = [layer for layer in model._flatten_layers(include_self=False, recursive=True)
+             if isinstance(layer, keras.layers.GaussianNoise)]
+    saved = [layer.rate for layer in layers], [layer.stddev for layer in noise]
     for layer in layers:
-        layer.momentum = 0.0
+        layer.rate = 0.0
+    for layer in noise:
+        layer.stddev = 0.0
     try:
         yield
     finally:
-        for layer, momentum in zip(layers, momenta):
-            layer.momentum = momentum
-
-
-def freeze_batchnorm_statistics(model: keras.Model, images) -> None:
-    """Set every BatchNorm layer's moving statistics to the batch statistics of ``images``.
-
-    Learners that use batch statistics during meta-training and evaluation (MAML and Reptile, as in
-    their papers: transductive BatchNorm) call this on an adapted copy, so that the classifier they
-    return normalises with the support set's statistics and gives each image the same answer
-    whatever batch it comes in. One forward pass in training mode with momentum 0 does it exactly.
-    """
-    with batchnorm_momentum_zero(model):
-        model(images, training=True)
+        for layer, rate in zip(layers, saved[0]):
+            layer.rate = rate
+        for layer, stddev in zip(noise, saved[1]):
+            layer.stddev = stddev
 
 
 class Learner:
@@ -72,6 +69,7 @@ class Learner:
     config_class = None
     needs_head = False  # True: the model ends in a `ways`-unit classifier (MAML family)
     model_options: dict = {}  # extra backbone options the learner needs (e.g. feature maps)
+    has_outer_lr = True  # the outer optimizer takes a learning rate (Reptile: its epsilon)
 
     def __init__(self, model: keras.Model, config=None, optimizer=None, compiled: bool = True,
                  jit_compile: bool = False):
@@ -106,6 +104,11 @@ class Learner:
 
     # -- to implement ---------------------------------------------------------------------------
     @classmethod
+    def check_episode(cls, config, shots: int, queries: int) -> None:
+        """Raise ``ValueError`` if meta-training episodes of ``shots`` + ``queries`` images per
+        class cannot serve ``config`` (checked before a run starts)."""
+
+    @classmethod
     def default_optimizer(cls, config, total_steps: int | None = None,
                           learning_rate: float = 1e-3):
         """The outer-loop optimizer the learner's paper uses (Adam unless overridden)."""
@@ -139,6 +142,19 @@ class Learner:
     def input_shape(self) -> tuple:
         return tuple(self.model.inputs[0].shape[1:])
 
+    @property
+    def max_ways(self) -> int | None:
+        """The most classes one support set may have (``None``: no limit)."""
+        return None
+
+    def check_ways(self, labels) -> None:
+        """One clear error if a support set labelled ``0..n-1`` has more classes than the learner
+        can tell apart (instead of silently dropping classes)."""
+        n = int(np.max(labels)) + 1
+        if self.max_ways is not None and n > self.max_ways:
+            raise DataError(f"{self.name} was trained for at most {self.max_ways} classes but the "
+                            f"support has {n}; train with --ways {n} or more")
+
     def preprocess(self, images) -> tf.Tensor:
         """Numpy images of any size (uint8, or float in [0, 1]) -> float32 model inputs."""
         height, _, channels = self.input_shape
@@ -154,6 +170,7 @@ class Learner:
         classes, labels = np.unique(support_y, return_inverse=True)
         if len(classes) < 2:
             raise DataError(f"the support set needs at least 2 classes, got {len(classes)}")
+        self.check_ways(labels)
         return self.preprocess(support_x), tf.constant(labels, tf.int32), classes
 
     def predict_proba(self, support_x, support_y, query_x):
@@ -178,14 +195,40 @@ class OptimizationLearner(Learner):
     The model maps images to ``ways`` logits. Its weights are handled functionally with
     ``keras.Model.stateless_call``, so an inner loop is a chain of tensors the outer loop can
     differentiate through, and the model's variables change only in the outer update.
+
+    BatchNorm uses the statistics of the batch at hand in the inner loop (the support set), as in
+    the papers' code. A query image is then classified two ways, and evaluation reports both:
+
+    * as deployed (``accuracy``): BatchNorm holds the support set's statistics, so each query
+      image gets the answer it would get alone -- exactly what ``adapt()``, ``predict()`` and
+      every export compute;
+    * transductively (``transductive_accuracy``): BatchNorm uses the query batch's own statistics,
+      as the MAML and Reptile papers evaluate (and as the meta-training loss is computed).
+
+    Dropout-like layers (DropBlock, Dropout, ...) are active only while meta-training.
     """
 
     needs_head = True
+
+    def __init__(self, model: keras.Model, *args, **kwargs):
+        super().__init__(model, *args, **kwargs)
+        # Inner loops are differentiated twice: BatchNorm's moments must allow it.
+        exact_batchnorm_moments(self.model)
 
     def forward(self, params, images):
         """Logits of ``images`` under weights ``params``; BatchNorm uses batch statistics."""
         non_trainable = [v.value for v in self.model.non_trainable_variables]
         logits, _ = self.model.stateless_call(list(params), non_trainable, images, training=True)
+        return logits
+
+    def deployed_forward(self, params, support_x, query_x):
+        """Logits of ``query_x`` under ``params`` with BatchNorm frozen at the statistics of
+        ``support_x``: what the classifier ``adapt()`` returns answers."""
+        non_trainable = [v.value for v in self.model.non_trainable_variables]
+        with batchnorm_momentum_zero(self.model):  # moving statistics := the support's
+            _, statistics = self.model.stateless_call(list(params), non_trainable, support_x,
+                                                      training=True)
+        logits, _ = self.model.stateless_call(list(params), statistics, query_x, training=False)
         return logits
 
     def weights(self) -> list:
@@ -196,36 +239,58 @@ class OptimizationLearner(Learner):
     def test_inner_steps(self) -> int:
         return self.config.test_inner_steps or self.config.inner_steps
 
+    def inner_loss(self, logits, labels):
+        """The support loss the inner loop descends: mean cross-entropy, times the number of
+        ways with ``inner_reduction="sum/shots"`` (the MAML code's sum over the support set
+        divided by the shots, which its step size alpha is tuned for)."""
+        loss = cross_entropy(logits, labels)
+        if getattr(self.config, "inner_reduction", "mean") == "sum/shots":
+            loss *= tf.cast(tf.reduce_max(labels) + 1, loss.dtype)
+        return loss
+
     def inner_loop(self, theta, x, y, steps, differentiable=True):
         """Adapted weights phi from theta on one task's data: plain SGD on the support loss."""
         return sgd_inner_loop(self.forward, theta, x, y, steps, self.config.inner_lr,
                               differentiable=differentiable,
-                              first_order=getattr(self.config, "first_order", False))
+                              first_order=getattr(self.config, "first_order", False),
+                              loss_fn=self.inner_loss)
+
+    def test_adaptation(self, theta, support_x, support_y):
+        """phi for one support set at test time (evaluation, ``adapt``, served models)."""
+        return self.inner_loop(theta, support_x, support_y, self.test_inner_steps,
+                               differentiable=False)
+
+    def _meta_test_step(self, support_x, support_y, query_x, query_y):
+        theta = self.weights()
+        metrics = {"loss": [], "accuracy": [], "transductive_loss": [],
+                   "transductive_accuracy": []}
+        with stochastic_layers_off(self.model):
+            for i in range(support_x.shape[0]):
+                phi = self.test_adaptation(theta, support_x[i], support_y[i])
+                for prefix, logits in (("", self.deployed_forward(phi, support_x[i], query_x[i])),
+                                       ("transductive_", self.forward(phi, query_x[i]))):
+                    metrics[prefix + "loss"].append(cross_entropy(logits, query_y[i]))
+                    metrics[prefix + "accuracy"].append(accuracy(logits, query_y[i]))
+        return {name: tf.stack(values) for name, values in metrics.items()}
 
     def adapt(self, support_x, support_y):
         """``test_inner_steps`` steps on the support set -> a Keras classifier (logits)."""
         support_x = tf.convert_to_tensor(support_x, tf.float32)
         support_y = tf.convert_to_tensor(support_y, tf.int32)
         self.check_ways(support_y.numpy())
-        phi = self.inner_loop(self.weights(), support_x, support_y, self.test_inner_steps,
-                              differentiable=False)
+        with stochastic_layers_off(self.model):
+            phi = self.test_adaptation(self.weights(), support_x, support_y)
         return self.adapted_classifier(phi, support_x)
 
     def fewshot_logits(self, support_x, support_y, query_x):
-        phi = self.inner_loop(self.weights(), support_x, support_y, self.test_inner_steps,
-                              differentiable=False)
-        non_trainable = [v.value for v in self.model.non_trainable_variables]
-        with batchnorm_momentum_zero(self.model):  # BatchNorm statistics of the support set
-            _, statistics = self.model.stateless_call(phi, non_trainable, support_x, training=True)
-        logits, _ = self.model.stateless_call(phi, statistics, query_x, training=False)
+        with stochastic_layers_off(self.model):
+            phi = self.test_adaptation(self.weights(), support_x, support_y)
+            logits = self.deployed_forward(phi, support_x, query_x)
         return logits[:, :tf.reduce_max(support_y) + 1]
 
-    def check_ways(self, labels) -> None:
-        ways = int(self.model.outputs[0].shape[-1])
-        n = int(np.max(labels)) + 1
-        if n > ways:
-            raise DataError(f"the model's head has {ways} outputs but the support has {n} classes; "
-                            f"train with --ways {n} or more")
+    @property
+    def max_ways(self) -> int:
+        return int(self.model.outputs[0].shape[-1])  # the head's units
 
     def adapted_classifier(self, params, support_x) -> keras.Model:
         """A copy of the model with weights ``params`` and BatchNorm statistics of the support."""
@@ -233,5 +298,6 @@ class OptimizationLearner(Learner):
         classifier.set_weights(self.model.get_weights())
         for variable, value in zip(classifier.trainable_variables, params):
             variable.assign(value)
-        freeze_batchnorm_statistics(classifier, support_x)
+        with stochastic_layers_off(classifier):
+            freeze_batchnorm_statistics(classifier, support_x)
         return classifier

@@ -8,8 +8,8 @@ from tfmeta.learners.losses import cross_entropy
 
 
 def sgd_inner_loop(forward, params, x, y, steps: int, learning_rate, differentiable: bool = True,
-                   first_order: bool = False):
-    """``steps`` plain gradient steps on the loss of ``forward(params, x)`` against labels ``y``.
+                   first_order: bool = False, loss_fn=cross_entropy):
+    """``steps`` plain gradient steps on ``loss_fn(forward(params, x), y)``.
 
     ``phi_0 = params``; ``phi_{t+1} = phi_t - learning_rate * grad L(phi_t)``.
 
@@ -21,6 +21,7 @@ def sgd_inner_loop(forward, params, x, y, steps: int, learning_rate, differentia
             ``False`` every step is cut from the graph (Reptile, evaluation).
         first_order: keep the chain but treat inner gradients as constants (first-order MAML):
             ``d phi_T / d params`` becomes the identity.
+        loss_fn: ``(logits, labels) -> scalar``; mean cross-entropy by default.
     Returns:
         the adapted parameters ``phi_steps`` as a list of tensors.
     """
@@ -29,7 +30,7 @@ def sgd_inner_loop(forward, params, x, y, steps: int, learning_rate, differentia
     for _ in range(steps):
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(params)
-            loss = cross_entropy(forward(params, x), y)
+            loss = loss_fn(forward(params, x), y)
         grads = tape.gradient(loss, params)
         if first_order or not differentiable:
             grads = [tf.stop_gradient(g) for g in grads]
@@ -37,3 +38,56 @@ def sgd_inner_loop(forward, params, x, y, steps: int, learning_rate, differentia
         if not differentiable:
             params = [tf.stop_gradient(p) for p in params]
     return params
+
+
+def minibatch_indices(size, batch_size, steps: int, seed):
+    """``[steps, batch_size]`` indices into ``size`` examples: epochs of stateless random
+    permutations laid end to end and cut into batches (Nichol et al.'s ``_mini_batches`` without
+    replacement), so that every example is used once per epoch. ``size`` and ``batch_size`` may be
+    tensors; ``seed`` is a ``[2]`` integer tensor: the same seed, the same batches."""
+    epochs = -(-(steps * batch_size) // size)  # ceil
+    order = tf.argsort(tf.random.stateless_uniform([epochs, size], seed), axis=1)
+    return tf.reshape(tf.reshape(order, [-1])[:steps * batch_size], [steps, batch_size])
+
+
+def adam_inner_loop(forward, params, x, y, steps: int, learning_rate: float,
+                    batch_size: int | None = None, seed=(0, 0), beta1: float = 0.0,
+                    beta2: float = 0.999, epsilon: float = 1e-8, loss_fn=cross_entropy):
+    """``steps`` Adam steps (fresh moments) on minibatches of ``(x, y)``, with no graph to
+    ``params`` (Reptile's inner loop). The update is TensorFlow's / Keras' Adam::
+
+        m = beta1 m + (1 - beta1) g;  v = beta2 v + (1 - beta2) g^2
+        phi -= learning_rate * sqrt(1 - beta2^t) / (1 - beta1^t) * m / (sqrt(v) + epsilon)
+
+    ``batch_size=None``, or at least the number of examples, trains on all of ``x`` every step;
+    otherwise on minibatches from :func:`minibatch_indices` with ``seed``.
+    """
+    params = [tf.stop_gradient(p) for p in params]
+    size = x.shape[0] if x.shape[0] is not None else tf.shape(x)[0]
+    if batch_size is None or (isinstance(size, int) and batch_size >= size):
+        batches = None
+    else:
+        batch_size = batch_size if isinstance(size, int) else tf.minimum(batch_size, size)
+        batches = minibatch_indices(size, batch_size, steps, seed)
+
+    def step(t, params, m, v):
+        if batches is None:
+            xb, yb = x, y
+        else:
+            xb, yb = tf.gather(x, batches[t - 1]), tf.gather(y, batches[t - 1])
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch(params)
+            loss = loss_fn(forward(params, xb), yb)
+        grads = tape.gradient(loss, params)
+        time = tf.cast(t, params[0].dtype)
+        rate = learning_rate * tf.sqrt(1 - beta2 ** time) / (1 - beta1 ** time)
+        m = [beta1 * mi + (1 - beta1) * g for mi, g in zip(m, grads)]
+        v = [beta2 * vi + (1 - beta2) * g * g for vi, g in zip(v, grads)]
+        params = [p - rate * mi / (tf.sqrt(vi) + epsilon) for p, mi, vi in zip(params, m, v)]
+        return t + 1, params, m, v
+
+    # A graph loop, not an unrolled one: test-time adaptation runs 50 steps per task.
+    zeros = [tf.zeros_like(p) for p in params]
+    _, params, _, _ = tf.while_loop(lambda t, *_: t <= steps, step,
+                                    (tf.constant(1), params, zeros, list(zeros)))
+    return [tf.stop_gradient(p) for p in params]

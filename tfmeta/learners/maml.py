@@ -10,9 +10,12 @@ The outer gradient flows through the inner updates, so it holds the second-order
 drops that term (first-order MAML, section 5.2 of the paper): inner gradients are constants.
 
 BatchNorm, as in the paper's code: batch statistics of the batch at hand (support in the inner
-loop, query in the outer loss and at evaluation: transductive), no running statistics during
-meta-training. ``adapt`` returns a classifier whose BatchNorm layers hold the support set's
-statistics, so that it can classify one image at a time.
+loop, query in the outer loss), no running statistics during meta-training. Keras'
+BatchNormalization would drop part of the second-order term (``tf.nn.moments`` stops the gradient
+of the mean inside the variance); the learner makes its moments twice differentiable
+(:func:`tfmeta.learners.batchnorm.exact_batchnorm_moments`). Evaluation reports the accuracy as
+deployed (BatchNorm frozen at the support set's statistics, what ``adapt`` returns) and the
+paper's transductive accuracy (query batch statistics).
 """
 
 from __future__ import annotations
@@ -32,18 +35,29 @@ class MAMLConfig:
         first_order: first-order MAML (no second-order term).
         test_inner_steps: inner steps at evaluation and in ``adapt`` (the paper uses more than in
             training); ``None``: ``inner_steps``.
+        inner_reduction: the support loss of the inner loop. ``"sum/shots"`` (default) is the MAML
+            code's: per-image cross-entropy summed over the N*K support images and divided by K,
+            i.e. N times the mean, so alpha = 0.4 is the paper's step (an effective step of 2.0
+            on the mean loss in 5-way). ``"mean"``: the mean cross-entropy (alpha N times smaller).
+
+    Defaults are the paper's 5-way Omniglot settings (section 5.2): one inner step of alpha = 0.4
+    while meta-training, three at test; its 20-way setting is 5 steps of alpha = 0.1.
     """
 
     inner_steps: int = 1
     inner_lr: float = 0.4
     first_order: bool = False
     test_inner_steps: int | None = 3
+    inner_reduction: str = "sum/shots"
 
     def __post_init__(self):
         if self.inner_steps < 1 or (self.test_inner_steps is not None and self.test_inner_steps < 1):
             raise ValueError("inner steps must be at least 1")
         if self.inner_lr <= 0:
             raise ValueError(f"inner_lr must be positive, got {self.inner_lr}")
+        if self.inner_reduction not in ("sum/shots", "mean"):
+            raise ValueError(f"inner_reduction must be 'sum/shots' or 'mean', got "
+                             f"{self.inner_reduction!r}")
 
 
 class MAML(OptimizationLearner):
@@ -53,7 +67,16 @@ class MAML(OptimizationLearner):
     config_class = MAMLConfig
 
     def meta_gradients(self, support_x, support_y, query_x, query_y):
-        """``(gradients, loss, accuracy)`` of the mean query loss over the meta-batch."""
+        """``(gradients, loss, accuracy)``: the exact gradient (second order unless
+        ``first_order``) of the mean query loss over the meta-batch with respect to
+        ``meta_variables``, without applying it.
+
+        Arguments are one meta-batch (``support_x [B, N*K, H, W, C]``, ``support_y [B, N*K]``,
+        ``query_x [B, N*Q, ...]``, ``query_y [B, N*Q]``). Public so that anyone can check the
+        meta-gradient, e.g. against finite differences of the meta-objective
+        ``mean_i L_query_i(inner_loop(theta))`` (``tests/test_maml_math.py`` does, in float64, on
+        Conv4 with BatchNorm).
+        """
         variables = self.meta_variables
         with tf.GradientTape() as outer:
             theta = self.weights()
@@ -70,14 +93,3 @@ class MAML(OptimizationLearner):
         grads, loss, acc = self.meta_gradients(support_x, support_y, query_x, query_y)
         self.optimizer.apply_gradients(zip(grads, self.meta_variables))
         return {"loss": loss, "accuracy": acc}
-
-    def _meta_test_step(self, support_x, support_y, query_x, query_y):
-        theta = self.weights()
-        losses, accuracies = [], []
-        for i in range(support_x.shape[0]):
-            phi = self.inner_loop(theta, support_x[i], support_y[i], self.test_inner_steps,
-                                  differentiable=False)
-            logits = self.forward(phi, query_x[i])
-            losses.append(cross_entropy(logits, query_y[i]))
-            accuracies.append(accuracy(logits, query_y[i]))
-        return {"loss": tf.stack(losses), "accuracy": tf.stack(accuracies)}

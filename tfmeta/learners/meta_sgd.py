@@ -4,13 +4,17 @@ Learning", arXiv:1707.09835).
 MAML whose inner learning rate is a vector alpha with one entry per weight, meta-learned with the
 weights (Algorithm 1 of the paper)::
 
-    phi_i = theta - alpha * grad_theta L_support_i(theta)             # elementwise product
+    phi_i = theta - alpha * grad_theta L_support_i(theta)             # one step, elementwise
     (theta, alpha) <- (theta, alpha) - beta * grad_(theta, alpha) sum_i L_query_i(phi_i)
 
-alpha starts at ``inner_lr`` everywhere and is saved in checkpoints beside the model.
+As in the paper, adaptation is one step, in meta-training and at test (alpha is learned for one
+step), on the mean support loss, and alpha starts uniformly random in [0.005, 0.1] (section 4.1).
+alpha is saved in checkpoints beside the model.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import tensorflow as tf
 
@@ -18,20 +22,40 @@ from tfmeta.learners.inner import sgd_inner_loop
 from tfmeta.learners.maml import MAML, MAMLConfig
 
 
+@dataclasses.dataclass
+class MetaSGDConfig(MAMLConfig):
+    """MAML's options with the paper's defaults, plus:
+        initial_rates: ``(low, high)``: alpha's entries start uniform in this range (the paper's
+            [0.005, 0.1]); ``inner_lr`` is not used.
+    """
+
+    test_inner_steps: int | None = 1
+    inner_reduction: str = "mean"
+    initial_rates: tuple = (0.005, 0.1)
+
+    def __post_init__(self):
+        super().__post_init__()
+        low, high = self.initial_rates
+        if not 0 < low <= high:
+            raise ValueError(f"initial_rates must be 0 < low <= high, got {self.initial_rates}")
+
+
 class MetaSGD(MAML):
     """Meta-SGD over any Keras classifier."""
 
     name = "metasgd"
-    config_class = MAMLConfig
+    config_class = MetaSGDConfig
 
     def build_parts(self) -> dict:
+        low, high = (float(r) for r in self.config.initial_rates)
         self.rates = tf.Module(name="meta_sgd_rates")
         self.rates.alpha = [
-            tf.Variable(tf.fill(v.shape, tf.cast(self.config.inner_lr, v.dtype)), name=f"alpha_{i}")
+            tf.Variable(tf.random.uniform(v.shape, low, high, dtype=v.dtype), name=f"alpha_{i}")
             for i, v in enumerate(self.model.trainable_variables)]
         return {"rates": self.rates}
 
     def inner_loop(self, theta, x, y, steps, differentiable=True):
         alpha = [tf.convert_to_tensor(a) for a in self.rates.alpha]
         return sgd_inner_loop(self.forward, theta, x, y, steps, alpha,
-                              differentiable=differentiable, first_order=self.config.first_order)
+                              differentiable=differentiable, first_order=self.config.first_order,
+                              loss_fn=self.inner_loss)

@@ -115,6 +115,7 @@ class MetricLearner(Learner):
         """A Keras classifier: the embedding network followed by the support set's head."""
         support_x = tf.convert_to_tensor(support_x, tf.float32)
         support_y = tf.convert_to_tensor(support_y, tf.int32)
+        self.check_ways(support_y.numpy())
         ways = int(tf.reduce_max(support_y)) + 1
         features = self.model(support_x, training=False)
         if self.flatten_features:
@@ -130,14 +131,26 @@ class MetricLearner(Learner):
 
 
 class CalibratedMetricLearner(MetricLearner):
-    """A metric learner whose logits get a meta-learned scale and bias: ``scale * s + bias``
-    (R2-D2, MetaOptNet). ``config.scale`` is the initial scale."""
+    """A metric learner whose logits get a meta-learned scale: ``scale * s`` (R2-D2, MetaOptNet;
+    their bias, one number added to every class's logit, is dropped: softmax cannot see it).
+    ``config.scale`` is the initial scale; ``config.label_smoothing`` (if any) smooths the
+    meta-training loss."""
 
     def build_parts(self) -> dict:
         self.calibration = tf.Module(name="calibration")
         self.calibration.scale = tf.Variable(float(self.config.scale), name="scale")
-        self.calibration.bias = tf.Variable(0.0, name="bias")
         return {"calibration": self.calibration}
 
     def calibrate(self, scores):
-        return self.calibration.scale * scores + self.calibration.bias
+        return self.calibration.scale * scores
+
+    def episode_loss(self, support, support_y, query, query_y, ways):
+        logits = self.score(support, support_y, query, ways, training=True)
+        smoothing = getattr(self.config, "label_smoothing", 0.0)
+        if not smoothing:
+            return cross_entropy(logits, query_y), logits
+        targets = tf.one_hot(query_y, tf.shape(logits)[-1], dtype=logits.dtype)
+        return tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(
+            labels=targets * (1 - smoothing) + smoothing / tf.cast(tf.shape(logits)[-1],
+                                                                    logits.dtype),
+            logits=logits)), logits

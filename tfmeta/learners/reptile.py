@@ -1,23 +1,28 @@
 """Reptile (Nichol, Achiam & Schulman, 2018, "On First-Order Meta-Learning Algorithms",
-arXiv:1803.02999).
+arXiv:1803.02999), with the defaults of the paper's Omniglot code (github.com/openai/supervised-reptile).
 
 For each task i of a meta-batch (Algorithm 2 of the paper, batched version)::
 
-    phi_i = SGD on task i's data for `inner_steps` steps, starting from theta
-    theta <- theta + epsilon * (mean_i(phi_i) - theta)
+    D_i = train_shots images of each of the task's classes
+    phi_i = theta, then `inner_steps` Adam steps (beta1 = 0) on minibatches of `inner_batch` from D_i
+    theta <- theta + epsilon * (mean_i(phi_i) - theta)                # outer update
 
-Task i's data while meta-training is its support and query images together (``train_on_query``):
-the paper meta-trains with more shots than it tests with (10 "train shots" for 1-shot Omniglot);
-evaluation and ``adapt`` use the support set only. The query metrics reported while training are
-then training-set figures; validation and test use unseen query images.
+with epsilon annealed linearly from ``epsilon`` to 0 over training. While meta-training, ``D_i`` is
+the task's support images followed by its query images, ``train_shots`` per class (10 in the
+paper for Omniglot: it meta-trains on more shots than it tests with). At test time (evaluation,
+``adapt``, served models) the inner loop runs ``test_inner_steps`` (50) steps on minibatches of
+``test_inner_batch`` (5) support images.
 
-with epsilon annealed linearly from ``epsilon`` to 0 over training, as in the paper. The update is
-given to the outer Keras optimizer as the "gradient" ``theta - mean_i(phi_i)``: with the default
-``SGD(learning_rate=epsilon, linearly decayed)`` this is exactly the formula above; another
-optimizer (Adam, say) treats it as a gradient, a variant the paper also discusses.
+The update is given to the outer Keras optimizer as the "gradient" ``theta - mean_i(phi_i)``: with
+the default ``SGD(learning_rate=epsilon, linearly decayed)`` this is exactly the formula above.
 
-BatchNorm uses batch statistics throughout (the paper's transductive setting); ``adapt`` stores
-the support set's statistics in the returned classifier.
+Deviation from the paper's code, kept on purpose: the inner Adam's moments start from zero for
+every task (the code shares one Adam across tasks, so its moments carry over from task to task);
+fresh moments keep tasks independent and reproducible and let them run side by side.
+
+BatchNorm uses batch statistics in the inner loop (the minibatch at hand). Evaluation reports the
+accuracy as deployed (BatchNorm frozen at the support set's statistics, what ``adapt`` returns) and
+the paper's transductive accuracy (all query images in one batch).
 """
 
 from __future__ import annotations
@@ -28,29 +33,45 @@ import keras
 import tensorflow as tf
 
 from tfmeta.learners.base import OptimizationLearner, accuracy, cross_entropy
+from tfmeta.learners.inner import adam_inner_loop, sgd_inner_loop
 
 
 @dataclasses.dataclass
 class ReptileConfig:
-    """Attributes:
-        inner_steps: SGD steps on the support set per task while meta-training.
-        inner_lr: inner SGD learning rate.
-        epsilon: initial outer step size, annealed linearly to 0 over training.
-        test_inner_steps: inner steps at evaluation and in ``adapt``; ``None``: ``inner_steps``.
-        train_on_query: while meta-training, the inner loop trains on support and query images.
+    """Attributes (defaults: the paper's 5-way Omniglot settings):
+        inner_steps: inner steps per task while meta-training (5).
+        inner_lr: the inner optimizer's learning rate (Adam 0.001).
+        inner_batch: minibatch size of the inner steps while meta-training (10); ``None``: all
+            of the task's training images every step.
+        train_shots: images per class the inner loop trains on while meta-training, support then
+            query images (10); ``None``: the support set only.
+        epsilon: initial outer step size, annealed linearly to 0 over training (1.0).
+        test_inner_steps: inner steps at test time (50).
+        test_inner_batch: minibatch size at test time (5); ``None``: the whole support set.
+        inner_optimizer: ``"adam"`` (beta1 = 0, beta2 = 0.999, epsilon 1e-8, as in the paper's
+            code) or ``"sgd"`` (plain gradient steps).
     """
 
     inner_steps: int = 5
-    inner_lr: float = 0.4
+    inner_lr: float = 0.001
+    inner_batch: int | None = 10
+    train_shots: int | None = 10
     epsilon: float = 1.0
-    test_inner_steps: int | None = 10
-    train_on_query: bool = True
+    test_inner_steps: int | None = 50
+    test_inner_batch: int | None = 5
+    inner_optimizer: str = "adam"
 
     def __post_init__(self):
         if self.inner_steps < 1 or (self.test_inner_steps is not None and self.test_inner_steps < 1):
             raise ValueError("inner steps must be at least 1")
         if self.inner_lr <= 0 or self.epsilon <= 0:
             raise ValueError("inner_lr and epsilon must be positive")
+        for name in ("inner_batch", "train_shots", "test_inner_batch"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be at least 1 (or None), got {value}")
+        if self.inner_optimizer not in ("adam", "sgd"):
+            raise ValueError(f"inner_optimizer must be 'adam' or 'sgd', got {self.inner_optimizer!r}")
 
 
 class Reptile(OptimizationLearner):
@@ -58,41 +79,70 @@ class Reptile(OptimizationLearner):
 
     name = "reptile"
     config_class = ReptileConfig
+    has_outer_lr = False
 
     @classmethod
     def default_optimizer(cls, config, total_steps: int | None = None,
                           learning_rate: float | None = None):
         """SGD with rate epsilon, annealed linearly to 0 over ``total_steps``."""
+        if learning_rate is not None:
+            raise ValueError("reptile's outer step size is its option epsilon, not learning_rate")
         rate = config.epsilon
         if total_steps:
             rate = keras.optimizers.schedules.PolynomialDecay(rate, total_steps, 0.0, power=1.0)
         return keras.optimizers.SGD(rate)
 
-    def _adapt_all(self, support_x, support_y, query_x, query_y, steps, with_query=False):
+    @classmethod
+    def check_episode(cls, config: ReptileConfig, shots: int, queries: int) -> None:
+        if config.train_shots is not None and config.train_shots > shots + queries:
+            raise ValueError(f"reptile trains on train_shots={config.train_shots} images per class "
+                             f"but training episodes have shots + queries = {shots + queries}; "
+                             "raise --queries or set learner.train_shots")
+
+    def inner_loop(self, theta, x, y, steps, differentiable=False, batch_size=None, seed=(0, 0)):
+        """phi from theta: ``steps`` steps of the inner optimizer on minibatches of (x, y)."""
+        if self.config.inner_optimizer == "sgd" and batch_size is None:
+            return sgd_inner_loop(self.forward, theta, x, y, steps, self.config.inner_lr,
+                                  differentiable=False)
+        if self.config.inner_optimizer == "sgd":
+            raise ValueError("inner_optimizer='sgd' trains full-batch: set inner_batch and "
+                             "test_inner_batch to None")
+        return adam_inner_loop(self.forward, theta, x, y, steps, self.config.inner_lr,
+                               batch_size, seed)
+
+    def test_adaptation(self, theta, support_x, support_y, seed=(0, 0)):
+        return self.inner_loop(theta, support_x, support_y, self.test_inner_steps,
+                               batch_size=self.config.test_inner_batch, seed=seed)
+
+    def training_images(self, support_x, support_y, query_x, query_y):
+        """A task's inner-loop data while meta-training: ``train_shots`` images of each class,
+        its support images first, then its query images."""
+        if self.config.train_shots is None:
+            return support_x, support_y
+        x, y = tf.concat([support_x, query_x], 0), tf.concat([support_y, query_y], 0)
+        order = tf.argsort(y, stable=True)  # by class; support before query within a class
+        ways = tf.reduce_max(y) + 1
+        per_class = tf.shape(y)[0] // ways
+        tf.debugging.assert_greater_equal(per_class, self.config.train_shots, message=(
+            "reptile: train_shots is larger than the images per class (shots + queries)"))
+        picks = tf.reshape(tf.reshape(order, [ways, per_class])[:, :self.config.train_shots], [-1])
+        return tf.gather(x, picks), tf.gather(y, picks)
+
+    def _meta_train_step(self, support_x, support_y, query_x, query_y):
         theta = self.weights()
+        step = tf.cast(self.optimizer.iterations, tf.int32)
         phis, losses, accuracies = [], [], []
         for i in range(support_x.shape[0]):
-            x, y = support_x[i], support_y[i]
-            if with_query:
-                x, y = tf.concat([x, query_x[i]], 0), tf.concat([y, query_y[i]], 0)
-            phi = self.inner_loop(theta, x, y, steps, differentiable=False)
+            x, y = self.training_images(support_x[i], support_y[i], query_x[i], query_y[i])
+            phi = self.inner_loop(theta, x, y, self.config.inner_steps,
+                                  batch_size=self.config.inner_batch, seed=tf.stack([step, i]))
             logits = self.forward(phi, query_x[i])
             phis.append(phi)
             losses.append(cross_entropy(logits, query_y[i]))
             accuracies.append(accuracy(logits, query_y[i]))
-        return theta, phis, losses, accuracies
-
-    def _meta_train_step(self, support_x, support_y, query_x, query_y):
-        theta, phis, losses, accuracies = self._adapt_all(
-            support_x, support_y, query_x, query_y, self.config.inner_steps,
-            with_query=self.config.train_on_query)
         mean_phi = [tf.add_n(list(ws)) / len(phis) for ws in zip(*phis)]
         pseudo_gradients = [t - m for t, m in zip(theta, mean_phi)]
         self.optimizer.apply_gradients(zip(pseudo_gradients, self.model.trainable_variables))
+        # Query figures after training on (part of) the query images: training-set figures.
         return {"loss": tf.add_n(losses) / len(losses),
                 "accuracy": tf.add_n(accuracies) / len(accuracies)}
-
-    def _meta_test_step(self, support_x, support_y, query_x, query_y):
-        _, _, losses, accuracies = self._adapt_all(
-            support_x, support_y, query_x, query_y, self.test_inner_steps)
-        return {"loss": tf.stack(losses), "accuracy": tf.stack(accuracies)}

@@ -7,7 +7,10 @@ For each task, with support embeddings X [S, D] and one-hot labels Y [S, ways]::
     W = argmin ||X W - Y||^2 + lambda ||W||^2
       = X^T (X X^T + lambda I_S)^-1 Y       if S < D   (Woodbury identity: an S x S solve)
       = (X^T X + lambda I_D)^-1 X^T Y       otherwise  (a D x D solve)
-    logits = scale * (X_query W) + bias     # scale and bias meta-learned, as in R2-D2
+    logits = scale * (X_query W)            # scale meta-learned (R2-D2's bias is a softmax no-op)
+
+Defaults are MetaOptNet-RR's (lambda = 50, scale starting at 1); ``learn_l2=True`` meta-learns
+lambda as R2-D2 does (through log lambda, starting at ``l2``).
 
 The solve is differentiable, so the query loss trains the embedding through the head.
 """
@@ -15,6 +18,7 @@ The solve is differentiable, so the query loss trains the embedding through the 
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import tensorflow as tf
 
@@ -24,12 +28,16 @@ from tfmeta.learners.metric import CalibratedMetricLearner
 @dataclasses.dataclass
 class RidgeConfig:
     """Attributes:
-        l2: the ridge penalty lambda.
-        scale: initial output scale (meta-learned).
+        l2: the ridge penalty lambda (50 in MetaOptNet-RR); the initial one with ``learn_l2``.
+        learn_l2: meta-learn lambda, as R2-D2 does.
+        scale: initial output scale (meta-learned; 1 in MetaOptNet's code).
+        label_smoothing: of the meta-training query loss (0 by default).
     """
 
-    l2: float = 1.0
-    scale: float = 10.0
+    l2: float = 50.0
+    learn_l2: bool = False
+    scale: float = 1.0
+    label_smoothing: float = 0.0
 
     def __post_init__(self):
         if self.l2 <= 0:
@@ -61,7 +69,19 @@ class RidgeHead(CalibratedMetricLearner):
     name = "ridge"
     config_class = RidgeConfig
 
+    def build_parts(self) -> dict:
+        parts = super().build_parts()
+        if self.config.learn_l2:
+            self.calibration.log_l2 = tf.Variable(math.log(self.config.l2), name="log_l2")
+        return parts
+
+    @property
+    def l2(self):
+        if self.config.learn_l2:
+            return tf.exp(self.calibration.log_l2)
+        return self.config.l2
+
     def score(self, support, support_y, query, ways, training=False):
         targets = tf.one_hot(support_y, ways, dtype=support.dtype)
-        weights = ridge_weights(support, targets, self.config.l2)
+        weights = ridge_weights(support, targets, self.l2)
         return self.calibrate(tf.einsum("tqd,tdw->tqw", query, weights))

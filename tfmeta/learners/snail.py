@@ -11,7 +11,9 @@ is appended to its task's labelled support sequence, and a causal network reads 
 TC blocks are dense blocks of causal dilated convolutions (kernel 2, dilations 1, 2, 4, ... up to
 the sequence length) with gated tanh * sigmoid activations; attention blocks are causal
 single-head softmax attention whose output is concatenated to the input. Nothing is adapted by
-gradient at test time: the support set is the network's memory.
+gradient at test time: the support set is the network's memory. The network has ``ways`` label
+inputs and outputs: a support set of more classes is refused (never truncated), and meta-training
+shows each support sequence in a random order, so that classes are read from labels, not positions.
 """
 
 from __future__ import annotations
@@ -91,8 +93,19 @@ class SNAIL(MetricLearner):
         self.network = snail_network(int(self.model.outputs[0].shape[-1]), self.config)
         return {"network": self.network}
 
+    @property
+    def max_ways(self) -> int:
+        return self.config.ways  # the label inputs and the output have this many units
+
     def score(self, support, support_y, query, ways, training=False):
-        """One sequence per query: the task's labelled support, then the query with no label."""
+        """One sequence per query: the task's labelled support, then the query with no label.
+
+        While meta-training, each task's support sequence is put in a random order (a stateless
+        permutation seeded by the outer step, so a resumed run sees the same orders): episodes
+        arrive sorted by label, and a network trained on sorted sequences could read classes off
+        positions instead of labels."""
+        if training:
+            support, support_y = self.shuffled_support(support, support_y)
         labels = tf.one_hot(support_y, self.config.ways, dtype=support.dtype)
         tasks, shots, queries = tf.shape(support)[0], tf.shape(support)[1], tf.shape(query)[1]
         labelled = tf.concat([support, labels], -1)                           # [T, S, D + W]
@@ -104,3 +117,10 @@ class SNAIL(MetricLearner):
         flat = tf.reshape(sequences, [tasks * queries, shots + 1, tf.shape(sequences)[-1]])
         logits = self.network(flat, training=training)
         return tf.reshape(logits, [tasks, queries, self.config.ways])[..., :ways]
+
+    def shuffled_support(self, support, support_y):
+        """Each task's support embeddings and labels in a random order (see ``score``)."""
+        seed = tf.stack([tf.cast(self.optimizer.iterations, tf.int32), 7919])
+        keys = tf.random.stateless_uniform(tf.shape(support_y), seed)
+        order = tf.argsort(keys, axis=-1)
+        return (tf.gather(support, order, batch_dims=1), tf.gather(support_y, order, batch_dims=1))

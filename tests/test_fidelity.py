@@ -1,0 +1,106 @@
+"""What a review against the papers found, each checked: deployed and transductive accuracy,
+DropBlock only while meta-training, SNAIL's class limit."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfmeta.data import EpisodeConfig, EpisodeSampler
+from tfmeta.data.source import DataError
+from tfmeta.evaluation import evaluate
+from tfmeta.learners import MAML, MAMLConfig, SNAIL, SNAILConfig
+from tfmeta.models import build_model, conv4
+
+
+@pytest.fixture(scope="module")
+def episodes(small_glyphs):
+    sampler = EpisodeSampler(small_glyphs, EpisodeConfig(3, 2, 4), meta_batch=2, seed=4)
+    return sampler, [t.numpy() for t in next(iter(sampler.dataset()))]
+
+
+def test_maml_reports_deployed_accuracy_as_adapt_gives_it_and_transductive_beside(episodes):
+    sampler, (sx, sy, qx, qy) = episodes
+    keras.utils.set_random_seed(0)
+    learner = MAML(conv4((28, 28, 1), outputs=3, width=8), MAMLConfig())
+    for batch in sampler.dataset(num_batches=3):
+        learner.meta_train_step(batch)
+    result = learner.meta_test_step((sx, sy, qx, qy))
+    for i in range(2):
+        classifier = learner.adapt(sx[i], sy[i])
+        deployed = classifier(qx[i], training=False).numpy().argmax(-1)
+        one_by_one = [classifier(qx[i][j:j + 1], training=False).numpy().argmax() for j in range(12)]
+        np.testing.assert_array_equal(deployed, one_by_one)
+        assert np.isclose(float(result["accuracy"][i]), (deployed == qy[i]).mean())
+        phi = learner.test_adaptation(learner.weights(), sx[i], sy[i])
+        transductive = learner.forward(phi, qx[i]).numpy().argmax(-1)  # query-batch BatchNorm
+        assert np.isclose(float(result["transductive_accuracy"][i]), (transductive == qy[i]).mean())
+    summary = evaluate(learner, sampler, 4)
+    assert {"accuracy", "ci95", "transductive_accuracy", "transductive_ci95"} <= set(summary)
+
+
+def test_dropblock_is_off_outside_meta_training(episodes):
+    _, (sx, sy, qx, qy) = episodes
+    keras.utils.set_random_seed(0)
+    model = build_model("resnet12", (28, 28, 1), 3, width=4, dropblock=0.5)
+    assert any("drop" in layer.name for layer in model.layers)
+    learner = MAML(model, MAMLConfig())
+    first = learner.meta_test_step((sx, sy, qx, qy))
+    second = learner.meta_test_step((sx, sy, qx, qy))
+    for name in first:
+        np.testing.assert_array_equal(first[name].numpy(), second[name].numpy())
+    a = learner.adapt(sx[0], sy[0])(qx[0], training=False).numpy()
+    b = learner.adapt(sx[0], sy[0])(qx[0], training=False).numpy()
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    served = learner.fewshot_logits(tf.constant(sx[0]), tf.constant(sy[0]), tf.constant(qx[0]))
+    np.testing.assert_allclose(served.numpy(), a, rtol=1e-4, atol=1e-4)
+    # ... and on while meta-training: two training-mode forwards differ.
+    theta = learner.weights()
+    assert not np.allclose(learner.forward(theta, qx[0]).numpy(),
+                           learner.forward(theta, qx[0]).numpy())
+
+
+def _snail(ways=3):
+    keras.utils.set_random_seed(0)
+    return SNAIL(conv4((28, 28, 1), outputs=None, width=8),
+                 SNAILConfig(ways=ways, max_support=6, filters=8, keys=(8, 8, 8)))
+
+
+def test_snail_refuses_more_classes_than_it_was_trained_for(small_glyphs):
+    from tfmeta.export.servables import FewShotServable
+
+    learner = _snail(ways=3)
+    images = (small_glyphs.images[:8] * 1).astype(np.uint8)
+    names = np.array(list("abcdabcd"))  # 4 classes for a 3-way SNAIL
+    with pytest.raises(DataError, match="at most 3 classes but the support has 4"):
+        learner.predict(images, names, images)
+    x = tf.constant(images, tf.float32) / 255.0
+    y = tf.constant([0, 1, 2, 3, 0, 1, 2, 3])
+    with pytest.raises(DataError, match="at most 3 classes"):
+        learner.adapt(x, y)
+    wide = EpisodeSampler(small_glyphs, EpisodeConfig(4, 1, 1), meta_batch=2, seed=1)
+    with pytest.raises(DataError, match="at most 3 classes"):
+        evaluate(learner, wide, 4)
+    servable = FewShotServable(learner)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="at most 3 classes"):
+        servable.classify(x, y, x[:2])
+    assert servable.classify(x[:6], y[:6] % 3, x[:2])["probabilities"].shape == (2, 3)
+
+
+def test_snail_meta_trains_on_shuffled_support_orders(episodes):
+    """Episodes arrive sorted by label; SNAIL's training sequences must not be."""
+    _, (sx, sy, _, _) = episodes
+    learner = _snail()
+    support = tf.constant(np.arange(2 * 6 * 1, dtype=np.float32).reshape(2, 6, 1))
+    orders = []
+    for step in range(3):
+        learner.optimizer.iterations.assign(step)
+        shuffled, labels = learner.shuffled_support(support, tf.constant(sy))
+        order = shuffled.numpy()[..., 0].astype(int) % 6
+        np.testing.assert_array_equal(labels.numpy(), np.take_along_axis(sy, order, 1))
+        orders.append(order)
+    assert any(not np.array_equal(o, np.arange(6)[None].repeat(2, 0)) for o in orders)
+    assert not np.array_equal(orders[0], orders[1])  # a new order every step
+    learner.optimizer.iterations.assign(1)
+    again, _ = learner.shuffled_support(support, tf.constant(sy))
+    np.testing.assert_array_equal(again.numpy()[..., 0].astype(int) % 6, orders[1])  # resumable
