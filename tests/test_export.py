@@ -270,8 +270,11 @@ def test_cli_adapt_bad_support_is_one_line_and_writes_nothing(tmp_path, capsys, 
 def test_maml_head_too_small_for_the_support_is_refused(tmp_path):
     learner = _learner("maml", ways=3)
     support, names, _, _ = _episode(4, 1, 0, seed=906)
-    images, labels, _ = learner.prepare_support(support, names)
-    with pytest.raises(tfmeta.data.DataError, match="head has 3 outputs but the support has 4"):
+    with pytest.raises(tfmeta.data.DataError, match="at most 3 classes but the support has 4"):
+        learner.prepare_support(support, names)
+    images = learner.preprocess(support)
+    labels = np.unique(names, return_inverse=True)[1]
+    with pytest.raises(tfmeta.data.DataError, match="at most 3 classes but the support has 4"):
         learner.adapt(images, labels)
 
 
