@@ -104,3 +104,54 @@ def test_snail_meta_trains_on_shuffled_support_orders(episodes):
     learner.optimizer.iterations.assign(1)
     again, _ = learner.shuffled_support(support, tf.constant(sy))
     np.testing.assert_array_equal(again.numpy()[..., 0].astype(int) % 6, orders[1])  # resumable
+
+
+def test_polarity_is_measured_and_recorded_and_inputs_are_brought_to_it(tmp_path, small_glyphs):
+    """A glyphs run records that it learned light strokes on dark; a dark-on-light support set
+    (Omniglot, scans) is inverted by predict / adapt / the few-shot servable instead of being
+    silently out of distribution."""
+    import json
+
+    import tfmeta
+    from tfmeta.data import DataConfig
+    from tfmeta.data.source import polarity
+    from tfmeta.export.servables import FewShotServable
+    from tfmeta.run import RunConfig, TrainConfig, train
+
+    assert polarity(small_glyphs.images) == "light-on-dark"
+    assert polarity(255 - small_glyphs.images) == "dark-on-light"
+    config = RunConfig(algorithm="protonet", data=DataConfig("glyphs"),
+                       episode=EpisodeConfig(3, 1, 2), width=8,
+                       train=TrainConfig(steps=3, meta_batch=2, val_every=3, val_episodes=2,
+                                         test_episodes=2))
+    train(config, str(tmp_path), progress=False)
+    recorded = json.loads((tmp_path / "run.json").read_text())["data"]["polarity"]
+    assert recorded == "light-on-dark"
+    train(config, str(tmp_path), progress=False)  # the same command resumes: not "another config"
+    for algorithm in ("protonet", "maml"):
+        if algorithm == "maml":
+            config = dataclasses_replace(config, algorithm="maml")
+            train(config, str(tmp_path / "maml"), progress=False)
+            learner = tfmeta.load(str(tmp_path / "maml"))
+        else:
+            learner = tfmeta.load(str(tmp_path))
+        assert learner.polarity == "light-on-dark"
+        support = small_glyphs.images[[0, 20, 40, 1, 21, 41]]
+        names = np.array(["a", "b", "c"] * 2)
+        query = small_glyphs.images[[2, 22, 42, 3]]
+        light = learner.predict_proba(support, names, query)[1]
+        with pytest.warns(UserWarning, match="inverting"):
+            dark = learner.predict_proba(255 - support, names, 255 - query)[1]
+        np.testing.assert_allclose(dark, light, atol=1e-4)
+        served = FewShotServable(learner)
+        x = tf.constant(support, tf.float32) / 255.0
+        q = tf.constant(query, tf.float32) / 255.0
+        y = tf.constant([0, 1, 2, 0, 1, 2])
+        np.testing.assert_allclose(served.classify(1.0 - x, y, 1.0 - q)["probabilities"].numpy(),
+                                   served.classify(x, y, q)["probabilities"].numpy(), atol=1e-4)
+
+
+def dataclasses_replace(config, **changes):
+    import dataclasses
+
+    return dataclasses.replace(config, **changes)

@@ -19,6 +19,7 @@ import keras
 import tensorflow as tf
 
 from tfmeta.data import DataConfig, EpisodeConfig, EpisodeSampler, load_splits
+from tfmeta.data.source import polarity
 from tfmeta.evaluation import evaluate, format_result, write_result
 from tfmeta.files import write_json
 from tfmeta.learners import ALGORITHMS, make_config
@@ -159,7 +160,9 @@ def build_learner(config: RunConfig, input_shape):
     optimizer = cls.default_optimizer(learner_config, config.train.steps,
                                       **({} if config.train.outer_lr is None
                                          else {"learning_rate": config.train.outer_lr}))
-    return cls(model, learner_config, optimizer=optimizer, jit_compile=config.train.jit_compile)
+    learner = cls(model, learner_config, optimizer=optimizer, jit_compile=config.train.jit_compile)
+    learner.polarity = config.data.polarity
+    return learner
 
 
 def samplers(config: RunConfig, splits: dict) -> dict:
@@ -178,14 +181,17 @@ def train(config: RunConfig, out_dir: str, progress: bool = True, log=print) -> 
     """Meta-train (resuming from ``out_dir`` if it holds a run of the same config), then evaluate
     the best checkpoint on the test classes. Returns the test result."""
     config.validate()
+    # Everything that can fail on bad input happens before the run directory is written to.
+    splits = load_splits(config.data)
+    if config.data.polarity is None:  # a fact of the training images, recorded with the run
+        config = dataclasses.replace(config, data=dataclasses.replace(
+            config.data, polarity=polarity(splits["train"].images)))
     run_file = os.path.join(out_dir, RUN_FILE)
     if os.path.exists(run_file):
         with open(run_file) as f:
             previous = json.load(f)
         if previous != json.loads(json.dumps(config.to_dict())):  # as JSON: tuples are lists
             raise ValueError(f"{out_dir} holds a run with another config; use a new --out")
-    # Everything that can fail on bad input happens before the run directory is written to.
-    splits = load_splits(config.data)
     log(f"classes: {splits['train'].num_classes} train, {splits['val'].num_classes} val, "
         f"{splits['test'].num_classes} test ({config.data.dataset}, "
         f"{'x'.join(map(str, splits['train'].image_shape))})")

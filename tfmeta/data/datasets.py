@@ -26,6 +26,9 @@ class DataConfig:
         rotations: add 90, 180 and 270 degree rotations of every class as new classes, within
             each split (the Omniglot augmentation).
         data_dir: TFDS data directory (``None``: TFDS's default).
+        polarity: ``"light-on-dark"`` or ``"dark-on-light"``: what the training images look like
+            (``None``: measured from them when a run starts, and recorded in ``run.json``).
+            ``predict``, ``adapt`` and the servables bring images of the other polarity to it.
     """
 
     dataset: str = "glyphs"
@@ -35,8 +38,12 @@ class DataConfig:
     split_seed: int = 0
     rotations: bool = False
     data_dir: str | None = None
+    polarity: str | None = None
 
     def __post_init__(self):
+        if self.polarity not in (None,) + src.POLARITIES:
+            raise src.DataError(f"polarity must be one of {', '.join(src.POLARITIES)}, got "
+                                f"{self.polarity!r}")
         if self.channels not in (1, 3):
             raise src.DataError(f"channels must be 1 or 3, got {self.channels}")
         if self.image_size < 8:

@@ -192,6 +192,28 @@ def to_uint8_images(images, image_size: int, channels: int) -> np.ndarray:
     return np.clip(np.round(x), 0, 255).astype(np.uint8)
 
 
+POLARITIES = ("light-on-dark", "dark-on-light")
+
+
+def dark_on_light(images):
+    """A scalar boolean tensor: whether most of ``images`` (``[N, H, W, C]``, ``uint8`` or floats
+    in ``[0, 1]``, numpy or tensors, inside a graph too) are dark drawings on a light background,
+    i.e. the mean of an image's border pixels is above mid-gray. Glyphs are light on dark;
+    Omniglot, scans and most photos of parts are dark on light."""
+    import tensorflow as tf
+
+    x = tf.convert_to_tensor(images)
+    x = tf.cast(x, tf.float32) / (255.0 if x.dtype == tf.uint8 else 1.0)
+    border = tf.concat([x[:, 0], x[:, -1], x[:, :, 0], x[:, :, -1]], axis=1)   # [N, 2H+2W, C]
+    light = tf.cast(tf.reduce_mean(border, axis=[1, 2]) > 0.5, tf.float32)
+    return tf.reduce_mean(light) > 0.5
+
+
+def polarity(images) -> str:
+    """``"dark-on-light"`` or ``"light-on-dark"``: see :func:`dark_on_light`."""
+    return POLARITIES[int(bool(dark_on_light(images)))]
+
+
 def from_arrays(images, labels, image_size: int | None = None, channels: int | None = None,
                 class_names: Sequence[str] | None = None) -> ImageSource:
     """A source from numpy ``images`` ``[N, H, W(, C)]`` and integer or string ``labels`` ``[N]``."""

@@ -9,14 +9,15 @@
 * :class:`FewShotServable` -- a meta-trained learner that adapts inside the graph, per request:
   ``serving_default`` takes ``support_images`` ``[S, H, W, C]``, ``support_labels`` ``[S]``
   (int32 ``0..n-1``, every label present) and ``query_images`` ``[Q, H, W, C]`` and returns
-  ``logits``, ``probabilities`` ``[Q, n]`` and ``class_ids`` ``[Q]``.
+  ``logits``, ``probabilities`` ``[Q, n]`` and ``class_ids`` ``[Q]``. A request whose support
+  images have the other polarity than the training images is inverted (support and query).
 """
 
 from __future__ import annotations
 
 import tensorflow as tf
 
-from tfmeta.data.source import ALPHA_BACKGROUND
+from tfmeta.data.source import ALPHA_BACKGROUND, dark_on_light
 
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # tfmeta.data.source.to_uint8_images's RGB -> gray
 
@@ -114,6 +115,11 @@ class FewShotServable(tf.Module):
             most = self._learner.max_ways
             checks.append(tf.debugging.assert_less_equal(ways, most, message=(
                 f"this model was trained for at most {most} classes per request")))
+        if self._learner.polarity is not None:  # bring the request to the training polarity
+            other = tf.not_equal(dark_on_light(support_images),
+                                 self._learner.polarity == "dark-on-light")
+            support_images = tf.where(other, 1.0 - support_images, support_images)
+            query_images = tf.where(other, 1.0 - query_images, query_images)
         with tf.control_dependencies(checks):
             logits = self._learner.fewshot_logits(support_images, support_labels, query_images)
         return _outputs(logits)

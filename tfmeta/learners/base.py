@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import warnings
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from tfmeta.data.source import DataError, to_uint8_images
+from tfmeta.data.source import DataError, polarity, to_uint8_images
 from tfmeta.learners.batchnorm import (batchnorm_momentum_zero, exact_batchnorm_moments,  # noqa: F401
                                       freeze_batchnorm_statistics)
 from tfmeta.learners.inner import sgd_inner_loop
@@ -70,6 +71,7 @@ class Learner:
     needs_head = False  # True: the model ends in a `ways`-unit classifier (MAML family)
     model_options: dict = {}  # extra backbone options the learner needs (e.g. feature maps)
     has_outer_lr = True  # the outer optimizer takes a learning rate (Reptile: its epsilon)
+    polarity: str | None = None  # of the meta-training images; set by tfmeta.run from the run
 
     def __init__(self, model: keras.Model, config=None, optimizer=None, compiled: bool = True,
                  jit_compile: bool = False):
@@ -120,8 +122,29 @@ class Learner:
     def _meta_test_step(self, support_x, support_y, query_x, query_y) -> dict:
         raise NotImplementedError
 
-    def adapt(self, support_x, support_y) -> keras.Model:
+    def _adapt(self, support_x, support_y) -> keras.Model:
+        """``adapt`` for support images in the learner's own polarity."""
         raise NotImplementedError
+
+    def adapt(self, support_x, support_y) -> keras.Model:
+        """A plain Keras classifier (logits) for the classes of one support set (``support_x``
+        ``[S, H, W, C]`` preprocessed, ``support_y`` ``[S]`` labels ``0..n-1``).
+
+        If the learner knows the polarity of its meta-training images (a run records it) and the
+        support set has the other one (dark strokes on light where it learned light on dark, say),
+        the support images are inverted, with a warning, and the classifier inverts its inputs
+        too, so that it takes images as the support set came."""
+        support_x = tf.convert_to_tensor(support_x, tf.float32)
+        invert = self.polarity is not None and polarity(support_x) != self.polarity
+        if not invert:
+            return self._adapt(support_x, support_y)
+        warnings.warn(f"the support images are {polarity(support_x)} but {self.name} was "
+                      f"meta-trained on {self.polarity} images: inverting them, and the inputs of "
+                      "the adapted classifier", stacklevel=2)
+        classifier = self._adapt(1.0 - support_x, support_y)
+        inputs = keras.Input(self.input_shape, name="images")
+        inverted = keras.layers.Rescaling(-1.0, 1.0, name="invert_polarity")(inputs)
+        return keras.Model(inputs, classifier(inverted), name=f"{classifier.name}_inverted")
 
     def fewshot_logits(self, support_x, support_y, query_x):
         """Logits ``[Q, n]`` of ``query_x`` after adapting to one support set (``support_x``
@@ -273,7 +296,7 @@ class OptimizationLearner(Learner):
                     metrics[prefix + "accuracy"].append(accuracy(logits, query_y[i]))
         return {name: tf.stack(values) for name, values in metrics.items()}
 
-    def adapt(self, support_x, support_y):
+    def _adapt(self, support_x, support_y):
         """``test_inner_steps`` steps on the support set -> a Keras classifier (logits)."""
         support_x = tf.convert_to_tensor(support_x, tf.float32)
         support_y = tf.convert_to_tensor(support_y, tf.int32)

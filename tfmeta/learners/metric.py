@@ -111,7 +111,7 @@ class MetricLearner(Learner):
         return self.episode_logits(support_x[None], support_y[None], query_x[None],
                                    training=False)[0]
 
-    def adapt(self, support_x, support_y):
+    def _adapt(self, support_x, support_y):
         """A Keras classifier: the embedding network followed by the support set's head."""
         support_x = tf.convert_to_tensor(support_x, tf.float32)
         support_y = tf.convert_to_tensor(support_y, tf.int32)
