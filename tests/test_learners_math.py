@@ -356,3 +356,20 @@ def test_svm_at_its_production_settings_is_within_the_stated_duality_gap():
         # 15 iterations (today's former training setting) is far from converged.
         rough = svm_dual(kernel, targets, config.C, 15)
         assert np.max((duality_gap(kernel, targets, rough, config.C)[0] / primal).numpy()) > 0.01
+
+
+def test_label_smoothing_of_the_calibrated_heads_matches_its_formula():
+    from tfmeta.learners import RidgeConfig, RidgeHead
+
+    learner = RidgeHead(_embedding(), RidgeConfig(label_smoothing=0.1), compiled=False)
+    rng = np.random.default_rng(13)
+    support = tf.constant(rng.normal(size=(1, 6, 4)), tf.float32)
+    query = tf.constant(rng.normal(size=(1, 3, 4)), tf.float32)
+    sy, qy = tf.constant([[0, 1, 2] * 2]), tf.constant([[2, 0, 1]])
+    loss, logits = learner.episode_loss(support, sy, query, qy, 3)
+    p = tf.nn.log_softmax(logits).numpy()[0]
+    targets = np.eye(3)[[2, 0, 1]] * 0.9 + 0.1 / 3
+    np.testing.assert_allclose(float(loss), -(targets * p).sum(-1).mean(), rtol=1e-5)
+    plain, _ = RidgeHead(_embedding(), RidgeConfig(), compiled=False).episode_loss(
+        support, sy, query, qy, 3)
+    assert not np.isclose(float(loss), float(plain))

@@ -6,7 +6,6 @@ Bad flags, paths or data give one line ``tfmeta: error: ...`` on stderr and exit
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 

@@ -123,8 +123,8 @@ class RunConfig:
                 node = node[part]
             if path != ["learner"]:  # learner options are checked against the learner's config
                 if name not in node:
-                    raise ValueError(f"--set {key}: unknown setting; valid here: "
-                                     f"{', '.join(k for k in node if not isinstance(node[k], dict))}")
+                    valid = ", ".join(k for k in node if not isinstance(node[k], dict))
+                    raise ValueError(f"--set {key}: unknown setting; valid here: {valid}")
                 old = node[name]
                 if isinstance(old, bool) != isinstance(value, bool) or (
                         isinstance(old, (int, float)) and not isinstance(value, (int, float))) or (

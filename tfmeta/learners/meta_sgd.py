@@ -19,25 +19,34 @@ import dataclasses
 import tensorflow as tf
 
 from tfmeta.learners.inner import sgd_inner_loop
-from tfmeta.learners.maml import MAML, MAMLConfig
+from tfmeta.learners.maml import MAML
 
 
 @dataclasses.dataclass
-class MetaSGDConfig(MAMLConfig):
-    """MAML's options with the paper's defaults, plus:
-        initial_rates: ``(low, high)``: alpha's entries start uniform in this range (the paper's
-            [0.005, 0.1]); ``inner_lr`` is not used.
+class MetaSGDConfig:
+    """Attributes (defaults: the paper's):
+        inner_steps: inner steps while meta-training (1: alpha is learned for one step).
+        test_inner_steps: inner steps at test (1); ``None``: ``inner_steps``.
+        initial_rates: ``(low, high)``: alpha's entries start uniform in this range ([0.005, 0.1]).
+        first_order: drop the second-order term of the meta-gradient.
+        inner_reduction: the inner loss, ``"mean"`` cross-entropy (or MAML's ``"sum/shots"``).
     """
 
+    inner_steps: int = 1
     test_inner_steps: int | None = 1
-    inner_reduction: str = "mean"
     initial_rates: tuple = (0.005, 0.1)
+    first_order: bool = False
+    inner_reduction: str = "mean"
 
     def __post_init__(self):
-        super().__post_init__()
+        if self.inner_steps < 1 or (self.test_inner_steps is not None and self.test_inner_steps < 1):
+            raise ValueError("inner steps must be at least 1")
         low, high = self.initial_rates
         if not 0 < low <= high:
             raise ValueError(f"initial_rates must be 0 < low <= high, got {self.initial_rates}")
+        if self.inner_reduction not in ("sum/shots", "mean"):
+            raise ValueError(f"inner_reduction must be 'sum/shots' or 'mean', got "
+                             f"{self.inner_reduction!r}")
 
 
 class MetaSGD(MAML):

@@ -72,6 +72,9 @@ class ReptileConfig:
                 raise ValueError(f"{name} must be at least 1 (or None), got {value}")
         if self.inner_optimizer not in ("adam", "sgd"):
             raise ValueError(f"inner_optimizer must be 'adam' or 'sgd', got {self.inner_optimizer!r}")
+        if self.inner_optimizer == "sgd" and (self.inner_batch, self.test_inner_batch) != (None, None):
+            raise ValueError("inner_optimizer='sgd' trains full-batch: set inner_batch and "
+                             "test_inner_batch to None")
 
 
 class Reptile(OptimizationLearner):
@@ -101,12 +104,9 @@ class Reptile(OptimizationLearner):
 
     def inner_loop(self, theta, x, y, steps, differentiable=False, batch_size=None, seed=(0, 0)):
         """phi from theta: ``steps`` steps of the inner optimizer on minibatches of (x, y)."""
-        if self.config.inner_optimizer == "sgd" and batch_size is None:
+        if self.config.inner_optimizer == "sgd":  # full-batch (checked by the config)
             return sgd_inner_loop(self.forward, theta, x, y, steps, self.config.inner_lr,
                                   differentiable=False)
-        if self.config.inner_optimizer == "sgd":
-            raise ValueError("inner_optimizer='sgd' trains full-batch: set inner_batch and "
-                             "test_inner_batch to None")
         return adam_inner_loop(self.forward, theta, x, y, steps, self.config.inner_lr,
                                batch_size, seed)
 
