@@ -16,7 +16,8 @@ def test_reptile_update_equals_its_formula():
     epsilon, inner_lr, steps = 0.3, 0.1, 3
     model = _model()
     config = ReptileConfig(inner_steps=steps, inner_lr=inner_lr, epsilon=epsilon,
-                           inner_optimizer="sgd", inner_batch=None, train_shots=3)
+                           inner_optimizer="sgd", inner_batch=None, test_inner_batch=None,
+                           train_shots=3)
     learner = Reptile(model, config, optimizer=keras.optimizers.SGD(epsilon))
     rng = np.random.default_rng(0)
     sx = rng.normal(size=(2, 6, 4)).astype(np.float32)

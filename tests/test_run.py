@@ -336,5 +336,9 @@ def test_sigkilled_cli_run_resumes_to_the_uninterrupted_state(tmp_path, algorith
     straight = _trainer(config, tmp_path / "straight")
     straight.fit()
     assert int(resumed.step.numpy()) == int(straight.step.numpy()) == steps
+    # Tolerance: TF's CPU kernels are not bit-reproducible under load, and Adam amplifies
+    # last-bit gradient differences where a gradient is near zero; measured after 40 steps: up to
+    # 3e-4 (ANIL, with a benchmark sharing the cores). A resume that lost the optimizer slots ends
+    # 0.027 (ANIL) to 0.29 (ProtoNet) away.
     for a, b in zip(_state(straight.learner), _state(resumed.learner), strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=5e-3)
