@@ -3,7 +3,7 @@ as deployed (what `adapt()` and exports answer) and, for the optimisation-based 
 transductive (query-batch BatchNorm, as their papers evaluate).
 
 Each row is one `tfmeta train` run (the command is printed beside it) on the same class split and the
-same test episodes. The default budget is small (it fits a 2-core CPU in about half an hour for all
+same test episodes. The default budget is small (it fits a 2-core CPU in about an hour for all
 learners), so the figures compare learners at equal, short training, not at convergence.
 
 Run:  python benchmarks/glyphs_table.py --steps 500 --out runs/table
