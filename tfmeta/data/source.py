@@ -203,10 +203,18 @@ def dark_on_light(images):
     import tensorflow as tf
 
     x = tf.convert_to_tensor(images)
-    x = tf.cast(x, tf.float32) / (255.0 if x.dtype == tf.uint8 else 1.0)
     border = tf.concat([x[:, 0], x[:, -1], x[:, :, 0], x[:, :, -1]], axis=1)   # [N, 2H+2W, C]
+    border = tf.cast(border, tf.float32) / (255.0 if x.dtype == tf.uint8 else 1.0)
     light = tf.cast(tf.reduce_mean(border, axis=[1, 2]) > 0.5, tf.float32)
     return tf.reduce_mean(light) > 0.5
+
+
+def other_polarity(images, polarity: str):
+    """A scalar boolean tensor: whether ``images`` have the other polarity than ``polarity``
+    (in a graph too: the few-shot servable decides per request)."""
+    import tensorflow as tf
+
+    return tf.not_equal(dark_on_light(images), polarity == "dark-on-light")
 
 
 def polarity(images) -> str:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from tfmeta.data.source import ALPHA_BACKGROUND, dark_on_light
+from tfmeta.data.source import ALPHA_BACKGROUND, other_polarity
 
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # tfmeta.data.source.to_uint8_images's RGB -> gray
 
@@ -116,8 +116,7 @@ class FewShotServable(tf.Module):
             checks.append(tf.debugging.assert_less_equal(ways, most, message=(
                 f"this model was trained for at most {most} classes per request")))
         if self._learner.polarity is not None:  # bring the request to the training polarity
-            other = tf.not_equal(dark_on_light(support_images),
-                                 self._learner.polarity == "dark-on-light")
+            other = other_polarity(support_images, self._learner.polarity)
             support_images = tf.where(other, 1.0 - support_images, support_images)
             query_images = tf.where(other, 1.0 - query_images, query_images)
         with tf.control_dependencies(checks):

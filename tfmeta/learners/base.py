@@ -29,7 +29,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfmeta.data.source import DataError, polarity, to_uint8_images
+from tfmeta.data.source import DataError, other_polarity, to_uint8_images
 from tfmeta.learners.batchnorm import (batchnorm_momentum_zero, exact_batchnorm_moments,  # noqa: F401
                                       freeze_batchnorm_statistics)
 from tfmeta.learners.inner import sgd_inner_loop
@@ -44,23 +44,19 @@ def stochastic_layers_off(model: keras.Model):
     Dropout to meta-training."""
     from tfmeta.models.resnet12 import DropBlock
 
-    layers = [layer for layer in model._flatten_layers(include_self=False, recursive=True)
-              if isinstance(layer, (keras.layers.Dropout, keras.layers.GaussianDropout,
-                                    keras.layers.AlphaDropout, DropBlock))]
-    noise = [layer for layer in model._flatten_layers(include_self=False, recursive=True)
-             if isinstance(layer, keras.layers.GaussianNoise)]
-    saved = [layer.rate for layer in layers], [layer.stddev for layer in noise]
-    for layer in layers:
-        layer.rate = 0.0
-    for layer in noise:
-        layer.stddev = 0.0
+    noisy = [(layer, "stddev" if isinstance(layer, keras.layers.GaussianNoise) else "rate")
+             for layer in model._flatten_layers(include_self=False, recursive=True)
+             if isinstance(layer, (keras.layers.Dropout, keras.layers.GaussianDropout,
+                                   keras.layers.AlphaDropout, keras.layers.GaussianNoise,
+                                   DropBlock))]
+    saved = [getattr(layer, name) for layer, name in noisy]
+    for layer, name in noisy:
+        setattr(layer, name, 0.0)
     try:
         yield
     finally:
-        for layer, rate in zip(layers, saved[0]):
-            layer.rate = rate
-        for layer, stddev in zip(noise, saved[1]):
-            layer.stddev = stddev
+        for (layer, name), value in zip(noisy, saved):
+            setattr(layer, name, value)
 
 
 class Learner:
@@ -135,12 +131,11 @@ class Learner:
         the support images are inverted, with a warning, and the classifier inverts its inputs
         too, so that it takes images as the support set came."""
         support_x = tf.convert_to_tensor(support_x, tf.float32)
-        invert = self.polarity is not None and polarity(support_x) != self.polarity
-        if not invert:
+        if self.polarity is None or not bool(other_polarity(support_x, self.polarity)):
             return self._adapt(support_x, support_y)
-        warnings.warn(f"the support images are {polarity(support_x)} but {self.name} was "
-                      f"meta-trained on {self.polarity} images: inverting them, and the inputs of "
-                      "the adapted classifier", stacklevel=2)
+        warnings.warn(f"{self.name} was meta-trained on {self.polarity} images and the support "
+                      "images are not: inverting them, and the inputs of the adapted classifier",
+                      stacklevel=2)
         classifier = self._adapt(1.0 - support_x, support_y)
         inputs = keras.Input(self.input_shape, name="images")
         inverted = keras.layers.Rescaling(-1.0, 1.0, name="invert_polarity")(inputs)

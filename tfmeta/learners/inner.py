@@ -7,6 +7,18 @@ import tensorflow as tf
 from tfmeta.learners.losses import cross_entropy
 
 
+INNER_REDUCTIONS = ("sum/shots", "mean")
+
+
+def check_inner_options(inner_steps: int, test_inner_steps, inner_reduction: str = "mean") -> None:
+    """The checks every optimisation learner's config shares: at least one inner step in
+    meta-training and at test (``None``: as in meta-training), and a known inner reduction."""
+    if inner_steps < 1 or (test_inner_steps is not None and test_inner_steps < 1):
+        raise ValueError("inner steps must be at least 1")
+    if inner_reduction not in INNER_REDUCTIONS:
+        raise ValueError(f"inner_reduction must be 'sum/shots' or 'mean', got {inner_reduction!r}")
+
+
 def sgd_inner_loop(forward, params, x, y, steps: int, learning_rate, differentiable: bool = True,
                    first_order: bool = False, loss_fn=cross_entropy):
     """``steps`` plain gradient steps on ``loss_fn(forward(params, x), y)``.

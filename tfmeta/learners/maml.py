@@ -25,6 +25,7 @@ import dataclasses
 import tensorflow as tf
 
 from tfmeta.learners.base import OptimizationLearner, accuracy, cross_entropy
+from tfmeta.learners.inner import check_inner_options
 
 
 @dataclasses.dataclass
@@ -51,13 +52,9 @@ class MAMLConfig:
     inner_reduction: str = "sum/shots"
 
     def __post_init__(self):
-        if self.inner_steps < 1 or (self.test_inner_steps is not None and self.test_inner_steps < 1):
-            raise ValueError("inner steps must be at least 1")
+        check_inner_options(self.inner_steps, self.test_inner_steps, self.inner_reduction)
         if self.inner_lr <= 0:
             raise ValueError(f"inner_lr must be positive, got {self.inner_lr}")
-        if self.inner_reduction not in ("sum/shots", "mean"):
-            raise ValueError(f"inner_reduction must be 'sum/shots' or 'mean', got "
-                             f"{self.inner_reduction!r}")
 
 
 class MAML(OptimizationLearner):

@@ -18,7 +18,7 @@ import dataclasses
 
 import tensorflow as tf
 
-from tfmeta.learners.inner import sgd_inner_loop
+from tfmeta.learners.inner import check_inner_options, sgd_inner_loop
 from tfmeta.learners.maml import MAML
 
 
@@ -39,14 +39,10 @@ class MetaSGDConfig:
     inner_reduction: str = "mean"
 
     def __post_init__(self):
-        if self.inner_steps < 1 or (self.test_inner_steps is not None and self.test_inner_steps < 1):
-            raise ValueError("inner steps must be at least 1")
+        check_inner_options(self.inner_steps, self.test_inner_steps, self.inner_reduction)
         low, high = self.initial_rates
         if not 0 < low <= high:
             raise ValueError(f"initial_rates must be 0 < low <= high, got {self.initial_rates}")
-        if self.inner_reduction not in ("sum/shots", "mean"):
-            raise ValueError(f"inner_reduction must be 'sum/shots' or 'mean', got "
-                             f"{self.inner_reduction!r}")
 
 
 class MetaSGD(MAML):

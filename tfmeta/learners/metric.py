@@ -150,7 +150,5 @@ class CalibratedMetricLearner(MetricLearner):
         if not smoothing:
             return cross_entropy(logits, query_y), logits
         targets = tf.one_hot(query_y, tf.shape(logits)[-1], dtype=logits.dtype)
-        return tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(
-            labels=targets * (1 - smoothing) + smoothing / tf.cast(tf.shape(logits)[-1],
-                                                                    logits.dtype),
-            logits=logits)), logits
+        return tf.reduce_mean(keras.losses.categorical_crossentropy(
+            targets, logits, from_logits=True, label_smoothing=smoothing)), logits

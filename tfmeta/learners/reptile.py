@@ -33,7 +33,7 @@ import keras
 import tensorflow as tf
 
 from tfmeta.learners.base import OptimizationLearner, accuracy, cross_entropy
-from tfmeta.learners.inner import adam_inner_loop, sgd_inner_loop
+from tfmeta.learners.inner import adam_inner_loop, check_inner_options, sgd_inner_loop
 
 
 @dataclasses.dataclass
@@ -62,8 +62,7 @@ class ReptileConfig:
     inner_optimizer: str = "adam"
 
     def __post_init__(self):
-        if self.inner_steps < 1 or (self.test_inner_steps is not None and self.test_inner_steps < 1):
-            raise ValueError("inner steps must be at least 1")
+        check_inner_options(self.inner_steps, self.test_inner_steps)
         if self.inner_lr <= 0 or self.epsilon <= 0:
             raise ValueError("inner_lr and epsilon must be positive")
         for name in ("inner_batch", "train_shots", "test_inner_batch"):
