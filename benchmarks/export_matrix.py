@@ -15,20 +15,15 @@ import os
 import shutil
 
 import keras
-import numpy as np
 
 import tfmeta.export
-from tfmeta.learners import ALGORITHMS, make_config
-from tfmeta.models import build_model
+from tfmeta.data import EpisodeConfig
+from tfmeta.learners import ALGORITHMS, create
 
 
 def learner_for(algorithm, ways=5, shots=2):
-    cls, _ = ALGORITHMS[algorithm]
     keras.utils.set_random_seed(0)
-    model = build_model("conv4", (28, 28, 1), ways if cls.needs_head else None, width=8,
-                        **cls.model_options)
-    config = make_config(algorithm, ways=ways, max_support=ways * shots)
-    return cls(model, config)
+    return create(algorithm, "conv4", episode=EpisodeConfig(ways, shots, 15), width=8)
 
 
 def attempt(export):

@@ -13,8 +13,7 @@ import time
 import keras
 
 from tfmeta.data import EpisodeConfig, EpisodeSampler, generate_glyphs
-from tfmeta.learners import ALGORITHMS, make_config
-from tfmeta.models import conv4
+from tfmeta.learners import create
 
 
 def main():
@@ -34,9 +33,9 @@ def main():
     batches = list(sampler.dataset(num_batches=args.steps))
     learners = {}
     for name in args.algorithms.split(","):
-        cls, _ = ALGORITHMS[name]
         keras.utils.set_random_seed(0)
-        learners[name] = cls(conv4((28, 28, 1), args.ways, width=args.width), make_config(name))
+        learners[name] = create(name, "conv4", episode=sampler.episode, width=args.width,
+                                total_steps=args.steps * args.rounds + 1)
         began = time.time()
         learners[name].meta_train_step(batches[0])  # trace and compile
         print(f"{name}: first step (tracing) {time.time() - began:.1f} s")

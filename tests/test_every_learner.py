@@ -6,17 +6,14 @@ import numpy as np
 import pytest
 
 from tfmeta.data import EpisodeConfig, EpisodeSampler
-from tfmeta.learners import ALGORITHMS, make_config
-from tfmeta.models import build_model
+from tfmeta.learners import ALGORITHMS, create
 
 
 def _learner(algorithm, backbone, compiled=True):
-    cls, _ = ALGORITHMS[algorithm]
     keras.utils.set_random_seed(0)
-    model = build_model(backbone, (28, 28, 1), 3 if cls.needs_head else None, width=8,
-                        **cls.model_options)
     options = {"train_shots": 4} if algorithm == "reptile" else {}  # 2 shots + 2 queries
-    return cls(model, make_config(algorithm, ways=3, max_support=6, **options), compiled=compiled)
+    return create(algorithm, backbone, episode=EpisodeConfig(3, 2, 2), width=8,
+                  compiled=compiled, **options)
 
 
 @pytest.fixture(scope="module")

@@ -13,10 +13,9 @@ import pytest
 import tensorflow as tf
 
 import tfmeta.export
-from tfmeta.data import generate_glyphs, to_uint8_images
+from tfmeta.data import EpisodeConfig, generate_glyphs, to_uint8_images
 from tfmeta.export import ExportError, layout
-from tfmeta.learners import ALGORITHMS, make_config
-from tfmeta.models import build_model
+from tfmeta.learners import create
 
 NAMES = np.array(["alpha", "beta", "gamma", "delta", "epsilon"])
 
@@ -24,11 +23,8 @@ NAMES = np.array(["alpha", "beta", "gamma", "delta", "epsilon"])
 def _learner(algorithm, ways=5, width=8, seed=0):
     """A freshly initialised Conv4 learner: what is checked here is that every runtime gives the
     Keras model's answers, which needs no training."""
-    cls, _ = ALGORITHMS[algorithm]
     keras.utils.set_random_seed(seed)
-    model = build_model("conv4", (28, 28, 1), ways if cls.needs_head else None, width=width,
-                        **cls.model_options)
-    return cls(model, make_config(algorithm, ways=ways, max_support=ways * 2))
+    return create(algorithm, "conv4", episode=EpisodeConfig(ways, 2, 2), width=width)
 
 
 def _episode(ways, shots, queries, seed):

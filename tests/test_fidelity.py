@@ -10,7 +10,7 @@ from tfmeta.data import EpisodeConfig, EpisodeSampler
 from tfmeta.data.source import DataError
 from tfmeta.evaluation import evaluate
 from tfmeta.learners import MAML, MAMLConfig, SNAIL, SNAILConfig
-from tfmeta.models import build_model, conv4
+from tfmeta.models import conv4, resnet12
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,7 @@ def test_maml_reports_deployed_accuracy_as_adapt_gives_it_and_transductive_besid
 def test_dropblock_is_off_outside_meta_training(episodes):
     _, (sx, sy, qx, qy) = episodes
     keras.utils.set_random_seed(0)
-    model = build_model("resnet12", (28, 28, 1), 3, width=4, dropblock=0.5)
+    model = resnet12((28, 28, 1), outputs=3, widths=(4, 10, 20, 40), dropblock=0.5)
     assert any("drop" in layer.name for layer in model.layers)
     learner = MAML(model, MAMLConfig())
     first = learner.meta_test_step((sx, sy, qx, qy))
@@ -63,7 +63,7 @@ def test_dropblock_is_off_outside_meta_training(episodes):
 def _snail(ways=3):
     keras.utils.set_random_seed(0)
     return SNAIL(conv4((28, 28, 1), outputs=None, width=8),
-                 SNAILConfig(ways=ways, max_support=6, filters=8, keys=(8, 8, 8)))
+                 SNAILConfig(filters=8, keys=(8, 8, 8)), episode=EpisodeConfig(ways, 2, 2))
 
 
 def test_snail_refuses_more_classes_than_it_was_trained_for(small_glyphs):

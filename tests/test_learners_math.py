@@ -5,6 +5,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfmeta.learners import ANIL, MAMLConfig, MetaSGD, MetaSGDConfig, ProtoNet, ProtoNetConfig
+from tfmeta.data import EpisodeConfig
 from tfmeta.learners.base import cross_entropy
 from tfmeta.learners.protonet import prototypes
 
@@ -164,7 +165,7 @@ def test_siamese_pairs_and_one_shot_rule_match_numpy():
     same = (qy[0][:, None] == labels[0][None]).astype(np.float64)
     bce = np.logaddexp(0, pairs) - same * pairs
     expected = 0.5 * (bce * same).sum() / same.sum() + 0.5 * (bce * (1 - same)).sum() / (1 - same).sum()
-    np.testing.assert_allclose(float(loss), expected, rtol=1e-5)
+    np.testing.assert_allclose(float(loss[0]), expected, rtol=1e-5)  # one loss per task
 
 
 def test_relation_scores_pair_summed_class_maps_with_queries():
@@ -189,7 +190,7 @@ def test_relation_scores_pair_summed_class_maps_with_queries():
     loss, _ = learner.episode_loss(support, labels, query, np.array([[0, 1, 1]], np.int32), 2)
     targets = np.eye(2)[[0, 1, 1]]
     train_scores = learner.score(support, labels, query, 2, training=True).numpy()[0]
-    np.testing.assert_allclose(float(loss), ((train_scores - targets) ** 2).sum(-1).mean(),
+    np.testing.assert_allclose(float(loss[0]), ((train_scores - targets) ** 2).sum(-1).mean(),
                                rtol=1e-4)
 
 
@@ -248,8 +249,8 @@ def test_snail_is_causal_and_reads_the_support_labels():
     a, b = layer(x).numpy(), layer(changed).numpy()
     np.testing.assert_allclose(a[:, :4], b[:, :4], rtol=1e-5, atol=1e-6)  # the past ignores the future
     assert not np.allclose(a[:, 4:], b[:, 4:])
-    learner = SNAIL(_embedding(), SNAILConfig(ways=3, max_support=6, filters=8, keys=(8, 8, 8)),
-                    compiled=False)
+    learner = SNAIL(_embedding(), SNAILConfig(filters=8, keys=(8, 8, 8)),
+                    episode=EpisodeConfig(3, 2, 2), compiled=False)
     support = tf.constant(np.random.default_rng(9).normal(size=(1, 6, 4)), tf.float32)
     query = support[:, :2]
     y = tf.constant([[0, 1, 2, 0, 1, 2]], tf.int32)
@@ -369,7 +370,7 @@ def test_label_smoothing_of_the_calibrated_heads_matches_its_formula():
     loss, logits = learner.episode_loss(support, sy, query, qy, 3)
     p = tf.nn.log_softmax(logits).numpy()[0]
     targets = np.eye(3)[[2, 0, 1]] * 0.9 + 0.1 / 3
-    np.testing.assert_allclose(float(loss), -(targets * p).sum(-1).mean(), rtol=1e-5)
+    np.testing.assert_allclose(float(loss[0]), -(targets * p).sum(-1).mean(), rtol=1e-5)
     plain, _ = RidgeHead(_embedding(), RidgeConfig(), compiled=False).episode_loss(
         support, sy, query, qy, 3)
-    assert not np.isclose(float(loss), float(plain))
+    assert not np.isclose(float(loss[0]), float(plain[0]))

@@ -48,7 +48,7 @@ def _learner(algorithm):
     keras.utils.set_random_seed(0)
     if algorithm == "snail":
         return SNAIL(conv4((28, 28, 1), outputs=None, width=32),
-                     SNAILConfig(ways=5, max_support=5, filters=32, keys=(32, 64, 64)))
+                     SNAILConfig(filters=32, keys=(32, 64, 64)), episode=EpisodeConfig(5, 1, 5))
     if algorithm == "matching-fce":
         return MatchingNetwork(conv4((28, 28, 1), outputs=None, width=32),
                                MatchingConfig(fce=True))

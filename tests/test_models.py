@@ -16,9 +16,13 @@ def test_resnet12_shapes_and_widths():
     assert model.output_shape == (None, 640)
     convs = [layer.filters for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
     assert sorted(set(convs)) == [64, 160, 320, 640] and len(convs) == 16  # 4 x (3 + shortcut)
-    small = build_model("resnet12", (28, 28, 1), 5, width=8)
+    small = build_model("resnet12", (28, 28, 1), "logits", ways=5, width=8)
     assert small.output_shape == (None, 5)
     assert small(np.zeros((2, 28, 28, 1), np.float32)).shape == (2, 5)
+    assert build_model("resnet12", (28, 28, 1), "features", width=8).output_shape == (None, 80)
+    assert build_model("resnet12", (28, 28, 1), "feature_maps", width=8).output_shape[-1] == 80
+    assert build_model("conv4", (28, 28, 1), "feature_maps", width=8).output_shape == (
+        None, 7, 7, 8)  # Relation Networks' Conv4: the last two blocks unpooled
 
 
 def test_dropblock_drops_blocks_only_in_training_and_keeps_the_mean():

@@ -42,14 +42,11 @@ def _weights(learner):
 
 def _trainer(config, out):
     from tfmeta.data import load_splits
-    from tfmeta.run import build_learner, samplers
-    from tfmeta.trainer import MetaTrainer
+    from tfmeta.run import build_learner, samplers, trainer_for
 
     streams = samplers(config, load_splits(config.data))
     learner = build_learner(config, streams["train"].image_shape)
-    t = config.train
-    return MetaTrainer(learner, streams["train"], str(out), t.steps, streams["val"], t.val_every,
-                       t.val_episodes, t.checkpoint_every, progress=False)
+    return trainer_for(config, learner, streams, str(out), progress=False)
 
 
 @pytest.mark.parametrize("algorithm", ["maml", "reptile", "metasgd"])
@@ -176,19 +173,22 @@ def test_cli_train_evaluate_predict_in_a_fresh_process(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["train", "--ways", "0"], "must be a positive integer"),
-    (["train", "--algorithm", "nope"], "invalid choice"),
+    (["train", "--algorithm", "nope"], "unknown algorithm 'nope': use anil, fomaml"),
     (["train", "--dataset", "folder:/no/such/dir", "--out", "{tmp}/x"], "no such folder"),
     (["train", "--dataset", "bogus", "--out", "{tmp}/y"], "unknown dataset"),
     (["evaluate", "--checkpoint", "{tmp}/none"], "not a tfmeta run"),
     (["frobnicate"], "invalid choice"),
-    (["train", "--algorithm", "maml", "--fce", "--out", "{tmp}/z"], "--fce is an option of"),
+    (["train", "--algorithm", "maml", "--fce", "--out", "{tmp}/z"], "maml has no option fce"),
     # A misspelled or foreign learner option is an error, never dropped silently.
     (["train", "--set", "learner.inner_stpes=5", "--out", "{tmp}/o1"],
      "maml has no option inner_stpes; its options: inner_steps, inner_lr"),
     (["train", "--algorithm", "protonet", "--inner-steps", "3", "--out", "{tmp}/o2"],
      "protonet has no option inner_steps"),
     (["train", "--set", "train.stepz=5", "--out", "{tmp}/o3"], "unknown setting"),
-    (["train", "--set", "train.steps=many", "--out", "{tmp}/o4"], "expected a value like"),
+    (["train", "--set", "train.steps=many", "--out", "{tmp}/o4"], "train.steps='many': expected int"),
+    (["train", "--inner-lr", "fast", "--out", "{tmp}/o8"], "learner.inner_lr='fast': expected float"),
+    (["train", "--config", "no_such_preset", "--out", "{tmp}/o9"], "not a preset (maml_omniglot"),
+    (["train", "--steps", "0", "--out", "{tmp}/o10"], "train.steps must be a positive integer"),
     (["train", "--set", "learner.inner_steps", "--out", "{tmp}/o5"], "expected KEY=VALUE"),
     # Reptile's outer step is epsilon: --outer-lr is refused, not ignored.
     (["train", "--algorithm", "reptile", "--outer-lr", "0.1", "--out", "{tmp}/o6"], "epsilon"),
@@ -231,8 +231,10 @@ def _another_value(default):
     return 3  # None: an optional count
 
 
-def test_every_learner_option_is_reachable_from_the_cli():
-    from tfmeta.cli import _run_config, build_parser
+def test_every_learner_option_round_trips_through_the_cli_and_a_config_file(tmp_path):
+    """Every option of every learner: set from the CLI, written as the resolved tree (what
+    run.json holds), read back with --config, and given to the learner's config unchanged."""
+    from tfmeta.cli import _train_config, build_parser
     from tfmeta.learners import options
 
     for algorithm in ALGORITHMS:
@@ -242,11 +244,18 @@ def test_every_learner_option_is_reachable_from_the_cli():
                                               "--queries", "15",
                                               f"--set=learner.{name}={json.dumps(value)}"])
             try:
-                config = _run_config(args)
+                config = _train_config(args)
             except ValueError as err:  # a value another option rules out: still reached
                 assert name in str(err) or "must" in str(err), (algorithm, name, err)
                 continue
-            assert config.learner[name] == value, (algorithm, name)
+            path = tmp_path / f"{algorithm}-{name}.json"
+            path.write_text(json.dumps(config.resolved().to_dict()))
+            args = build_parser().parse_args(["train", "--config", str(path)])
+            replayed = _train_config(args)
+            assert getattr(replayed.learner_config(), name) == getattr(config.learner_config(),
+                                                                        name), (algorithm, name)
+            assert json.loads(json.dumps(replayed.resolved().learner[name])) == value, (
+                algorithm, name)
 
 
 def test_a_failed_start_leaves_the_run_folder_usable(tmp_path):

@@ -18,12 +18,15 @@ def load(run_dir: str, which: str = "best"):
     return _load(run_dir, which)
 
 
+SUBPACKAGES = ("configs", "data", "errors", "export", "learners", "models", "run")
+
+
 def __getattr__(name):  # `import tfmeta; tfmeta.export.saved_model(...)` without importing TF early
-    if name == "export":
+    if name in SUBPACKAGES:
         import importlib
 
-        return importlib.import_module("tfmeta.export")
+        return importlib.import_module(f"tfmeta.{name}")
     raise AttributeError(f"module 'tfmeta' has no attribute {name!r}")
 
 
-__all__ = ["__version__", "export", "load"]
+__all__ = ["__version__", "load", *SUBPACKAGES]

@@ -19,11 +19,14 @@ import keras
 import tensorflow as tf
 
 from tfmeta.data import DataConfig, EpisodeConfig, EpisodeSampler, load_splits
+from tfmeta.data.episodes import TEST_SEED
 from tfmeta.data.source import polarity
+from tfmeta.errors import ConfigError
 from tfmeta.evaluation import evaluate, format_result, write_result
 from tfmeta.files import write_json
-from tfmeta.learners import ALGORITHMS, make_config
-from tfmeta.models import build_model
+from tfmeta.settings import check_value
+from tfmeta.learners import create, learner_class, make_config
+from tfmeta.models import BACKBONES
 from tfmeta.trainer import MetaTrainer
 
 RUN_FILE = "run.json"
@@ -54,6 +57,13 @@ class TrainConfig:
     seed: int = 0
     jit_compile: bool = False
 
+    def __post_init__(self):
+        for name in ("steps", "meta_batch", "val_every", "val_episodes", "test_episodes",
+                     "checkpoint_every"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"train.{name} must be a positive integer, got {value!r}")
+
 
 @dataclasses.dataclass
 class RunConfig:
@@ -71,96 +81,137 @@ class RunConfig:
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
 
     def validate(self) -> "RunConfig":
-        """Raise ``ValueError`` with one clear line if the parts do not fit together."""
-        if self.algorithm not in ALGORITHMS:
-            raise ValueError(f"unknown algorithm '{self.algorithm}': use {', '.join(ALGORITHMS)}")
-        cls, _ = ALGORITHMS[self.algorithm]
-        if cls.needs_head and self.train_ways not in (None, self.episode.ways):
-            raise ValueError(f"{self.algorithm} has a {self.episode.ways}-way head: train_ways "
-                             "must equal ways (wider training episodes are for metric learners)")
+        """Raise ``ConfigError`` with one clear line if the parts do not fit together."""
+        cls = learner_class(self.algorithm)
+        if self.model not in BACKBONES:
+            raise ConfigError(f"unknown model '{self.model}': use {' or '.join(BACKBONES)}")
+        if self.width < 1 or (self.train_ways is not None and self.train_ways < 2):
+            raise ConfigError(f"width must be positive and train_ways at least 2, got "
+                              f"width={self.width}, train_ways={self.train_ways}")
+        learner_config = self.learner_config()  # unknown or invalid options: one clear error
+        cls.check_test_episode(self.train_episode, self.episode)
+        cls.check_episode(learner_config, self.learner_episode)
         if self.train.outer_lr is not None:
             if self.train.outer_lr <= 0:
-                raise ValueError(f"outer_lr must be positive, got {self.train.outer_lr}")
-            if not cls.has_outer_lr:
-                raise ValueError(f"{self.algorithm} has no outer learning rate: its outer step is "
-                                 "the option epsilon (--set learner.epsilon=VALUE)")
-        # Unknown or invalid learner options, or episodes that cannot serve them: one clear error.
-        cls.check_episode(self.learner_config(), self.episode.shots, self.episode.queries)
+                raise ConfigError(f"outer_lr must be positive, got {self.train.outer_lr}")
+            cls.default_optimizer(learner_config, learning_rate=self.train.outer_lr)
         return self
 
     def learner_config(self):
-        """The learner's config dataclass: its defaults, the episode facts, ``learner``."""
-        ways = max(self.episode.ways, self.train_ways or 0)
-        return make_config(self.algorithm, ways=ways, max_support=ways * self.episode.shots,
-                           **self.learner)
+        """The learner's config dataclass: its defaults updated with ``learner``."""
+        return make_config(self.algorithm, **self.learner)
+
+    @property
+    def train_episode(self) -> EpisodeConfig:
+        """The shape of meta-training episodes (``train_ways`` wide, if set)."""
+        return dataclasses.replace(self.episode, ways=self.train_ways or self.episode.ways)
+
+    @property
+    def learner_episode(self) -> EpisodeConfig:
+        """The episode a learner is sized for: the wider of training and test episodes."""
+        return dataclasses.replace(self.episode,
+                                   ways=max(self.episode.ways, self.train_ways or 0))
+
+    def resolved(self) -> "RunConfig":
+        """A copy whose ``learner`` lists every option of the learner, defaults included, so
+        the run replays the same even if a default changes later."""
+        config = self.learner_config()
+        values = dataclasses.asdict(config) if config is not None else {}
+        return dataclasses.replace(self, learner={k: values[k] for k in _options(self.algorithm)})
 
     def to_dict(self) -> dict:
+        """The config tree as plain values (what ``run.json`` holds)."""
         d = dataclasses.asdict(self)
         d["data"]["split"] = list(self.data.split)
         return d
 
+    def with_values(self, values: dict) -> "RunConfig":
+        """A copy with ``{dotted key: value}`` applied (``"learner.inner_steps": 5``,
+        ``"train.meta_batch": 32``, ``"width": 32``). An unknown key or a value of another type
+        than the field's is one clear error; learner options are checked against the learner."""
+        top = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        sections = {name: dataclasses.asdict(top[name]) for name in SECTIONS}
+        learner = dict(self.learner)
+        for key, value in values.items():
+            head, _, name = key.partition(".")
+            if head == "learner" and name and "." not in name:
+                learner[name] = value
+            elif head in SECTIONS and name in sections[head]:
+                sections[head][name] = check_value(SECTIONS[head], name, value, key)
+            elif not name and head in top and head not in SECTIONS and head != "learner":
+                top[head] = check_value(RunConfig, head, value, key)
+            else:
+                raise ConfigError(f"unknown setting {key}; settings: {', '.join(_keys(self))}, "
+                                  "learner.OPTION")
+        top.update({name: cls(**sections[name]) for name, cls in SECTIONS.items()},
+                   learner=learner)
+        return RunConfig(**top)
+
     def with_settings(self, assignments) -> "RunConfig":
-        """A copy with ``KEY=VALUE`` assignments applied: dotted paths into the config tree
-        (``learner.inner_steps=5``, ``train.meta_batch=32``, ``episode.queries=5``, ``width=32``).
-        Values are read as JSON (``5``, ``0.4``, ``true``, ``[1, 2]``), else as strings. An
-        unknown key or a value of the wrong type is one clear error."""
-        d = self.to_dict()
+        """A copy with ``KEY=VALUE`` strings applied (``--set``; see ``with_values``). Values
+        are read as JSON (``5``, ``0.4``, ``true``, ``null``, ``[1, 2]``), else as strings."""
+        values = {}
         for assignment in assignments:
             key, sep, raw = assignment.partition("=")
             if not sep or not key:
-                raise ValueError(f"--set {assignment}: expected KEY=VALUE, e.g. "
-                                 "learner.inner_steps=5")
+                raise ConfigError(f"--set {assignment}: expected KEY=VALUE, e.g. "
+                                  "learner.inner_steps=5")
             try:
-                value = json.loads(raw)
+                values[key] = json.loads(raw)
             except json.JSONDecodeError:
-                value = raw
-            *path, name = key.split(".")
-            node = d
-            for i, part in enumerate(path):
-                if not isinstance(node.get(part), dict):
-                    raise ValueError(f"--set {key}: unknown setting ({'.'.join(path[:i + 1])} "
-                                     f"is not a section; sections: {', '.join(_sections(d))})")
-                node = node[part]
-            if path != ["learner"]:  # learner options are checked against the learner's config
-                if name not in node:
-                    valid = ", ".join(k for k in node if not isinstance(node[k], dict))
-                    raise ValueError(f"--set {key}: unknown setting; valid here: {valid}")
-                old = node[name]
-                if isinstance(old, bool) != isinstance(value, bool) or (
-                        isinstance(old, (int, float)) and not isinstance(value, (int, float))) or (
-                        isinstance(old, int) and not isinstance(old, bool)
-                        and isinstance(value, float)) or (
-                        isinstance(old, str) and not isinstance(value, str)):
-                    raise ValueError(f"--set {key}={raw}: expected a value like {old!r}")
-            node[name] = value
-        return RunConfig.from_dict(d)
+                values[key] = raw
+        return self.with_values(values)
+
+    @classmethod
+    def from_tree(cls, tree: dict, where: str = "config") -> "RunConfig":
+        """A config from a (possibly partial) tree like ``to_dict``'s; fields it leaves out keep
+        their defaults, an unknown one is an error naming ``where``."""
+        if not isinstance(tree, dict):
+            raise ConfigError(f"{where}: expected a mapping of settings, got {type(tree).__name__}")
+        values = {}
+        for key, value in tree.items():
+            if key in SECTIONS or key == "learner":
+                if not isinstance(value, dict):
+                    raise ConfigError(f"{where}: {key} must be a mapping of settings")
+                values.update({f"{key}.{name}": v for name, v in value.items()})
+            else:
+                values[key] = value
+        try:
+            return cls().with_values(values)
+        except ConfigError as err:
+            raise ConfigError(f"{where}: {err}") from None
 
     @classmethod
     def from_dict(cls, d: dict) -> "RunConfig":
-        data = dict(d["data"])
-        data["split"] = tuple(data["split"])
-        return cls(algorithm=d["algorithm"], data=DataConfig(**data),
-                   episode=EpisodeConfig(**d["episode"]), train_ways=d.get("train_ways"),
-                   model=d["model"], width=d["width"],
-                   learner=dict(d["learner"]), train=TrainConfig(**d["train"]))
+        return cls.from_tree(d)
 
 
-def _sections(d: dict) -> list:
-    return [k for k, v in d.items() if isinstance(v, dict)]
+SECTIONS = {"data": DataConfig, "episode": EpisodeConfig, "train": TrainConfig}
 
 
-def build_learner(config: RunConfig, input_shape):
-    """The learner of ``config`` on a fresh model for images of ``input_shape``."""
-    cls, _ = ALGORITHMS[config.validate().algorithm]
-    learner_config = config.learner_config()
-    keras.utils.set_random_seed(config.train.seed)
-    outputs = config.episode.ways if cls.needs_head else None
-    model = build_model(config.model, tuple(input_shape), outputs, width=config.width,
-                        **cls.model_options)
-    optimizer = cls.default_optimizer(learner_config, config.train.steps,
-                                      **({} if config.train.outer_lr is None
-                                         else {"learning_rate": config.train.outer_lr}))
-    learner = cls(model, learner_config, optimizer=optimizer, jit_compile=config.train.jit_compile)
+def _keys(config: RunConfig) -> list:
+    d = config.to_dict()
+    return [f"{k}.{n}" if k in SECTIONS else k for k, v in d.items() if k != "learner"
+            for n in (v if k in SECTIONS else [None])]
+
+
+def _options(algorithm):
+    from tfmeta.learners import options
+
+    return options(algorithm)
+
+
+def build_learner(config: RunConfig, input_shape, seed: bool = True):
+    """The learner of ``config`` on a fresh model for images of ``input_shape``; ``seed``
+    seeds Keras' (and NumPy's, Python's) random generators with ``train.seed`` first, so weights
+    start the same every time (``load`` does not: its weights come from a checkpoint)."""
+    config.validate()
+    if seed:
+        keras.utils.set_random_seed(config.train.seed)
+    t = config.train
+    learner = create(config.algorithm, config.model, episode=config.learner_episode,
+                     input_shape=tuple(input_shape), width=config.width, outer_lr=t.outer_lr,
+                     total_steps=t.steps, jit_compile=t.jit_compile, **config.learner)
     learner.polarity = config.data.polarity
     return learner
 
@@ -168,19 +219,28 @@ def build_learner(config: RunConfig, input_shape):
 def samplers(config: RunConfig, splits: dict) -> dict:
     """Train, validation and test samplers; each stream has its own seed."""
     t = config.train
-    train_episode = dataclasses.replace(config.episode,
-                                        ways=config.train_ways or config.episode.ways)
     return {
-        "train": EpisodeSampler(splits["train"], train_episode, t.meta_batch, t.seed, "train"),
+        "train": EpisodeSampler(splits["train"], config.train_episode, t.meta_batch, t.seed,
+                                "train"),
         "val": EpisodeSampler(splits["val"], config.episode, t.meta_batch, 10_000 + t.seed, "val"),
-        "test": EpisodeSampler(splits["test"], config.episode, t.meta_batch, 20_000, "test"),
+        "test": EpisodeSampler(splits["test"], config.episode, t.meta_batch, TEST_SEED, "test"),
     }
+
+
+def trainer_for(config: RunConfig, learner, streams: dict, out_dir: str,
+                progress: bool = True) -> MetaTrainer:
+    """The trainer of ``config``'s run in ``out_dir`` (resumes from its checkpoints)."""
+    t = config.train
+    return MetaTrainer(learner, streams["train"], out_dir=out_dir, steps=t.steps,
+                       val_sampler=streams["val"], val_every=t.val_every,
+                       val_episodes=t.val_episodes, checkpoint_every=t.checkpoint_every,
+                       progress=progress)
 
 
 def train(config: RunConfig, out_dir: str, progress: bool = True, log=print) -> dict:
     """Meta-train (resuming from ``out_dir`` if it holds a run of the same config), then evaluate
     the best checkpoint on the test classes. Returns the test result."""
-    config.validate()
+    config = config.validate().resolved()
     # Everything that can fail on bad input happens before the run directory is written to.
     splits = load_splits(config.data)
     if config.data.polarity is None:  # a fact of the training images, recorded with the run
@@ -190,30 +250,33 @@ def train(config: RunConfig, out_dir: str, progress: bool = True, log=print) -> 
     if os.path.exists(run_file):
         with open(run_file) as f:
             previous = json.load(f)
-        if previous != json.loads(json.dumps(config.to_dict())):  # as JSON: tuples are lists
-            raise ValueError(f"{out_dir} holds a run with another config; use a new --out")
+        previous = RunConfig.from_dict(previous).resolved().to_dict()
+        if _as_json(previous) != _as_json(config.to_dict()):
+            raise ConfigError(f"{out_dir} holds a run with another config; use a new --out")
     log(f"classes: {splits['train'].num_classes} train, {splits['val'].num_classes} val, "
         f"{splits['test'].num_classes} test ({config.data.dataset}, "
         f"{'x'.join(map(str, splits['train'].image_shape))})")
     streams = samplers(config, splits)
     learner = build_learner(config, streams["train"].image_shape)
     write_json(config.to_dict(), run_file)
-    t = config.train
-    trainer = MetaTrainer(learner, streams["train"], out_dir, t.steps, streams["val"], t.val_every,
-                          t.val_episodes, t.checkpoint_every, progress=progress)
-    fit = trainer.fit()
+    fit = trainer_for(config, learner, streams, out_dir, progress).fit()
     if "tasks_per_second" in fit:
         log(f"meta-trained {fit['step']} steps at {fit['tasks_per_second']:.1f} tasks/s")
     restore(learner, out_dir)
-    result = evaluate(learner, streams["test"], t.test_episodes)
+    result = evaluate(learner, streams["test"], config.train.test_episodes)
     result.update(algorithm=config.algorithm, dataset=config.data.dataset,
-                  checkpoint=_checkpoint_path(out_dir))
+                  checkpoint=checkpoint_path(out_dir))
     write_result(result, os.path.join(out_dir, "results.json"))
     log(format_result(result))
     return result
 
 
-def _checkpoint_path(out_dir: str, which: str = "best") -> str | None:
+def _as_json(value):
+    return json.loads(json.dumps(value))  # tuples become lists, as in run.json
+
+
+def checkpoint_path(out_dir: str, which: str = "best") -> str | None:
+    """The ``best`` (falling back to ``latest``) or ``latest`` checkpoint of a run, or None."""
     for kind in ((which, "latest") if which == "best" else (which,)):
         path = tf.train.latest_checkpoint(os.path.join(out_dir, "checkpoints", kind))
         if path:
@@ -223,7 +286,7 @@ def _checkpoint_path(out_dir: str, which: str = "best") -> str | None:
 
 def restore(learner, out_dir: str, which: str = "best") -> str:
     """Load the ``best`` (or ``latest``) checkpoint of ``out_dir`` into ``learner``'s model."""
-    path = _checkpoint_path(out_dir, which)
+    path = checkpoint_path(out_dir, which)
     if path is None:
         raise FileNotFoundError(f"{out_dir}: no checkpoint found")
     items = {k: v for k, v in learner.checkpoint_items().items() if k != "optimizer"}
@@ -243,6 +306,6 @@ def load(out_dir: str, which: str = "best"):
     """The meta-trained learner of a run directory, ready for ``predict`` / ``adapt``."""
     config = load_config(out_dir)
     d = config.data
-    learner = build_learner(config, (d.image_size, d.image_size, d.channels))
+    learner = build_learner(config, (d.image_size, d.image_size, d.channels), seed=False)
     restore(learner, out_dir, which)
     return learner

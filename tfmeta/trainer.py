@@ -37,7 +37,7 @@ class MetaTrainer:
         progress: show a progress bar with loss and accuracy.
     """
 
-    def __init__(self, learner, train_sampler, out_dir: str, steps: int, val_sampler=None,
+    def __init__(self, learner, train_sampler, *, out_dir: str, steps: int, val_sampler=None,
                  val_every: int = 500, val_episodes: int = 100, checkpoint_every: int = 100,
                  keep: int = 2, progress: bool = True):
         if steps < 1:

@@ -26,6 +26,9 @@ import tensorflow as tf
 
 from tfmeta.data.source import DataError, ImageSource
 
+# Seed of the test episodes: every evaluation of every run draws the same test tasks.
+TEST_SEED = 20_000
+
 
 @dataclasses.dataclass(frozen=True)
 class EpisodeConfig:

@@ -23,12 +23,10 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from tfmeta.errors import DataError  # noqa: F401  (re-exported: tfmeta.data.source.DataError)
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 ALPHA_BACKGROUND = 255.0  # transparent pixels become white, in loaders and served models alike
-
-
-class DataError(ValueError):
-    """Bad data given to tfmeta: the message says what is wrong and where."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -379,6 +377,19 @@ def from_zip(path: str, image_size: int = 28, channels: int = 1) -> ImageSource:
         members = [i.filename for i in archive.infolist() if not i.is_dir()]
         grouped = _group_by_class(members, path, strip_top=True)
         return _build(grouped, archive.read, image_size, channels)
+
+
+def image_files(path: str) -> list:
+    """The image files of ``path``: the file itself, or every image under a folder (sorted)."""
+    if os.path.isfile(path):
+        return [path]
+    if not os.path.isdir(path):
+        raise DataError(f"{path}: no such file or folder")
+    files = sorted(os.path.join(root, name) for root, _, names in os.walk(path) for name in names
+                   if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith("."))
+    if not files:
+        raise DataError(f"{path}: no images ({', '.join(IMAGE_EXTENSIONS)})")
+    return files
 
 
 def load_image_files(paths: Sequence[str], image_size: int, channels: int) -> np.ndarray:

@@ -15,16 +15,14 @@ import warnings
 
 import tensorflow as tf
 
+from tfmeta.errors import ExportError  # noqa: F401  (re-exported)
+
 NUMERIC_OUTPUTS = ("logits", "probabilities", "class_ids")
 FILES = {"onnx": "model.onnx", "tflite": "model.tflite"}
 ONNX_OPSET = 17
 
 
-class ExportError(RuntimeError):
-    """An export that could not be written or did not reproduce the Keras model's answers."""
-
-
-def _first_line(err: BaseException) -> str:
+def first_line(err: BaseException) -> str:
     text = str(err).strip().splitlines()
     return f"{type(err).__name__}: {text[0] if text else ''}"[:300]
 
@@ -86,7 +84,7 @@ def to_onnx(version_dir: str, path: str) -> dict:
             tf2onnx.convert.from_function(function, input_signature=function.input_signature,
                                           opset=ONNX_OPSET, output_path=path)
     except Exception as err:  # tf2onnx raises many types for unsupported ops
-        raise ExportError(f"ONNX conversion failed ({_first_line(err)})") from None
+        raise ExportError(f"ONNX conversion failed ({first_line(err)})") from None
     return {"opset": ONNX_OPSET}
 
 
@@ -104,7 +102,7 @@ def to_tflite(version_dir: str, path: str) -> dict:
             with _quiet_converter():
                 model = converter.convert()
         except Exception as err:  # the converter raises ConverterError and others
-            errors.append(_first_line(err))
+            errors.append(first_line(err))
             continue
         with open(path, "wb") as f:
             f.write(model)

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 from tfmeta.learners.inner import sgd_inner_loop
 from tfmeta.learners.maml import MAML, MAMLConfig
+from tfmeta.learners.registry import register
 
 
+@register
 class ANIL(MAML):
     """ANIL over any Keras classifier whose last weighted layer is the head."""
 

@@ -29,7 +29,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfmeta.data.source import DataError, other_polarity, to_uint8_images
+from tfmeta.data.episodes import EpisodeConfig
+from tfmeta.data.source import other_polarity, to_uint8_images
+from tfmeta.errors import ConfigError, DataError
 from tfmeta.learners.batchnorm import (batchnorm_momentum_zero, exact_batchnorm_moments,  # noqa: F401
                                       freeze_batchnorm_statistics)
 from tfmeta.learners.inner import sgd_inner_loop
@@ -42,10 +44,10 @@ def stochastic_layers_off(model: keras.Model):
     through unchanged even in a training-mode call. The optimisation-based learners call their
     model in training mode at test time too (BatchNorm batch statistics); this keeps DropBlock and
     Dropout to meta-training."""
-    from tfmeta.models.resnet12 import DropBlock
+    from tfmeta.models import DropBlock, nested_layers
 
     noisy = [(layer, "stddev" if isinstance(layer, keras.layers.GaussianNoise) else "rate")
-             for layer in model._flatten_layers(include_self=False, recursive=True)
+             for layer in nested_layers(model)
              if isinstance(layer, (keras.layers.Dropout, keras.layers.GaussianDropout,
                                    keras.layers.AlphaDropout, keras.layers.GaussianNoise,
                                    DropBlock))]
@@ -62,21 +64,22 @@ def stochastic_layers_off(model: keras.Model):
 class Learner:
     """Base class of meta-learners (see the module docstring for the verbs)."""
 
-    name = "learner"
-    config_class = None
-    needs_head = False  # True: the model ends in a `ways`-unit classifier (MAML family)
-    model_options: dict = {}  # extra backbone options the learner needs (e.g. feature maps)
-    has_outer_lr = True  # the outer optimizer takes a learning rate (Reptile: its epsilon)
+    name = "learner"  # the name it registers under (``tfmeta train --algorithm NAME``)
+    config_class = None  # its options, a dataclass
+    # What it needs from a backbone: "logits" (a classifier head of `ways` units), "features"
+    # (feature vectors) or "feature_maps" (spatial maps); see tfmeta.models.build_model.
+    backbone_output = "features"
     polarity: str | None = None  # of the meta-training images; set by tfmeta.run from the run
 
-    def __init__(self, model: keras.Model, config=None, optimizer=None, compiled: bool = True,
-                 jit_compile: bool = False):
+    def __init__(self, model: keras.Model, config=None, *, episode: EpisodeConfig | None = None,
+                 optimizer=None, compiled: bool = True, jit_compile: bool = False):
         if not isinstance(model, keras.Model):
             raise TypeError(f"model must be a keras.Model, got {type(model).__name__}")
         if not model.built:
             raise ValueError("build the model first (give it an Input or call model.build(shape))")
         self.model = model
         self.config = config if config is not None else self.config_class()
+        self.episode = episode or EpisodeConfig()  # the (largest) meta-training episode
         self.parts = dict(self.build_parts())
         self.optimizer = (optimizer if optimizer is not None
                           else self.default_optimizer(self.config))
@@ -102,9 +105,17 @@ class Learner:
 
     # -- to implement ---------------------------------------------------------------------------
     @classmethod
-    def check_episode(cls, config, shots: int, queries: int) -> None:
-        """Raise ``ValueError`` if meta-training episodes of ``shots`` + ``queries`` images per
-        class cannot serve ``config`` (checked before a run starts)."""
+    def check_episode(cls, config, episode: EpisodeConfig) -> None:
+        """Raise ``ConfigError`` if meta-training episodes like ``episode`` cannot serve
+        ``config`` (checked before a run starts)."""
+
+    @classmethod
+    def check_test_episode(cls, train: EpisodeConfig, test: EpisodeConfig) -> None:
+        """Raise ``ConfigError`` if a learner meta-trained on ``train`` episodes cannot be
+        evaluated on ``test`` episodes. A ``ways``-unit head cannot change its ways."""
+        if cls.backbone_output == "logits" and train.ways != test.ways:
+            raise ConfigError(f"{cls.name} has a {test.ways}-way head: train_ways must equal ways "
+                              "(wider training episodes are for metric learners)")
 
     @classmethod
     def default_optimizer(cls, config, total_steps: int | None = None,
@@ -112,8 +123,26 @@ class Learner:
         """The outer-loop optimizer the learner's paper uses (Adam unless overridden)."""
         return keras.optimizers.Adam(learning_rate)
 
-    def _meta_train_step(self, support_x, support_y, query_x, query_y) -> dict:
+    def task_losses(self, support_x, support_y, query_x, query_y):
+        """``(losses [B], accuracies [B])``: each task's differentiable meta-training objective
+        (its query loss after adaptation) and query accuracy, for a meta-batch."""
         raise NotImplementedError
+
+    def outer_gradients(self, support_x, support_y, query_x, query_y):
+        """``(gradients, losses [B], accuracies [B])``: the gradients of the mean task loss over
+        the meta-batch with respect to ``meta_variables``. With a loss-scaling optimizer
+        (mixed precision) the loss is scaled here and the optimizer unscales the gradients."""
+        with tf.GradientTape() as tape:
+            losses, accuracies = self.task_losses(support_x, support_y, query_x, query_y)
+            loss = self.optimizer.scale_loss(tf.reduce_mean(losses))
+        return tape.gradient(loss, self.meta_variables), losses, accuracies
+
+    def _meta_train_step(self, support_x, support_y, query_x, query_y) -> dict:
+        """The outer step, the one place that reduces over the meta-batch and updates."""
+        gradients, losses, accuracies = self.outer_gradients(support_x, support_y, query_x,
+                                                             query_y)
+        self.optimizer.apply_gradients(zip(gradients, self.meta_variables))
+        return {"loss": tf.reduce_mean(losses), "accuracy": tf.reduce_mean(accuracies)}
 
     def _meta_test_step(self, support_x, support_y, query_x, query_y) -> dict:
         raise NotImplementedError
@@ -226,7 +255,7 @@ class OptimizationLearner(Learner):
     Dropout-like layers (DropBlock, Dropout, ...) are active only while meta-training.
     """
 
-    needs_head = True
+    backbone_output = "logits"
 
     def __init__(self, model: keras.Model, *args, **kwargs):
         super().__init__(model, *args, **kwargs)
@@ -265,6 +294,20 @@ class OptimizationLearner(Learner):
         if getattr(self.config, "inner_reduction", "mean") == "sum/shots":
             loss *= tf.cast(tf.reduce_max(labels) + 1, loss.dtype)
         return loss
+
+    def task_loss(self, theta, support_x, support_y, query_x, query_y):
+        """``(loss, accuracy)`` of one task: its query loss after adapting ``theta`` (the
+        model's weights as tensors) on its support set."""
+        raise NotImplementedError
+
+    def task_losses(self, support_x, support_y, query_x, query_y):
+        """``task_loss`` of each task; the meta-batch size is static, so the tasks' graphs are
+        independent and run side by side."""
+        theta = self.weights()
+        results = [self.task_loss(theta, support_x[i], support_y[i], query_x[i], query_y[i])
+                   for i in range(support_x.shape[0])]
+        losses, accuracies = zip(*results)
+        return tf.stack(losses), tf.stack(accuracies)
 
     def inner_loop(self, theta, x, y, steps, differentiable=True):
         """Adapted weights phi from theta on one task's data: plain SGD on the support loss."""

@@ -21,7 +21,9 @@ import tensorflow as tf
 
 
 def batchnorm_layers(model: keras.Model) -> list:
-    return [layer for layer in model._flatten_layers(include_self=False, recursive=True)
+    from tfmeta.models import nested_layers
+
+    return [layer for layer in nested_layers(model)
             if isinstance(layer, keras.layers.BatchNormalization)]
 
 

@@ -26,6 +26,7 @@ import tensorflow as tf
 
 from tfmeta.learners.base import OptimizationLearner, accuracy, cross_entropy
 from tfmeta.learners.inner import check_inner_options
+from tfmeta.learners.registry import register
 
 
 @dataclasses.dataclass
@@ -57,6 +58,8 @@ class MAMLConfig:
             raise ValueError(f"inner_lr must be positive, got {self.inner_lr}")
 
 
+@register(name="fomaml", first_order=True)  # first-order MAML
+@register
 class MAML(OptimizationLearner):
     """MAML / first-order MAML over any Keras classifier (see the module docstring)."""
 
@@ -74,19 +77,12 @@ class MAML(OptimizationLearner):
         ``mean_i L_query_i(inner_loop(theta))`` (``tests/test_maml_math.py`` does, in float64, on
         Conv4 with BatchNorm).
         """
-        variables = self.meta_variables
-        with tf.GradientTape() as outer:
-            theta = self.weights()
-            losses, accuracies = [], []
-            for i in range(support_x.shape[0]):  # static meta-batch: tasks run in parallel
-                phi = self.inner_loop(theta, support_x[i], support_y[i], self.config.inner_steps)
-                logits = self.forward(phi, query_x[i])
-                losses.append(cross_entropy(logits, query_y[i]))
-                accuracies.append(accuracy(logits, query_y[i]))
-            loss = tf.add_n(losses) / len(losses)
-        return outer.gradient(loss, variables), loss, tf.add_n(accuracies) / len(accuracies)
+        gradients, losses, accuracies = self.outer_gradients(support_x, support_y, query_x,
+                                                             query_y)
+        return gradients, tf.reduce_mean(losses), tf.reduce_mean(accuracies)
 
-    def _meta_train_step(self, support_x, support_y, query_x, query_y):
-        grads, loss, acc = self.meta_gradients(support_x, support_y, query_x, query_y)
-        self.optimizer.apply_gradients(zip(grads, self.meta_variables))
-        return {"loss": loss, "accuracy": acc}
+    def task_loss(self, theta, support_x, support_y, query_x, query_y):
+        """One task: adapt theta on the support set (inner loop), then the query loss."""
+        phi = self.inner_loop(theta, support_x, support_y, self.config.inner_steps)
+        logits = self.forward(phi, query_x)
+        return cross_entropy(logits, query_y), accuracy(logits, query_y)

@@ -27,6 +27,7 @@ import keras
 import tensorflow as tf
 
 from tfmeta.learners.metric import MetricLearner
+from tfmeta.learners.registry import register
 
 
 @dataclasses.dataclass
@@ -53,6 +54,7 @@ def attention(support, query, temperature):
     return tf.nn.softmax(temperature * tf.einsum("tqd,tsd->tqs", q, s), axis=-1)
 
 
+@register
 class MatchingNetwork(MetricLearner):
     """Matching Networks over any Keras embedding model."""
 

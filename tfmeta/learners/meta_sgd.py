@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from tfmeta.learners.inner import check_inner_options, sgd_inner_loop
 from tfmeta.learners.maml import MAML
+from tfmeta.learners.registry import register
 
 
 @dataclasses.dataclass
@@ -45,6 +46,7 @@ class MetaSGDConfig:
             raise ValueError(f"initial_rates must be 0 < low <= high, got {self.initial_rates}")
 
 
+@register
 class MetaSGD(MAML):
     """Meta-SGD over any Keras classifier."""
 

@@ -72,9 +72,10 @@ class MetricLearner(Learner):
         raise NotImplementedError
 
     def episode_loss(self, support, support_y, query, query_y, ways):
-        """``(loss, logits)`` of a meta-batch while training: cross-entropy of ``score``."""
+        """``(losses [tasks], logits)`` of a meta-batch while training: each task's query
+        cross-entropy under ``score``."""
         logits = self.score(support, support_y, query, ways, training=True)
-        return cross_entropy(logits, query_y), logits
+        return cross_entropy(logits, query_y, axis=-1), logits
 
     @staticmethod
     def ways_of(support_y):
@@ -91,21 +92,17 @@ class MetricLearner(Learner):
         support, query = self.embed_episodes(support_x, query_x, training)
         return self.score(support, support_y, query, self.ways_of(support_y), training=training)
 
-    def _meta_train_step(self, support_x, support_y, query_x, query_y):
-        with tf.GradientTape() as tape:
-            support, query = self.embed_episodes(support_x, query_x, training=True)
-            loss, logits = self.episode_loss(support, support_y, query, query_y,
-                                             self.ways_of(support_y))
-        grads = tape.gradient(loss, self.meta_variables)
-        self.optimizer.apply_gradients(zip(grads, self.meta_variables))
-        return {"loss": loss, "accuracy": accuracy(logits, query_y)}
+    def task_losses(self, support_x, support_y, query_x, query_y):
+        """All tasks at once: one pass of the model over every image of the meta-batch."""
+        support, query = self.embed_episodes(support_x, query_x, training=True)
+        losses, logits = self.episode_loss(support, support_y, query, query_y,
+                                           self.ways_of(support_y))
+        return losses, accuracy(logits, query_y, axis=-1)
 
     def _meta_test_step(self, support_x, support_y, query_x, query_y):
         logits = self.episode_logits(support_x, support_y, query_x, training=False)
-        losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=query_y, logits=logits)
-        hits = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=query_y.dtype), query_y),
-                       tf.float32)
-        return {"loss": tf.reduce_mean(losses, -1), "accuracy": tf.reduce_mean(hits, -1)}
+        return {"loss": cross_entropy(logits, query_y, axis=-1),
+                "accuracy": accuracy(logits, query_y, axis=-1)}
 
     def fewshot_logits(self, support_x, support_y, query_x):
         return self.episode_logits(support_x[None], support_y[None], query_x[None],
@@ -148,7 +145,7 @@ class CalibratedMetricLearner(MetricLearner):
         logits = self.score(support, support_y, query, ways, training=True)
         smoothing = getattr(self.config, "label_smoothing", 0.0)
         if not smoothing:
-            return cross_entropy(logits, query_y), logits
+            return cross_entropy(logits, query_y, axis=-1), logits
         targets = tf.one_hot(query_y, tf.shape(logits)[-1], dtype=logits.dtype)
         return tf.reduce_mean(keras.losses.categorical_crossentropy(
-            targets, logits, from_logits=True, label_smoothing=smoothing)), logits
+            targets, logits, from_logits=True, label_smoothing=smoothing), -1), logits

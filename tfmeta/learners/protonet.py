@@ -17,6 +17,7 @@ import dataclasses
 import tensorflow as tf
 
 from tfmeta.learners.metric import MetricLearner
+from tfmeta.learners.registry import register
 
 
 @dataclasses.dataclass
@@ -41,6 +42,7 @@ def prototypes(support, support_y, ways):
     return sums / tf.reduce_sum(one_hot, axis=1)[..., None]
 
 
+@register
 class ProtoNet(MetricLearner):
     """Prototypical Networks over any Keras embedding model."""
 

@@ -20,6 +20,7 @@ import keras
 import tensorflow as tf
 
 from tfmeta.learners.metric import MetricLearner
+from tfmeta.learners.registry import register
 
 
 @dataclasses.dataclass
@@ -50,13 +51,14 @@ def relation_module(feature_shape, width=64, hidden=8) -> keras.Model:
     return keras.Model(inputs, outputs, name="relation_module")
 
 
+@register
 class RelationNetwork(MetricLearner):
     """Relation Networks over any Keras model that outputs feature maps ``[h, w, c]``."""
 
     name = "relation"
     config_class = RelationConfig
     flatten_features = False
-    model_options = {"flatten": False, "pooled_blocks": 2}
+    backbone_output = "feature_maps"
 
     def build_parts(self) -> dict:
         shape = tuple(self.model.outputs[0].shape[1:])
@@ -83,4 +85,4 @@ class RelationNetwork(MetricLearner):
     def episode_loss(self, support, support_y, query, query_y, ways):
         scores = self.score(support, support_y, query, ways, training=True)
         targets = tf.one_hot(query_y, ways, dtype=scores.dtype)
-        return tf.reduce_mean(tf.reduce_sum(tf.square(scores - targets), -1)), scores
+        return tf.reduce_mean(tf.reduce_sum(tf.square(scores - targets), -1), -1), scores

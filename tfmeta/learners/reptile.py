@@ -32,8 +32,10 @@ import dataclasses
 import keras
 import tensorflow as tf
 
+from tfmeta.errors import ConfigError
 from tfmeta.learners.base import OptimizationLearner, accuracy, cross_entropy
 from tfmeta.learners.inner import adam_inner_loop, check_inner_options, sgd_inner_loop
+from tfmeta.learners.registry import register
 
 
 @dataclasses.dataclass
@@ -76,30 +78,31 @@ class ReptileConfig:
                              "test_inner_batch to None")
 
 
+@register
 class Reptile(OptimizationLearner):
     """Reptile over any Keras classifier (see the module docstring)."""
 
     name = "reptile"
     config_class = ReptileConfig
-    has_outer_lr = False
-
     @classmethod
     def default_optimizer(cls, config, total_steps: int | None = None,
                           learning_rate: float | None = None):
         """SGD with rate epsilon, annealed linearly to 0 over ``total_steps``."""
         if learning_rate is not None:
-            raise ValueError("reptile's outer step size is its option epsilon, not learning_rate")
+            raise ConfigError("reptile has no outer learning rate: its outer step is the option "
+                              "epsilon (--set learner.epsilon=VALUE)")
         rate = config.epsilon
         if total_steps:
             rate = keras.optimizers.schedules.PolynomialDecay(rate, total_steps, 0.0, power=1.0)
         return keras.optimizers.SGD(rate)
 
     @classmethod
-    def check_episode(cls, config: ReptileConfig, shots: int, queries: int) -> None:
-        if config.train_shots is not None and config.train_shots > shots + queries:
-            raise ValueError(f"reptile trains on train_shots={config.train_shots} images per class "
-                             f"but training episodes have shots + queries = {shots + queries}; "
-                             "raise --queries or set learner.train_shots")
+    def check_episode(cls, config: ReptileConfig, episode) -> None:
+        have = episode.shots + episode.queries
+        if config.train_shots is not None and config.train_shots > have:
+            raise ConfigError(f"reptile trains on train_shots={config.train_shots} images per "
+                              f"class but training episodes have shots + queries = {have}; "
+                              "raise --queries or set learner.train_shots")
 
     def inner_loop(self, theta, x, y, steps, differentiable=False, batch_size=None, seed=(0, 0)):
         """phi from theta: ``steps`` steps of the inner optimizer on minibatches of (x, y)."""
@@ -127,21 +130,23 @@ class Reptile(OptimizationLearner):
         picks = tf.reshape(tf.reshape(order, [ways, per_class])[:, :self.config.train_shots], [-1])
         return tf.gather(x, picks), tf.gather(y, picks)
 
-    def _meta_train_step(self, support_x, support_y, query_x, query_y):
+    def task_update(self, theta, support_x, support_y, query_x, query_y, seed):
+        """``(phi, loss, accuracy)`` of one task: its adapted weights, and its query figures
+        after training on (part of) the query images, i.e. training-set figures."""
+        x, y = self.training_images(support_x, support_y, query_x, query_y)
+        phi = self.inner_loop(theta, x, y, self.config.inner_steps,
+                              batch_size=self.config.inner_batch, seed=seed)
+        logits = self.forward(phi, query_x)
+        return phi, cross_entropy(logits, query_y), accuracy(logits, query_y)
+
+    def outer_gradients(self, support_x, support_y, query_x, query_y):
+        """Reptile's "gradient" ``theta - mean_i(phi_i)`` (no tape: nothing is differentiated),
+        which the outer SGD with rate epsilon turns into the interpolation above."""
         theta = self.weights()
         step = tf.cast(self.optimizer.iterations, tf.int32)
-        phis, losses, accuracies = [], [], []
-        for i in range(support_x.shape[0]):
-            x, y = self.training_images(support_x[i], support_y[i], query_x[i], query_y[i])
-            phi = self.inner_loop(theta, x, y, self.config.inner_steps,
-                                  batch_size=self.config.inner_batch, seed=tf.stack([step, i]))
-            logits = self.forward(phi, query_x[i])
-            phis.append(phi)
-            losses.append(cross_entropy(logits, query_y[i]))
-            accuracies.append(accuracy(logits, query_y[i]))
+        results = [self.task_update(theta, support_x[i], support_y[i], query_x[i], query_y[i],
+                                    seed=tf.stack([step, i])) for i in range(support_x.shape[0])]
+        phis, losses, accuracies = zip(*results)
         mean_phi = [tf.add_n(list(ws)) / len(phis) for ws in zip(*phis)]
-        pseudo_gradients = [t - m for t, m in zip(theta, mean_phi)]
-        self.optimizer.apply_gradients(zip(pseudo_gradients, self.model.trainable_variables))
-        # Query figures after training on (part of) the query images: training-set figures.
-        return {"loss": tf.add_n(losses) / len(losses),
-                "accuracy": tf.add_n(accuracies) / len(accuracies)}
+        return ([t - m for t, m in zip(theta, mean_phi)], tf.stack(losses),
+                tf.stack(accuracies))

@@ -23,6 +23,7 @@ import math
 import tensorflow as tf
 
 from tfmeta.learners.metric import CalibratedMetricLearner
+from tfmeta.learners.registry import register
 
 
 @dataclasses.dataclass
@@ -63,6 +64,7 @@ def ridge_weights(support, targets, l2):
     return tf.cond(tf.shape(support)[-2] < tf.shape(support)[-1], woodbury, primal)
 
 
+@register
 class RidgeHead(CalibratedMetricLearner):
     """A ridge-regression head on any Keras embedding model."""
 

@@ -20,6 +20,7 @@ import keras
 import tensorflow as tf
 
 from tfmeta.learners.metric import MetricLearner
+from tfmeta.learners.registry import register
 
 
 def class_logits(pairs, support_y, ways):
@@ -34,6 +35,7 @@ class SiameseConfig:
     """No options yet; kept for the common learner interface."""
 
 
+@register
 class SiameseNetwork(MetricLearner):
     """Siamese networks over any Keras embedding model."""
 
@@ -57,8 +59,8 @@ class SiameseNetwork(MetricLearner):
         pairs = self.pair_logits(support, query)
         same = tf.cast(tf.equal(query_y[:, :, None], support_y[:, None]), pairs.dtype)
         # Balance same and different pairs (an N-way episode has N-1 times more different pairs).
-        positives = tf.reduce_sum(same)
-        negatives = tf.cast(tf.size(same), pairs.dtype) - positives
+        positives = tf.reduce_sum(same, [1, 2], keepdims=True)                 # per task
+        negatives = tf.cast(tf.reduce_prod(tf.shape(same)[1:]), pairs.dtype) - positives
         weights = same / (2 * positives) + (1 - same) / (2 * negatives)
         losses = tf.nn.sigmoid_cross_entropy_with_logits(labels=same, logits=pairs)
-        return tf.reduce_sum(weights * losses), class_logits(pairs, support_y, ways)
+        return tf.reduce_sum(weights * losses, [1, 2]), class_logits(pairs, support_y, ways)

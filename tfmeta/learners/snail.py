@@ -25,19 +25,19 @@ import keras
 import tensorflow as tf
 
 from tfmeta.learners.metric import MetricLearner
+from tfmeta.learners.registry import register
 
 
 @dataclasses.dataclass
 class SNAILConfig:
     """Attributes:
-        ways: classes per episode (the size of the label inputs and of the output).
-        max_support: the longest support sequence expected; sets the TC blocks' dilations.
         filters: filters of each dense block (128 in the paper).
         keys: key sizes of the three attention blocks (64, 256, 512 in the paper's Omniglot net).
+
+    The episode sizes the network (``SNAIL(..., episode=...)``): ``ways`` label inputs and
+    outputs, and TC dilations that span its support sequence of ``ways * shots`` images.
     """
 
-    ways: int = 5
-    max_support: int = 25
     filters: int = 128
     keys: tuple = (64, 256, 512)
 
@@ -69,20 +69,22 @@ def dense_block(x, dilation, filters):
     return keras.layers.Concatenate()([x, gated])
 
 
-def snail_network(input_dim, config: SNAILConfig) -> keras.Model:
-    """Sequences ``[batch, length, input_dim + ways]`` -> logits ``[batch, ways]`` (last step)."""
-    inputs = keras.Input((None, input_dim + config.ways), name="sequence")
-    dilations = [2 ** i for i in range(max(1, math.ceil(math.log2(config.max_support + 1))))]
+def snail_network(input_dim, ways: int, max_support: int, config: SNAILConfig) -> keras.Model:
+    """Sequences ``[batch, length, input_dim + ways]`` -> logits ``[batch, ways]`` (last step);
+    the TC blocks' dilations span sequences of ``max_support`` labelled images and the query."""
+    inputs = keras.Input((None, input_dim + ways), name="sequence")
+    dilations = [2 ** i for i in range(max(1, math.ceil(math.log2(max_support + 1))))]
     x = inputs
     for i, key in enumerate(config.keys):
         x = CausalAttention(key, key // 2, name=f"attention{i + 1}")(x)
         if i < len(config.keys) - 1:
             for d in dilations:
                 x = dense_block(x, d, config.filters)
-    outputs = keras.layers.Dense(config.ways, name="logits")(x[:, -1])
+    outputs = keras.layers.Dense(ways, name="logits")(x[:, -1])
     return keras.Model(inputs, outputs, name="snail")
 
 
+@register
 class SNAIL(MetricLearner):
     """SNAIL over any Keras embedding model."""
 
@@ -90,12 +92,14 @@ class SNAIL(MetricLearner):
     config_class = SNAILConfig
 
     def build_parts(self) -> dict:
-        self.network = snail_network(int(self.model.outputs[0].shape[-1]), self.config)
+        ways = self.episode.ways
+        self.network = snail_network(int(self.model.outputs[0].shape[-1]), ways,
+                                     ways * self.episode.shots, self.config)
         return {"network": self.network}
 
     @property
     def max_ways(self) -> int:
-        return self.config.ways  # the label inputs and the output have this many units
+        return self.episode.ways  # the label inputs and the output have this many units
 
     def score(self, support, support_y, query, ways, training=False):
         """One sequence per query: the task's labelled support, then the query with no label.
@@ -106,17 +110,17 @@ class SNAIL(MetricLearner):
         positions instead of labels."""
         if training:
             support, support_y = self.shuffled_support(support, support_y)
-        labels = tf.one_hot(support_y, self.config.ways, dtype=support.dtype)
+        labels = tf.one_hot(support_y, self.max_ways, dtype=support.dtype)
         tasks, shots, queries = tf.shape(support)[0], tf.shape(support)[1], tf.shape(query)[1]
         labelled = tf.concat([support, labels], -1)                           # [T, S, D + W]
         labelled = tf.broadcast_to(labelled[:, None], [tasks, queries, shots,
                                                        tf.shape(labelled)[-1]])
-        unlabelled = tf.concat([query, tf.zeros([tasks, queries, self.config.ways],
+        unlabelled = tf.concat([query, tf.zeros([tasks, queries, self.max_ways],
                                                 support.dtype)], -1)[:, :, None]
         sequences = tf.concat([labelled, unlabelled], 2)                      # [T, Q, S + 1, D + W]
         flat = tf.reshape(sequences, [tasks * queries, shots + 1, tf.shape(sequences)[-1]])
         logits = self.network(flat, training=training)
-        return tf.reshape(logits, [tasks, queries, self.config.ways])[..., :ways]
+        return tf.reshape(logits, [tasks, queries, self.max_ways])[..., :ways]
 
     def shuffled_support(self, support, support_y):
         """Each task's support embeddings and labels in a random order (see ``score``)."""

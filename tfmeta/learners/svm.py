@@ -23,6 +23,7 @@ import dataclasses
 import tensorflow as tf
 
 from tfmeta.learners.metric import CalibratedMetricLearner
+from tfmeta.learners.registry import register
 
 
 @dataclasses.dataclass
@@ -120,6 +121,7 @@ def svm_dual(kernel, targets, C, iterations: int, tolerance: float = 0.0):
     return C * targets - u
 
 
+@register
 class SVMHead(CalibratedMetricLearner):
     """MetaOptNet-SVM head on any Keras embedding model."""
 

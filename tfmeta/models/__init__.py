@@ -1,22 +1,65 @@
 """Backbones. Learners accept any Keras model; these are the field's standard ones."""
 
+from tfmeta.errors import ConfigError
 from tfmeta.models.conv4 import conv4
 from tfmeta.models.resnet12 import DropBlock, resnet12
 
-__all__ = ["DropBlock", "build_model", "conv4", "resnet12"]
+__all__ = ["BACKBONES", "DropBlock", "build_model", "conv4", "resnet12"]
+
+BACKBONES = ("conv4", "resnet12")
+OUTPUTS = ("logits", "features", "feature_maps")
 
 
-def build_model(name: str, input_shape, outputs, **kwargs):
-    """A backbone by name (``conv4``, ``resnet12``), with a linear head of ``outputs`` units
-    (``None``: none). ``width`` scales the filters (conv4: filters per layer; resnet12: the first
-    block's, 64 in the paper, the others in proportion 64-160-320-640)."""
-    width = kwargs.pop("width", 64)
+def build_model(name: str, input_shape, output: str = "features", ways: int | None = None,
+                width: int = 64):
+    """Backbone ``name`` (``conv4``, ``resnet12``) for images of ``input_shape``, ending as a
+    learner asks (``Learner.backbone_output``):
+
+    * ``"logits"``: a linear classifier head of ``ways`` units (MAML family);
+    * ``"features"``: flattened feature vectors (metric learners);
+    * ``"feature_maps"``: spatial feature maps (Relation Networks; conv4 then pools only its
+      first two blocks, as that paper's network does).
+
+    ``width`` scales the filters (conv4: filters per layer; resnet12: the first block's, 64 in the
+    paper, the others in proportion 64-160-320-640)."""
+    if output not in OUTPUTS:
+        raise ConfigError(f"backbone output must be one of {', '.join(OUTPUTS)}, got {output!r}")
+    if output == "logits" and not ways:
+        raise ConfigError("a logits backbone needs the number of ways")
+    outputs = ways if output == "logits" else None
+    maps = output == "feature_maps"
     if name == "conv4":
-        return conv4(input_shape, outputs=outputs, width=width, **kwargs)
+        return conv4(input_shape, outputs=outputs, width=width, flatten=not maps,
+                     pooled_blocks=2 if maps else None)
     if name == "resnet12":
         widths = tuple(int(round(width * f)) for f in (1, 2.5, 5, 10))
-        if kwargs.pop("flatten", True) is False:  # a learner asks for feature maps
-            kwargs["pooling"] = "none"
-        kwargs.pop("pooled_blocks", None)  # ResNet-12 keeps its four pools
-        return resnet12(input_shape, outputs=outputs, widths=widths, **kwargs)
-    raise ValueError(f"unknown model '{name}': use conv4 or resnet12")
+        return resnet12(input_shape, outputs=outputs, widths=widths,
+                        pooling="none" if maps else "avg")
+    raise ConfigError(f"unknown model '{name}': use {' or '.join(BACKBONES)}")
+
+
+def nested_layers(layer) -> list:
+    """Every layer inside ``layer`` (a model or a layer with sublayers), depth first, each once:
+    the layers of models and of nested models, and sublayers held in attributes (lists, tuples
+    and dicts of them too), found with public attributes only."""
+    import keras
+
+    found, seen = [], {id(layer)}
+
+    def children(node):
+        values = list(node.layers) if isinstance(node, keras.Model) else []
+        for value in vars(node).values():
+            if isinstance(value, dict):
+                value = list(value.values())
+            values.extend(value if isinstance(value, (list, tuple)) else [value])
+        return [v for v in values if isinstance(v, keras.layers.Layer)]
+
+    def visit(node):
+        for child in children(node):
+            if id(child) not in seen:
+                seen.add(id(child))
+                found.append(child)
+                visit(child)
+
+    visit(layer)
+    return found

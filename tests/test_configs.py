@@ -1,0 +1,128 @@
+"""One config tree: presets, config files (Python, JSON, YAML, a run's run.json), overrides, the
+printed tree, and a CLI that answers --help without TensorFlow."""
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tfmeta.configs import load, names
+from tfmeta.errors import ConfigError
+from tfmeta.learners import ALGORITHMS
+from tfmeta.run import RunConfig
+
+
+def test_every_preset_is_valid_and_cites_its_source():
+    import importlib
+
+    assert {"quickstart", "maml_omniglot", "protonet_omniglot", "reptile_omniglot"} <= set(names())
+    for name in names():
+        config = load(name).validate()
+        assert config.algorithm in ALGORITHMS
+        doc = importlib.import_module(f"tfmeta.configs.{name}").__doc__
+        assert f"--config {name}" in doc, name  # the command that runs it
+    assert load("protonet_omniglot").train_ways == 60  # trains wider than it tests, as the paper
+
+
+def test_yaml_python_and_json_configs_give_the_same_tree(tmp_path):
+    (tmp_path / "c.yaml").write_text("algorithm: protonet\nepisode: {ways: 3, queries: 4}\n"
+                                     "learner:\n  distance: cosine\ntrain:\n  steps: 7\n")
+    (tmp_path / "c.py").write_text(
+        "from tfmeta.data import EpisodeConfig\nfrom tfmeta.run import RunConfig, TrainConfig\n"
+        "def config():\n    return RunConfig(algorithm='protonet', episode=EpisodeConfig(3, 1, 4),"
+        " learner={'distance': 'cosine'}, train=TrainConfig(steps=7))\n")
+    from_yaml, from_python = load(str(tmp_path / "c.yaml")), load(str(tmp_path / "c.py"))
+    assert from_yaml == from_python
+    (tmp_path / "c.json").write_text(json.dumps(from_yaml.resolved().to_dict()))
+    assert load(str(tmp_path / "c.json")).resolved() == from_yaml.resolved()
+    assert from_yaml.with_settings(["episode.ways=5", "learner.cosine_scale=3"]).episode.ways == 5
+
+
+@pytest.mark.parametrize("text, message", [
+    ("algorithm: protonet\nepisode: {wayz: 3}\n", "unknown setting episode.wayz"),
+    ("train:\n  steps: fast\n", "train.steps='fast': expected int"),
+    ("learner: 5\n", "learner must be a mapping"),
+    ("- a\n- b\n", "expected a mapping of settings"),
+])
+def test_a_bad_config_file_is_one_clear_error_naming_the_file(tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message) as err:
+        load(str(path)).validate()
+    assert "bad.yaml" in str(err.value) or "learner" in message
+
+
+def test_a_misspelled_option_is_an_error_in_python_too():
+    from tfmeta.learners import create, make_config
+
+    with pytest.raises(ConfigError, match="maml has no option inner_stpes; its options: "
+                                          "inner_steps, inner_lr"):
+        create("maml", inner_stpes=5)
+    with pytest.raises(ConfigError, match="learner.inner_lr='x': expected float"):
+        make_config("maml", inner_lr="x")
+    with pytest.raises(ConfigError, match="fomaml fixes first_order=True"):
+        make_config("fomaml", first_order=False)
+    with pytest.raises(ConfigError, match="unknown setting learner.a.b"):
+        RunConfig().with_values({"learner.a.b": 1})
+
+
+def test_print_config_shows_the_resolved_tree_and_replays(tmp_path):
+    from tfmeta.cli import main
+
+    r = subprocess.run([sys.executable, "-m", "tfmeta", "train", "--config", "quickstart",
+                        "--ways", "3", "--set", "learner.test_inner_steps=5", "--print-config"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    tree = json.loads(r.stdout)
+    assert tree["episode"]["ways"] == 3 and tree["train"]["meta_batch"] == 8
+    assert tree["learner"] == {"inner_steps": 1, "inner_lr": 0.4, "first_order": False,
+                               "test_inner_steps": 5,
+                               "inner_reduction": "mean"}  # every option, defaults included
+    (tmp_path / "tree.json").write_text(r.stdout)
+    assert load(str(tmp_path / "tree.json")).resolved().to_dict() == tree
+    assert main(["train", "--config", str(tmp_path / "missing.json")]) == 2
+
+
+def test_help_and_version_answer_without_tensorflow():
+    code = ("import sys, time; t = time.time(); from tfmeta.cli import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "assert 'tensorflow' not in sys.modules, 'TensorFlow imported'\n"
+            "print(time.time() - t)")
+    began = time.time()
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "usage: tfmeta" in r.stdout and float(r.stdout.splitlines()[-1]) < 1.0
+    assert time.time() - began < 10
+    r = subprocess.run([sys.executable, "-m", "tfmeta", "--version"], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.startswith("tfmeta ") and not r.stderr
+
+
+def test_info_lists_versions_presets_learners_and_offline_datasets(capsys):
+    from tfmeta.cli import main
+
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    for needle in ("tensorflow", "keras", "devices: ", "glyphs cache:", "quickstart", "fomaml",
+                   "datasets offline:"):
+        assert needle in out, needle
+
+
+def test_load_does_not_reset_the_callers_random_seeds(tmp_path):
+    import numpy as np
+
+    from tfmeta.data import EpisodeConfig
+    from tfmeta.run import TrainConfig, load as load_run, train
+
+    out = str(tmp_path / "run")
+    train(RunConfig(algorithm="protonet", episode=EpisodeConfig(3, 1, 2), width=8,
+                    train=TrainConfig(steps=2, meta_batch=2, val_every=2, val_episodes=2,
+                                      test_episodes=2, checkpoint_every=2, seed=0)),
+          out, progress=False, log=lambda *_: None)
+    np.random.seed(123)
+    load_run(out)
+    after = np.random.random()
+    np.random.seed(123)
+    assert after == np.random.random()  # load() used to call keras.utils.set_random_seed

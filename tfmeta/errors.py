@@ -1,0 +1,22 @@
+"""The errors tfmeta raises for bad input: each message is one line that says what is wrong and
+where. The CLI prints them as ``tfmeta: error: ...`` and exits with code 2."""
+
+
+class TfmetaError(Exception):
+    """Base of tfmeta's errors."""
+
+
+class DataError(TfmetaError, ValueError):
+    """Bad data: a missing file, an unreadable image, too few classes or images."""
+
+
+class ConfigError(TfmetaError, ValueError):
+    """A run or learner configuration that cannot work: an unknown option or name, a value out of
+    range, parts that do not fit together."""
+
+
+class ExportError(TfmetaError, RuntimeError):
+    """An export that could not be written or did not reproduce the Keras model's answers."""
+
+
+__all__ = ["ConfigError", "DataError", "ExportError", "TfmetaError"]

@@ -1,0 +1,52 @@
+"""``tfmeta info``: what this installation has -- versions, devices, caches, presets, learners and
+which datasets work offline."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+
+PACKAGES = ("tfmeta", "tensorflow", "keras", "tensorflow-datasets", "numpy", "protobuf",
+            "tf2onnx", "onnxruntime")
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def tfds_data_dir() -> str:
+    return os.environ.get("TFDS_DATA_DIR") or os.path.join(os.path.expanduser("~"),
+                                                           "tensorflow_datasets")
+
+
+def report() -> str:
+    """The report as text."""
+    import tensorflow as tf
+
+    from tfmeta.configs import names
+    from tfmeta.data.glyphs import default_cache_dir
+    from tfmeta.learners import ALGORITHMS
+
+    cache, tfds_dir = default_cache_dir(), tfds_data_dir()
+    cached = sorted(f for f in os.listdir(cache) if f.startswith("glyphs-")) if os.path.isdir(
+        cache) else []
+    omniglot = os.path.isdir(os.path.join(tfds_dir, "omniglot"))
+    devices = [f"{d.device_type}:{d.name.rsplit(':', 1)[-1]}"
+               for d in tf.config.list_physical_devices()]
+    lines = [f"python {platform.python_version()} on {platform.platform()}"]
+    lines += [f"{p:<20} {_version(p)}" for p in PACKAGES]
+    lines += [f"devices: {', '.join(devices)}",
+              f"glyphs cache: {cache} ({len(cached)} cached; TFMETA_CACHE_DIR moves it)",
+              f"TFDS data: {tfds_dir} (TFDS_DATA_DIR moves it)",
+              "datasets offline:",
+              "  glyphs              yes (built in: generated on first use, then cached)",
+              "  folder:PATH, zip:PATH  yes (your files)",
+              f"  omniglot            {'yes (prepared)' if omniglot else 'no: downloads on first use'}",
+              "  tfds:NAME           if prepared in the TFDS data dir",
+              f"presets (tfmeta train --config NAME): {', '.join(names())}",
+              f"learners (--algorithm): {', '.join(ALGORITHMS)}"]
+    return "\n".join(lines)

@@ -1,0 +1,125 @@
+"""Learners by name: ``register`` a learner class under its CLI name, ``create`` one.
+
+Every learner file registers its class (``@register``); ``tfmeta.learners`` imports every module
+of the package, so adding a learner is one file. A user's own learner registers the same way and is
+then known to ``create``, ``tfmeta.run`` and the CLI::
+
+    @register
+    class MyLearner(MetricLearner):
+        name = "mine"
+        ...
+
+    learner = create("mine", backbone="conv4", episode=EpisodeConfig(5, 1, 15), width=32)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+
+from tfmeta.data.episodes import EpisodeConfig
+from tfmeta.errors import ConfigError
+from tfmeta.settings import check_value
+
+# name -> (learner class, options it fixes). The one registry of the process.
+ALGORITHMS: dict = {}
+
+
+def register(cls=None, *, name: str | None = None, **fixed):
+    """Register a learner class under ``name`` (default: ``cls.name``), usable as ``@register``
+    or ``@register(name=..., option=value)``. ``fixed`` options cannot be overridden (first-order
+    MAML is MAML with ``first_order=True``)."""
+    def add(learner_class):
+        key = name or learner_class.name
+        if key in ALGORITHMS and ALGORITHMS[key][0] is not learner_class:
+            raise ConfigError(f"a learner named '{key}' is already registered "
+                              f"({ALGORITHMS[key][0].__module__}.{ALGORITHMS[key][0].__name__})")
+        ALGORITHMS[key] = (learner_class, dict(fixed))
+        return learner_class
+
+    return add if cls is None else add(cls)
+
+
+def learner_class(name: str):
+    """The registered class of ``name`` (one clear error naming the registered ones)."""
+    if name not in ALGORITHMS:
+        raise ConfigError(f"unknown algorithm '{name}': use {', '.join(sorted(ALGORITHMS))}")
+    return ALGORITHMS[name][0]
+
+
+def options(name: str) -> dict:
+    """``{option: default}`` of learner ``name`` (what ``create`` and ``make_config`` accept)."""
+    cls, fixed = learner_class(name), ALGORITHMS[name][1]
+    if cls.config_class is None:
+        return {}
+    return {f.name: getattr(cls.config_class(), f.name)
+            for f in dataclasses.fields(cls.config_class) if f.name not in fixed}
+
+
+def make_config(name: str, **overrides):
+    """The config dataclass of learner ``name`` with ``overrides``.
+
+    An option the learner does not have, or a value of another type than the option's (a string
+    for a number, say), is one clear error naming the valid options; nothing is dropped. A list
+    value for a tuple option becomes a tuple (JSON has no tuples)."""
+    cls, fixed = learner_class(name), ALGORITHMS[name][1]
+    valid = options(name)
+    unknown = sorted(k for k in overrides if k not in valid and k not in fixed)
+    if unknown:
+        raise ConfigError(f"{name} has no option {', '.join(unknown)}; its options: "
+                          f"{', '.join(valid) or 'none'}")
+    clash = sorted(k for k in overrides if k in fixed and overrides[k] != fixed[k])
+    if clash:
+        raise ConfigError(f"{name} fixes {', '.join(f'{k}={fixed[k]}' for k in clash)}")
+    if cls.config_class is None:
+        return None
+    values = {k: check_value(cls.config_class, k, v, f"learner.{k}")
+              for k, v in overrides.items()}
+    values.update(fixed)
+    try:
+        return cls.config_class(**values)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{name}: {err}") from None
+
+
+def create(name: str, backbone="conv4", *, episode: EpisodeConfig | None = None,
+           input_shape=(28, 28, 1), width: int = 64, outer_lr: float | None = None,
+           total_steps: int | None = None, compiled: bool = True, jit_compile: bool = False,
+           **options):
+    """Learner ``name`` on ``backbone``, ready to meta-train.
+
+    Args:
+        name: a registered learner (``tfmeta.learners.ALGORITHMS``).
+        backbone: ``"conv4"``, ``"resnet12"`` (built as the learner asks: a ``ways``-unit
+            classifier, feature vectors or feature maps), or any built Keras model.
+        episode: the (largest) meta-training episode; the learner sizes what depends on it (a
+            ``ways``-unit head, SNAIL's sequence length). Default 5-way 1-shot 15-query.
+        input_shape: image shape ``(height, width, channels)`` of a named backbone.
+        width: width of a named backbone (conv4: filters per layer; resnet12: first block).
+        outer_lr: learning rate of the learner's outer optimizer (``None``: its paper's).
+        total_steps: meta-training steps, for learners whose outer step is annealed (Reptile).
+        compiled, jit_compile: compile the steps with ``tf.function`` (and XLA).
+        **options: the learner's options (``tfmeta.learners.options(name)``); an unknown one is
+            an error naming the valid ones.
+    """
+    from tfmeta.models import build_model
+
+    cls = learner_class(name)
+    episode = episode or EpisodeConfig()
+    config = make_config(name, **options)
+    cls.check_episode(config, episode)
+    if isinstance(backbone, str):
+        model = build_model(backbone, tuple(input_shape), cls.backbone_output, episode.ways,
+                            width=width)
+    elif isinstance(backbone, keras.Model):
+        model = backbone
+    else:
+        raise ConfigError(f"backbone must be a model name or a keras.Model, got "
+                          f"{type(backbone).__name__}")
+    optimizer = cls.default_optimizer(config, total_steps, **(
+        {} if outer_lr is None else {"learning_rate": outer_lr}))
+    learner = cls(model, config, episode=episode, optimizer=optimizer, compiled=compiled,
+                  jit_compile=jit_compile)
+    learner.name = name
+    return learner
