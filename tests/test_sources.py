@@ -145,7 +145,7 @@ def test_transparent_pngs_load_and_serve_alike(tmp_path, mode):
     from tfmeta.data.source import load_image_files
     import tensorflow as tf
 
-    from tfmeta.export.servables import decode_image
+    from tfmeta.data.images import decode_image
 
     rng = np.random.default_rng(0)
     channels = len(mode)

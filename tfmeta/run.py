@@ -20,7 +20,7 @@ import tensorflow as tf
 
 from tfmeta.data import DataConfig, EpisodeConfig, EpisodeSampler, load_splits
 from tfmeta.data.episodes import TEST_SEED
-from tfmeta.data.source import polarity
+from tfmeta.data.images import polarity
 from tfmeta.errors import ConfigError
 from tfmeta.evaluation import evaluate, format_result, write_result
 from tfmeta.files import write_json

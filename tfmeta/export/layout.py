@@ -13,7 +13,7 @@ import re
 import shutil
 import tempfile
 
-from tfmeta.data.source import DataError
+from tfmeta.errors import DataError
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 

@@ -17,36 +17,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from tfmeta.data.source import ALPHA_BACKGROUND, other_polarity
-
-GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # tfmeta.data.source.to_uint8_images's RGB -> gray
-
-
-def decode_image(encoded, height: int, width: int, channels: int):
-    """One encoded image -> float32 ``[height, width, channels]`` in ``[0, 1]``, as
-    ``tfmeta.data.source.to_uint8_images`` does it (transparency composited onto white, gray/RGB
-    conversion, antialiased bilinear resize, rounding to 8 bits)."""
-    image = tf.cast(tf.io.decode_image(encoded, channels=0, expand_animations=False), tf.float32)
-
-    def composite():  # gray + alpha or RGBA: onto the white background
-        alpha = image[..., -1:] / 255.0
-        return image[..., :-1] * alpha + ALPHA_BACKGROUND * (1.0 - alpha)
-
-    image = tf.cond(tf.equal(tf.shape(image)[-1] % 2, 0), composite, lambda: image)
-    image = tf.cond(tf.shape(image)[-1] >= 3, lambda: image[..., :3], lambda: image[..., :1])
-    if channels == 1:
-        weights = tf.constant(GRAY_WEIGHTS, tf.float32)[:, None]
-        image = tf.cond(tf.shape(image)[-1] == 3, lambda: tf.tensordot(image, weights, 1),
-                        lambda: image)
-    else:
-        image = tf.cond(tf.shape(image)[-1] == 1, lambda: tf.tile(image, [1, 1, 3]),
-                        lambda: image)
-    image = tf.ensure_shape(image, [None, None, channels])
-    same = tf.reduce_all(tf.equal(tf.shape(image)[:2], [height, width]))
-    image = tf.cond(same, lambda: image, lambda: tf.image.resize(
-        image, (height, width), method="bilinear", antialias=True))
-    return tf.clip_by_value(tf.round(image), 0.0, 255.0) / 255.0
-
+from tfmeta.data.images import decode_image, other_polarity  # noqa: F401  (decode_image: re-exported)
 
 def _outputs(logits):
     class_ids = tf.argmax(logits, -1, output_type=tf.int64)

@@ -30,7 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfmeta.data.episodes import EpisodeConfig
-from tfmeta.data.source import other_polarity, to_uint8_images
+from tfmeta.data.images import other_polarity, to_uint8_images
 from tfmeta.errors import ConfigError, DataError
 from tfmeta.learners.batchnorm import (batchnorm_momentum_zero, exact_batchnorm_moments,  # noqa: F401
                                       freeze_batchnorm_statistics)
