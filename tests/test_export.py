@@ -24,7 +24,7 @@ def _learner(algorithm, ways=5, width=8, seed=0):
     """A freshly initialised Conv4 learner: what is checked here is that every runtime gives the
     Keras model's answers, which needs no training."""
     keras.utils.set_random_seed(seed)
-    return create(algorithm, "conv4", episode=EpisodeConfig(ways, 2, 2), width=width)
+    return create(algorithm, "conv4", episode=EpisodeConfig(ways, 2, 15), width=width)
 
 
 def _episode(ways, shots, queries, seed):
@@ -165,7 +165,9 @@ def test_a_mismatch_is_an_error_and_leaves_nothing(tmp_path, monkeypatch):
     support, names, _, _ = _episode(3, 1, 0, seed=904)
     images, labels, classes = learner.prepare_support(support, names)
     classifier = learner.adapt(images, labels)
-    monkeypatch.setattr(tfmeta.export.checks, "check",
+    import tfmeta.export.check as check_module
+
+    monkeypatch.setattr(check_module, "check",
                         lambda version_dir, files: ({"savedmodel": 0.25}, False))
     export_dir = tmp_path / "exports"
     with pytest.raises(ExportError, match="disagrees with the Keras model"):

@@ -171,39 +171,20 @@ def _quickstart(args):
 
 
 def _evaluate(args):
-    from tfmeta.data import EpisodeSampler, load_splits
-    from tfmeta.data.episodes import TEST_SEED
-    from tfmeta.evaluation import evaluate, format_result, write_result
-    from tfmeta.run import load, load_config
+    from tfmeta.evaluation import format_result
+    from tfmeta.run import evaluate_run
 
-    config = load_config(args.checkpoint).with_settings(_settings(args))
-    learner = load(args.checkpoint)
-    sampler = EpisodeSampler(load_splits(config.data)["test"], config.episode,
-                             config.train.meta_batch,
-                             TEST_SEED if args.seed is None else args.seed, "test")
-    result = evaluate(learner, sampler, args.episodes)
-    result.update(algorithm=config.algorithm, dataset=config.data.dataset)
     out = args.out or os.path.join(args.checkpoint, "evaluation.json")
-    write_result(result, out)
-    print(format_result(result))
+    print(format_result(evaluate_run(args.checkpoint, args.episodes, args.seed, _settings(args),
+                                     out)))
     print(f"written to {out}")
 
 
 def _predict(args):
-    from tfmeta.data import from_folder
-    from tfmeta.data.source import image_files, load_image_files
     from tfmeta.files import write_json
-    from tfmeta.run import load
+    from tfmeta.run import predict_files
 
-    learner = load(args.checkpoint)
-    height, _, channels = learner.input_shape
-    support = from_folder(args.support, height, channels)
-    files = image_files(args.query)
-    query = load_image_files(files, height, channels)
-    classes, probabilities = learner.predict_proba(
-        support.images, [support.class_names[c] for c in support.labels()], query)
-    rows = [{"file": name, "class": str(classes[p.argmax()]),
-             "probability": round(float(p.max()), 4)} for name, p in zip(files, probabilities)]
+    rows = predict_files(args.checkpoint, args.support, args.query)
     for row in rows:
         print(f"{row['file']}\t{row['class']}\t{row['probability']:.3f}")
     if args.out:
@@ -217,13 +198,9 @@ def _formats(choice):
 
 
 def _report(version_dir, what):
-    from tfmeta.export import read_metadata
+    from tfmeta.export import describe
 
-    facts = read_metadata(version_dir)
-    worst = max(facts["max_abs_difference"].values())
-    files = ", ".join(["SavedModel"] + sorted(facts["formats"]))
-    print(f"wrote {version_dir}: {what}\n{files}; each reloaded (here and in a fresh process) and "
-          f"matching the Keras model (max abs difference of probabilities {worst:.2g})")
+    print(f"wrote {version_dir}: {what}\n{describe(version_dir)}")
 
 
 def _loaded_run(args):

@@ -24,9 +24,9 @@ from tfmeta.data.images import polarity
 from tfmeta.errors import ConfigError
 from tfmeta.evaluation import evaluate, format_result, write_result
 from tfmeta.files import write_json
-from tfmeta.settings import check_value
 from tfmeta.learners import create, learner_class, make_config
 from tfmeta.models import BACKBONES
+from tfmeta.settings import check_value
 from tfmeta.trainer import MetaTrainer
 
 RUN_FILE = "run.json"
@@ -309,3 +309,36 @@ def load(out_dir: str, which: str = "best"):
     learner = build_learner(config, (d.image_size, d.image_size, d.channels), seed=False)
     restore(learner, out_dir, which)
     return learner
+
+
+def evaluate_run(out_dir: str, episodes: int = 600, seed: int | None = None, settings=(),
+                 result_file: str | None = None) -> dict:
+    """Evaluate a run's best checkpoint on its test classes (``tfmeta evaluate``), on test
+    episodes of seed ``seed`` (default: every run's ``TEST_SEED``). ``settings`` (``KEY=VALUE``)
+    change the data or the episodes, e.g. ``episode.shots=5``. Writes ``result_file`` (default
+    ``out_dir/evaluation.json``) and returns the result."""
+    config = load_config(out_dir).with_settings(settings)
+    learner = load(out_dir)
+    sampler = EpisodeSampler(load_splits(config.data)["test"], config.episode,
+                             config.train.meta_batch, TEST_SEED if seed is None else seed, "test")
+    result = evaluate(learner, sampler, episodes)
+    result.update(algorithm=config.algorithm, dataset=config.data.dataset)
+    write_result(result, result_file or os.path.join(out_dir, "evaluation.json"))
+    return result
+
+
+def predict_files(out_dir: str, support_dir: str, query: str) -> list:
+    """``[{"file", "class", "probability"}]``: each image of ``query`` (a file or a folder)
+    classified by a run's learner adapted to ``support_dir`` (one subfolder per class)."""
+    from tfmeta.data import from_folder
+    from tfmeta.data.source import image_files, load_image_files
+
+    learner = load(out_dir)
+    height, _, channels = learner.input_shape
+    support = from_folder(support_dir, height, channels)
+    files = image_files(query)
+    classes, probabilities = learner.predict_proba(
+        support.images, [support.class_names[c] for c in support.labels()],
+        load_image_files(files, height, channels))
+    return [{"file": name, "class": str(classes[p.argmax()]),
+             "probability": round(float(p.max()), 4)} for name, p in zip(files, probabilities)]

@@ -27,10 +27,10 @@ Python API::
 from tfmeta.errors import ExportError
 from tfmeta.export.layout import check_name, next_version, versions
 from tfmeta.export.servables import ClassifierServable, FewShotServable
-from tfmeta.export.writer import (FORMATS, METADATA_FILE, convert, fewshot_saved_model,
-                                  read_metadata, reference_episode, saved_model, verify,
-                                  verify_in_fresh_process)
+from tfmeta.export.writer import (FORMATS, METADATA_FILE, convert, describe,
+                                  fewshot_saved_model, read_metadata, reference_episode,
+                                  saved_model, verify, verify_in_fresh_process)
 
 __all__ = ["ClassifierServable", "ExportError", "FORMATS", "FewShotServable", "METADATA_FILE",
-           "check_name", "convert", "fewshot_saved_model", "next_version", "read_metadata",
+           "check_name", "convert", "describe", "fewshot_saved_model", "next_version", "read_metadata",
            "reference_episode", "saved_model", "verify", "verify_in_fresh_process", "versions"]

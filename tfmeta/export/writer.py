@@ -149,6 +149,15 @@ def read_metadata(version_dir: str) -> dict:
         return json.load(f)
 
 
+def describe(version_dir: str) -> str:
+    """One line on what an export holds and how it was checked."""
+    facts = read_metadata(version_dir)
+    worst = max(facts["max_abs_difference"].values())
+    files = ", ".join(["SavedModel"] + sorted(facts["formats"]))
+    return (f"{files}; each reloaded (here and in a fresh process) and matching the Keras model "
+            f"(max abs difference of probabilities {worst:.2g})")
+
+
 def verify(version_dir: str, files=(), fresh_process: bool = True) -> dict:
     """Max abs differences of probabilities from the stored Keras ones for the SavedModel and
     ``files``; raises :class:`ExportError` if any exceeds 1e-4, here or in a fresh process."""
