@@ -1,5 +1,5 @@
-"""Every learner behind the one interface: any backbone, adapt() and predict() agree, eager and
-compiled steps agree."""
+"""Every learner behind the one interface: any backbone, adapt() and predict() agree, the adapted
+classifier is a self-contained Keras model (.keras), eager and compiled steps agree."""
 
 import keras
 import numpy as np
@@ -23,7 +23,7 @@ def episode(small_glyphs):
 
 
 @pytest.mark.parametrize("algorithm", sorted(ALGORITHMS))
-def test_learner_with_resnet12_adapts_and_predicts_consistently(algorithm, episode):
+def test_learner_with_resnet12_adapts_and_predicts_consistently(algorithm, episode, tmp_path):
     learner = _learner(algorithm, "resnet12")
     metrics = learner.meta_train_step(episode)
     assert np.isfinite(float(metrics["loss"]))
@@ -35,6 +35,15 @@ def test_learner_with_resnet12_adapts_and_predicts_consistently(algorithm, episo
     names = np.array(["a", "b", "c"])[sy[0]]
     predicted = learner.predict((sx[0] * 255).astype(np.uint8), names, (qx[0] * 255).astype(np.uint8))
     np.testing.assert_array_equal(predicted, np.array(["a", "b", "c"])[logits.argmax(-1)])
+    # The classifier is self-contained: meta-training the learner further does not change it,
+    # and it saves as .keras and reloads with keras.models.load_model.
+    learner.meta_train_step(episode)
+    np.testing.assert_array_equal(classifier(qx[0], training=False).numpy(), logits)
+    path = str(tmp_path / "classifier.keras")
+    classifier.save(path)
+    reloaded = keras.models.load_model(path)
+    np.testing.assert_allclose(reloaded(qx[0], training=False).numpy(), logits, rtol=1e-5,
+                               atol=1e-5)
 
 
 @pytest.mark.parametrize("algorithm", ["protonet", "maml", "svm"])

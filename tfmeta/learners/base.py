@@ -190,6 +190,11 @@ class Learner:
         return tuple(self.model.inputs[0].shape[1:])
 
     @property
+    def feature_shape(self) -> tuple:
+        """The shape of what the backbone gives for one image (features, feature maps, logits)."""
+        return tuple(self.model.outputs[0].shape[1:])
+
+    @property
     def max_ways(self) -> int | None:
         """The most classes one support set may have (``None``: no limit)."""
         return None

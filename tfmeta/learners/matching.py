@@ -64,7 +64,7 @@ class MatchingNetwork(MetricLearner):
     def build_parts(self) -> dict:
         if not self.config.fce:
             return {}
-        dim = int(self.model.outputs[0].shape[-1])
+        dim = int(self.feature_shape[-1])
         self.support_lstm = keras.layers.Bidirectional(
             keras.layers.LSTM(dim, return_sequences=True), merge_mode="sum", name="fce_support")
         self.support_lstm.build((None, None, dim))

@@ -10,9 +10,13 @@ adapted classifier answers each image on its own.
 
 from __future__ import annotations
 
+import dataclasses
+
 import keras
+import numpy as np
 import tensorflow as tf
 
+from tfmeta.data.episodes import EpisodeConfig
 from tfmeta.learners.base import Learner, accuracy, cross_entropy
 
 
@@ -27,36 +31,84 @@ def embed(model, images, training, flatten=True):
     return tf.reshape(features, tf.concat([[tasks, n], shape], 0))
 
 
+@keras.saving.register_keras_serializable(package="tfmeta")
 class SupportHead(keras.layers.Layer):
-    """A Keras layer holding an adapted support set: ``query embeddings -> logits``.
+    """The head of an adapted classifier: ``query embeddings -> logits`` for one support set.
 
-    ``score(support_embeddings [1, S, D], support_labels [1, S], query [1, Q, D], ways)`` is the
-    learner's head; support embeddings and labels are stored as (non-trainable) weights, and the
-    modules the head uses (``parts``: a relation module, a calibration) are tracked, so the
-    adapted classifier is a self-contained Keras model (and exports as one).
+    It holds the support embeddings and labels (non-trainable weights) and a scorer: the learner's
+    scoring code and meta-learned parts (a relation module, a calibration, ...) rebuilt without a
+    backbone (``MetricLearner.head_only``), with the parts' values copied in. So the classifier
+    keeps no reference to the learner, saves as ``.keras`` (``get_config`` + its own variables,
+    the parts' included) and reloads with ``keras.models.load_model``.
     """
 
-    def __init__(self, score, support_embeddings, support_labels, ways, parts=None, **kwargs):
+    def __init__(self, learner: str, config: dict, episode: dict, feature_shape, support_size: int,
+                 ways: int, **kwargs):
         super().__init__(**kwargs)
-        self.score = score
-        self.head_parts = tf.Module(name="head_parts")
-        for name, part in (parts or {}).items():
+        cls = _learner_class(learner)
+        self.learner, self.learner_config = learner, dict(config)
+        self.episode_facts, self.ways = dict(episode), int(ways)
+        self.feature_shape, self.support_size = tuple(feature_shape), int(support_size)
+        options = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
+        self.scorer = cls.head_only(cls.config_class(**options), EpisodeConfig(**episode),
+                                    self.feature_shape)
+        self.head_parts = tf.Module(name="head_parts")  # tracked for SavedModel exports
+        for name, part in self.scorer.parts.items():
             setattr(self.head_parts, name, part)
-        self.ways = int(ways)
+        embedding = ((int(np.prod(self.feature_shape)),) if cls.flatten_features
+                     else self.feature_shape)
         self.support_embeddings = self.add_weight(
-            shape=support_embeddings.shape, initializer="zeros", trainable=False,
+            shape=(self.support_size,) + embedding, initializer="zeros", trainable=False,
             name="support_embeddings")
-        self.support_embeddings.assign(support_embeddings)
-        self.support_labels = self.add_weight(shape=support_labels.shape, initializer="zeros",
+        self.support_labels = self.add_weight(shape=(self.support_size,), initializer="zeros",
                                               dtype="int32", trainable=False,
                                               name="support_labels")
-        self.support_labels.assign(support_labels)
+
+    def state(self) -> list:
+        """Every variable the head needs: support embeddings and labels, then the parts'."""
+        return [self.support_embeddings, self.support_labels] + [
+            v for name in sorted(self.scorer.parts) for v in self.scorer.parts[name].variables]
+
+    def assign(self, support_embeddings, support_labels, parts: dict) -> None:
+        """Set the support set and copy the values of the learner's ``parts``."""
+        sources = [support_embeddings, support_labels] + [
+            v for name in sorted(parts) for v in parts[name].variables]
+        for variable, value in zip(self.state(), sources, strict=True):
+            variable.assign(value)
 
     def call(self, query_embeddings):
         q = query_embeddings[None]
         s = tf.convert_to_tensor(self.support_embeddings)[None]
         y = tf.convert_to_tensor(self.support_labels)[None]
-        return self.score(s, y, q, self.ways)[0]
+        return self.scorer.score(s, y, q, self.ways)[0]
+
+    def get_config(self):
+        return dict(super().get_config(), learner=self.learner, config=self.learner_config,
+                    episode=self.episode_facts, feature_shape=list(self.feature_shape),
+                    support_size=self.support_size, ways=self.ways)
+
+    def save_own_variables(self, store):
+        for i, variable in enumerate(self.state()):
+            store[str(i)] = keras.ops.convert_to_numpy(variable)
+
+    def load_own_variables(self, store):
+        state = self.state()
+        if len(store.keys()) != len(state):
+            raise ValueError(f"{self.name}: the file holds {len(store.keys())} variables, the "
+                             f"head has {len(state)}")
+        for i, variable in enumerate(state):
+            variable.assign(store[str(i)])
+
+
+def _learner_class(path: str):
+    """A learner class from ``module.ClassName`` (what a saved head records)."""
+    import importlib
+
+    module, _, name = path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        raise ValueError(f"the learner class {path} of this head cannot be imported") from None
 
 
 class MetricLearner(Learner):
@@ -108,8 +160,26 @@ class MetricLearner(Learner):
         return self.episode_logits(support_x[None], support_y[None], query_x[None],
                                    training=False)[0]
 
+    @classmethod
+    def head_only(cls, config, episode, feature_shape):
+        """The learner's scoring head without a backbone, for features of ``feature_shape``:
+        its config, episode and freshly built parts, and ``score``. Adapted classifiers carry
+        this instead of a reference to the learner."""
+        head = cls.__new__(cls)
+        head.model, head.config, head.episode = None, config, episode
+        head.head_feature_shape = tuple(feature_shape)
+        head.parts = dict(head.build_parts())
+        return head
+
+    @property
+    def feature_shape(self) -> tuple:
+        if self.model is None:  # a head without a backbone
+            return self.head_feature_shape
+        return super().feature_shape
+
     def _adapt(self, support_x, support_y):
-        """A Keras classifier: the embedding network followed by the support set's head."""
+        """A Keras classifier: a copy of the embedding network followed by the support set's
+        head; nothing in it refers to the learner, and it saves as ``.keras``."""
         support_x = tf.convert_to_tensor(support_x, tf.float32)
         support_y = tf.convert_to_tensor(support_y, tf.int32)
         self.check_ways(support_y.numpy())
@@ -117,14 +187,18 @@ class MetricLearner(Learner):
         features = self.model(support_x, training=False)
         if self.flatten_features:
             features = tf.reshape(features, [len(support_x), -1])
-        head = SupportHead(self.score, features, support_y, ways, self.parts,
-                           name="support_head")
+        cls = type(self)
+        head = SupportHead(f"{cls.__module__}.{cls.__qualname__}",
+                           dataclasses.asdict(self.config), dataclasses.asdict(self.episode),
+                           self.feature_shape, len(support_x), ways, name="support_head")
+        head.assign(features, support_y, self.parts)
+        backbone = keras.models.clone_model(self.model)
+        backbone.set_weights(self.model.get_weights())
         inputs = keras.Input(self.input_shape, name="images")
-        embedded = self.model(inputs)
+        embedded = backbone(inputs)
         if self.flatten_features:
             embedded = keras.layers.Flatten()(embedded)
-        outputs = head(embedded)
-        return keras.Model(inputs, outputs, name=f"{self.name}_classifier")
+        return keras.Model(inputs, head(embedded), name=f"{self.name}_classifier")
 
 
 class CalibratedMetricLearner(MetricLearner):

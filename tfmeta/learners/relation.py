@@ -61,7 +61,7 @@ class RelationNetwork(MetricLearner):
     backbone_output = "feature_maps"
 
     def build_parts(self) -> dict:
-        shape = tuple(self.model.outputs[0].shape[1:])
+        shape = self.feature_shape
         if len(shape) != 3:
             raise ValueError(f"Relation Networks need feature maps [h, w, c], the model gives "
                              f"{shape}; use conv4(..., flatten=False, pooled_blocks=2)")

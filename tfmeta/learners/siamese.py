@@ -44,7 +44,7 @@ class SiameseNetwork(MetricLearner):
 
     def build_parts(self) -> dict:
         self.pair_head = keras.layers.Dense(1, name="siamese_l1_head")
-        self.pair_head.build((None, int(self.model.outputs[0].shape[-1])))
+        self.pair_head.build((None, int(self.feature_shape[-1])))
         return {"pair_head": self.pair_head}
 
     def pair_logits(self, support, query):

@@ -42,15 +42,16 @@ class SNAILConfig:
     keys: tuple = (64, 256, 512)
 
 
+@keras.saving.register_keras_serializable(package="tfmeta")
 class CausalAttention(keras.layers.Layer):
     """Causal softmax attention; the output is concatenated to the input."""
 
     def __init__(self, key_size, value_size, **kwargs):
         super().__init__(**kwargs)
-        self.key_size = key_size
-        self.query_layer = keras.layers.Dense(key_size)
-        self.key_layer = keras.layers.Dense(key_size)
-        self.value_layer = keras.layers.Dense(value_size)
+        self.key_size, self.value_size = key_size, value_size
+        self.query_layer = keras.layers.Dense(key_size, name=f"{self.name}_query")
+        self.key_layer = keras.layers.Dense(key_size, name=f"{self.name}_key")
+        self.value_layer = keras.layers.Dense(value_size, name=f"{self.name}_value")
 
     def call(self, x):
         q, k, v = self.query_layer(x), self.key_layer(x), self.value_layer(x)
@@ -60,13 +61,22 @@ class CausalAttention(keras.layers.Layer):
         logits = tf.where(causal[None], logits, logits.dtype.min)
         return tf.concat([x, tf.einsum("bij,bjv->biv", tf.nn.softmax(logits, -1), v)], -1)
 
+    def get_config(self):
+        return dict(super().get_config(), key_size=self.key_size, value_size=self.value_size)
 
-def dense_block(x, dilation, filters):
-    xf = keras.layers.Conv1D(filters, 2, dilation_rate=dilation, padding="causal")(x)
-    xg = keras.layers.Conv1D(filters, 2, dilation_rate=dilation, padding="causal")(x)
-    gated = keras.layers.Multiply()([keras.layers.Activation("tanh")(xf),
-                                     keras.layers.Activation("sigmoid")(xg)])
-    return keras.layers.Concatenate()([x, gated])
+
+def dense_block(x, dilation, filters, name):
+    # Every layer is named: with Keras' automatic names (conv1d_17, ...), which depend on what
+    # the process built before, the graph's op order and so the float summation order of the
+    # gradients would change from one freshly built learner to the next.
+    xf = keras.layers.Conv1D(filters, 2, dilation_rate=dilation, padding="causal",
+                             name=f"{name}_filter")(x)
+    xg = keras.layers.Conv1D(filters, 2, dilation_rate=dilation, padding="causal",
+                             name=f"{name}_gate")(x)
+    gated = keras.layers.Multiply(name=f"{name}_gated")([
+        keras.layers.Activation("tanh", name=f"{name}_tanh")(xf),
+        keras.layers.Activation("sigmoid", name=f"{name}_sigmoid")(xg)])
+    return keras.layers.Concatenate(name=f"{name}_concat")([x, gated])
 
 
 def snail_network(input_dim, ways: int, max_support: int, config: SNAILConfig) -> keras.Model:
@@ -79,7 +89,7 @@ def snail_network(input_dim, ways: int, max_support: int, config: SNAILConfig) -
         x = CausalAttention(key, key // 2, name=f"attention{i + 1}")(x)
         if i < len(config.keys) - 1:
             for d in dilations:
-                x = dense_block(x, d, config.filters)
+                x = dense_block(x, d, config.filters, name=f"tc{i + 1}_dilation{d}")
     outputs = keras.layers.Dense(ways, name="logits")(x[:, -1])
     return keras.Model(inputs, outputs, name="snail")
 
@@ -93,7 +103,7 @@ class SNAIL(MetricLearner):
 
     def build_parts(self) -> dict:
         ways = self.episode.ways
-        self.network = snail_network(int(self.model.outputs[0].shape[-1]), ways,
+        self.network = snail_network(int(self.feature_shape[-1]), ways,
                                      ways * self.episode.shots, self.config)
         return {"network": self.network}
 

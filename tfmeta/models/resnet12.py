@@ -12,6 +12,7 @@ import keras
 import tensorflow as tf
 
 
+@keras.saving.register_keras_serializable(package="tfmeta")
 class DropBlock(keras.layers.Layer):
     """Drops contiguous ``block_size`` x ``block_size`` regions of feature maps while training."""
 
