@@ -23,7 +23,7 @@ from tfmeta.learners import ALGORITHMS, create
 
 def learner_for(algorithm, ways=5, shots=2):
     keras.utils.set_random_seed(0)
-    return create(algorithm, "conv4", episode=EpisodeConfig(ways, shots, 15), width=8)
+    return create(algorithm, "conv4", episode=EpisodeConfig(ways, shots, 15), backbone_width=8)
 
 
 def attempt(export):

@@ -12,7 +12,7 @@ from tfmeta.learners import ALGORITHMS, create
 def _learner(algorithm, backbone, compiled=True):
     keras.utils.set_random_seed(0)
     options = {"train_shots": 4} if algorithm == "reptile" else {}  # 2 shots + 2 queries
-    return create(algorithm, backbone, episode=EpisodeConfig(3, 2, 2), width=8,
+    return create(algorithm, backbone, episode=EpisodeConfig(3, 2, 2), backbone_width=8,
                   compiled=compiled, **options)
 
 

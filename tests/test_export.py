@@ -24,7 +24,7 @@ def _learner(algorithm, ways=5, width=8, seed=0):
     """A freshly initialised Conv4 learner: what is checked here is that every runtime gives the
     Keras model's answers, which needs no training."""
     keras.utils.set_random_seed(seed)
-    return create(algorithm, "conv4", episode=EpisodeConfig(ways, 2, 15), width=width)
+    return create(algorithm, "conv4", episode=EpisodeConfig(ways, 2, 15), backbone_width=width)
 
 
 def _episode(ways, shots, queries, seed):

@@ -52,7 +52,7 @@ OPTIONS = {
 def _learner(algorithm):
     keras.utils.set_random_seed(0)
     return create(algorithm.replace("-fce", ""), "conv4", episode=EpisodeConfig(5, 1, 5),
-                  width=32, total_steps=300, **OPTIONS.get(algorithm, {}))
+                  backbone_width=32, total_steps=300, **OPTIONS.get(algorithm, {}))
 
 
 @pytest.mark.parametrize("algorithm", sorted(GAIN))

@@ -34,6 +34,24 @@ class L1Prototypes(MetricLearner):
         return -distances / self.config.temperature
 
 
+def test_an_option_named_like_an_argument_of_create_is_refused_at_registration():
+    import pytest
+
+    from tfmeta.errors import ConfigError
+
+    @dataclasses.dataclass
+    class Clashing:
+        backbone_width: int = 3
+
+    class Bad(L1Prototypes):
+        name = "bad"
+        config_class = Clashing
+
+    with pytest.raises(ConfigError, match="options may not be named backbone_width"):
+        register(Bad)
+    assert "bad" not in ALGORITHMS
+
+
 def _folders(root, names, per_class, seed):
     source = generate_glyphs(num_classes=len(names), samples_per_class=per_class, seed=seed)
     for c, name in enumerate(names):

@@ -210,8 +210,9 @@ def build_learner(config: RunConfig, input_shape, seed: bool = True):
         keras.utils.set_random_seed(config.train.seed)
     t = config.train
     learner = create(config.algorithm, config.model, episode=config.learner_episode,
-                     input_shape=tuple(input_shape), width=config.width, outer_lr=t.outer_lr,
-                     total_steps=t.steps, jit_compile=t.jit_compile, **config.learner)
+                     input_shape=tuple(input_shape), backbone_width=config.width,
+                     outer_lr=t.outer_lr, total_steps=t.steps, jit_compile=t.jit_compile,
+                     **config.learner)
     learner.polarity = config.data.polarity
     return learner
 

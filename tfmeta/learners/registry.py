@@ -9,7 +9,7 @@ then known to ``create``, ``tfmeta.run`` and the CLI::
         name = "mine"
         ...
 
-    learner = create("mine", backbone="conv4", episode=EpisodeConfig(5, 1, 15), width=32)
+    learner = create("mine", "conv4", episode=EpisodeConfig(5, 1, 15), backbone_width=32)
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from tfmeta.settings import check_value
 
 # name -> (learner class, options it fixes). The one registry of the process.
 ALGORITHMS: dict = {}
+CREATE_ARGUMENTS = {"name", "backbone", "episode", "input_shape", "backbone_width", "outer_lr",
+                    "total_steps", "compiled", "jit_compile"}
 
 
 def register(cls=None, *, name: str | None = None, **fixed):
@@ -32,6 +34,12 @@ def register(cls=None, *, name: str | None = None, **fixed):
     MAML is MAML with ``first_order=True``)."""
     def add(learner_class):
         key = name or learner_class.name
+        config = learner_class.config_class
+        fields = {f.name for f in dataclasses.fields(config)} if config else set()
+        clash = sorted(fields & CREATE_ARGUMENTS)
+        if clash:
+            raise ConfigError(f"{key}: options may not be named {', '.join(clash)} (arguments of "
+                              "tfmeta.learners.create)")
         if key in ALGORITHMS and ALGORITHMS[key][0] is not learner_class:
             raise ConfigError(f"a learner named '{key}' is already registered "
                               f"({ALGORITHMS[key][0].__module__}.{ALGORITHMS[key][0].__name__})")
@@ -84,7 +92,7 @@ def make_config(name: str, **overrides):
 
 
 def create(name: str, backbone="conv4", *, episode: EpisodeConfig | None = None,
-           input_shape=(28, 28, 1), width: int = 64, outer_lr: float | None = None,
+           input_shape=(28, 28, 1), backbone_width: int = 64, outer_lr: float | None = None,
            total_steps: int | None = None, compiled: bool = True, jit_compile: bool = False,
            **options):
     """Learner ``name`` on ``backbone``, ready to meta-train.
@@ -96,12 +104,14 @@ def create(name: str, backbone="conv4", *, episode: EpisodeConfig | None = None,
         episode: the (largest) meta-training episode; the learner sizes what depends on it (a
             ``ways``-unit head, SNAIL's sequence length). Default 5-way 1-shot 15-query.
         input_shape: image shape ``(height, width, channels)`` of a named backbone.
-        width: width of a named backbone (conv4: filters per layer; resnet12: first block).
+        backbone_width: width of a named backbone (conv4: filters per layer; resnet12: its first
+            block's).
         outer_lr: learning rate of the learner's outer optimizer (``None``: its paper's).
         total_steps: meta-training steps, for learners whose outer step is annealed (Reptile).
         compiled, jit_compile: compile the steps with ``tf.function`` (and XLA).
         **options: the learner's options (``tfmeta.learners.options(name)``); an unknown one is
-            an error naming the valid ones.
+            an error naming the valid ones. (No option may share a name with the arguments
+            above: ``register`` refuses such a learner.)
     """
     from tfmeta.models import build_model
 
@@ -111,7 +121,7 @@ def create(name: str, backbone="conv4", *, episode: EpisodeConfig | None = None,
     cls.check_episode(config, episode)
     if isinstance(backbone, str):
         model = build_model(backbone, tuple(input_shape), cls.backbone_output, episode.ways,
-                            width=width)
+                            width=backbone_width)
     elif isinstance(backbone, keras.Model):
         model = backbone
     else:
