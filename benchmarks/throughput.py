@@ -1,55 +1,150 @@
-"""Meta-training throughput (tasks per second) of each learner on Conv4, on this machine.
+"""Meta-training throughput of every learner on the standard workload, one JSON line per learner.
 
-The field's reference point: a naive Keras MAML runs ~10 tasks/s here on Conv4, 5-way 1-shot,
-meta-batch 32. Timings drift 1.2-2x between runs on shared machines: compare learners inside one
-run (they are interleaved here), as ratios.
+The standard workload (issue 10): Conv4 of 64 filters with BatchNorm, 28x28x1 images, 5-way 1-shot,
+15 queries per class, meta-batch 32; MAML and first-order MAML one inner SGD step; Reptile five
+full-batch SGD steps on the support set; every other learner its defaults. Each learner runs in a
+fresh process (so its peak memory and first-step time are its own): 3 warm-up meta-steps, then
+``--windows`` windows of ``--window-steps`` meta-steps, tasks/s of each window; the line gives the
+median, min and max, the first step's time (tracing), peak resident memory, and the fraction of
+this machine's FLOP limit (``--peak-gflops``; the model of FLOPs per task is in ``flops_per_task``).
 
-Run:  python benchmarks/throughput.py --meta-batch 32 --width 64 --steps 5 --rounds 2
+Run:  python benchmarks/throughput.py                         # every learner, ~15 min on 2 cores
+      python benchmarks/throughput.py --algorithms maml,protonet --windows 5
+      python benchmarks/throughput.py --quick                 # CI: width 8, meta-batch 4, ~1 min
 """
 
+from __future__ import annotations
+
 import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
 import time
 
-import keras
+# Options that make each learner's inner loop the standard workload's (the peers run the same).
+WORKLOAD_OPTIONS = {
+    "maml": {"inner_steps": 1, "inner_lr": 0.4},
+    "fomaml": {"inner_steps": 1, "inner_lr": 0.4},
+    "reptile": {"inner_steps": 5, "inner_lr": 0.4, "inner_optimizer": "sgd", "inner_batch": None,
+                "test_inner_batch": None, "train_shots": None},
+}
+DEFAULT_ALGORITHMS = "maml,fomaml,reptile,anil,metasgd,protonet,matching,relation,siamese,ridge,svm,snail"
 
-from tfmeta.data import EpisodeConfig, EpisodeSampler, generate_glyphs
-from tfmeta.learners import create
+
+def conv4_flops(width: int, image_size: int, channels: int) -> float:
+    """Multiply-adds x 2 of one Conv4 forward pass (the convolutions; the rest is < 2 %)."""
+    flops, size, cin = 0.0, image_size, channels
+    for _ in range(4):
+        flops += 2 * size * size * 9 * cin * width
+        size, cin = size // 2, width
+    return flops
 
 
-def main():
+def flops_per_task(algorithm: str, ways: int, shots: int, queries: int, width: int,
+                   image_size: int, channels: int, options: dict) -> float:
+    """FLOPs of one task of a meta-step, counting a backward pass as two forwards: every learner
+    forwards and back-propagates its support and query images (3 passes each); an inner step adds
+    3 passes over its images, and a second-order step about 3.6 more (the Hessian-vector product)."""
+    support, query = ways * shots, ways * queries
+    inner = options.get("inner_steps", 1)
+    passes = {"maml": 3 * query + 6.6 * support * inner,
+              "fomaml": 3 * query + 3 * support * inner,
+              "anil": 3 * query + 3 * support,
+              "metasgd": 3 * query + 6.6 * support * inner,
+              "reptile": 3 * support * inner + query}.get(algorithm, 3 * (support + query))
+    return passes * conv4_flops(width, image_size, channels)
+
+
+def measure(args) -> dict:
+    """One learner, in this process."""
+    import keras
+
+    from tfmeta.data import EpisodeConfig, EpisodeSampler, generate_glyphs
+    from tfmeta.learners import create
+
+    episode = EpisodeConfig(args.ways, args.shots, args.queries)
+    source = generate_glyphs(num_classes=100, samples_per_class=args.shots + args.queries,
+                             image_size=args.image_size)
+    sampler = EpisodeSampler(source, episode, args.meta_batch, seed=0)
+    batches = [tuple(t.numpy() for t in b) for b in sampler.dataset(num_batches=4)]
+    began = time.time()
+    for _ in sampler.dataset(num_batches=args.window_steps):
+        pass
+    sampling_rate = args.window_steps * args.meta_batch / (time.time() - began)
+    options = WORKLOAD_OPTIONS.get(args.one, {})
+    keras.utils.set_random_seed(0)
+    learner = create(args.one, "conv4", episode=episode,
+                     input_shape=(args.image_size, args.image_size, 1), backbone_width=args.width,
+                     total_steps=100_000, jit_compile=args.xla, **options)
+    began = time.time()
+    learner.meta_train_step(batches[0])["loss"].numpy()
+    first_step = time.time() - began
+    for i in range(2):
+        learner.meta_train_step(batches[(i + 1) % 4])["loss"].numpy()
+    rates = []
+    for _ in range(args.windows):
+        began = time.time()
+        for i in range(args.window_steps):
+            learner.meta_train_step(batches[i % 4])["loss"].numpy()
+        rates.append(args.window_steps * args.meta_batch / (time.time() - began))
+    limit = args.peak_gflops * 1e9 / flops_per_task(args.one, args.ways, args.shots, args.queries,
+                                                    args.width, args.image_size, 1, options)
+    median = statistics.median(rates)
+    return {"algorithm": args.one, "tasks_per_second": {"median": round(median, 2),
+                                                        "min": round(min(rates), 2),
+                                                        "max": round(max(rates), 2)},
+            "first_step_seconds": round(first_step, 1),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            "flop_limit_tasks_per_second": round(limit, 1),
+            "fraction_of_flop_limit": round(median / limit, 3),
+            "sampling_tasks_per_second": round(sampling_rate, 1),
+            "workload": {"ways": args.ways, "shots": args.shots, "queries": args.queries,
+                         "meta_batch": args.meta_batch, "width": args.width,
+                         "image_size": args.image_size, "xla": args.xla, "options": options,
+                         "windows": args.windows, "window_steps": args.window_steps,
+                         "threads": os.cpu_count()}}
+
+
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--algorithms", default="maml,fomaml,reptile")
+    p.add_argument("--algorithms", default=DEFAULT_ALGORITHMS)
     p.add_argument("--ways", type=int, default=5)
     p.add_argument("--shots", type=int, default=1)
     p.add_argument("--queries", type=int, default=15)
     p.add_argument("--meta-batch", type=int, default=32)
     p.add_argument("--width", type=int, default=64)
-    p.add_argument("--steps", type=int, default=5, help="timed steps per round")
-    p.add_argument("--rounds", type=int, default=2)
-    args = p.parse_args()
-    source = generate_glyphs(num_classes=200, samples_per_class=20)
-    sampler = EpisodeSampler(source, EpisodeConfig(args.ways, args.shots, args.queries),
-                             args.meta_batch)
-    batches = list(sampler.dataset(num_batches=args.steps))
-    learners = {}
-    for name in args.algorithms.split(","):
-        keras.utils.set_random_seed(0)
-        learners[name] = create(name, "conv4", episode=sampler.episode, width=args.width,
-                                total_steps=args.steps * args.rounds + 1)
-        began = time.time()
-        learners[name].meta_train_step(batches[0])  # trace and compile
-        print(f"{name}: first step (tracing) {time.time() - began:.1f} s")
-    rates = {name: [] for name in learners}
-    for _ in range(args.rounds):
-        for name, learner in learners.items():
-            began = time.time()
-            for batch in batches:
-                learner.meta_train_step(batch)["loss"].numpy()
-            rates[name].append(args.steps * args.meta_batch / (time.time() - began))
-    for name, r in rates.items():
-        print(f"{name}: {max(r):.1f} tasks/s (best of {args.rounds} rounds; Conv4 width "
-              f"{args.width}, {args.ways}-way {args.shots}-shot, {args.queries} queries, "
-              f"meta-batch {args.meta_batch})")
+    p.add_argument("--image-size", type=int, default=28)
+    p.add_argument("--windows", type=int, default=3)
+    p.add_argument("--window-steps", type=int, default=7)
+    p.add_argument("--xla", action="store_true")
+    p.add_argument("--peak-gflops", type=float, default=157.0,
+                   help="this machine's fp32 peak (2 AVX2 cores here: 157)")
+    p.add_argument("--quick", action="store_true",
+                   help="width 8, meta-batch 4, 2 windows of 3 steps: checks it runs (CI)")
+    p.add_argument("--one", help=argparse.SUPPRESS)  # internal: measure one learner here
+    return p
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    if args.quick:
+        args.width, args.meta_batch, args.windows, args.window_steps = 8, 4, 2, 3
+    if args.one:
+        print(json.dumps(measure(args)), flush=True)
+        return
+    flags = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--quick"]
+    if args.quick:
+        flags += ["--width", "8", "--meta-batch", "4", "--windows", "2", "--window-steps", "3"]
+    for algorithm in args.algorithms.split(","):
+        r = subprocess.run([sys.executable, __file__, *flags, "--one", algorithm],
+                           capture_output=True, text=True,
+                           env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+        if r.returncode != 0:
+            raise SystemExit(f"{algorithm}: {r.stderr.strip().splitlines()[-1]}")
+        print(r.stdout.strip().splitlines()[-1], flush=True)
 
 
 if __name__ == "__main__":

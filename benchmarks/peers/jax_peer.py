@@ -1,0 +1,181 @@
+"""The standard workload (see benchmarks/throughput.py) in JAX, written as a JAX user would: a
+functional Conv4 with BatchNorm on batch statistics, the per-task computation ``vmap``-ed over the
+meta-batch and the whole meta-step ``jit``-compiled, Adam from optax. One JSON line, the same
+fields as throughput.py.
+
+Run (in the venv that benchmarks/peers/setup.sh jax makes):
+    benchmarks/peers/.venv-jax/bin/python benchmarks/peers/jax_peer.py --algorithm maml
+"""
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import time
+
+os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=true")
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
+
+
+def init_conv4(key, width, channels, ways):
+    params, cin = [], channels
+    for _ in range(4):
+        key, k = jax.random.split(key)
+        w = jax.random.normal(k, (3, 3, cin, width)) * jnp.sqrt(2.0 / (9 * cin))
+        params.append({"w": w, "b": jnp.zeros(width), "gamma": jnp.ones(width),
+                       "beta": jnp.zeros(width)})
+        cin = width
+    head = None
+    if ways:
+        key, k = jax.random.split(key)
+        head = {"w": jax.random.normal(k, (width, ways)) * 0.01, "b": jnp.zeros(ways)}
+    return {"blocks": params, "head": head}
+
+
+def conv4(params, x):
+    for p in params["blocks"]:
+        x = jax.lax.conv_general_dilated(x, p["w"], (1, 1), "SAME",
+                                         dimension_numbers=("NHWC", "HWIO", "NHWC")) + p["b"]
+        mean = x.mean((0, 1, 2))
+        var = ((x - mean) ** 2).mean((0, 1, 2))
+        x = (x - mean) / jnp.sqrt(var + 1e-3) * p["gamma"] + p["beta"]
+        x = jax.nn.relu(x)
+        x = jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
+    x = x.reshape(x.shape[0], -1)
+    if params["head"] is not None:
+        x = x @ params["head"]["w"] + params["head"]["b"]
+    return x
+
+
+def cross_entropy(logits, labels):
+    return -jnp.take_along_axis(jax.nn.log_softmax(logits), labels[:, None], 1).mean()
+
+
+def over_tasks(fn, params, batch, mode):
+    """``fn(params, *task)`` for every task of the meta-batch, stacked: ``vmap`` or a loop
+    unrolled inside ``jit`` (XLA's CPU convolutions with per-task weights can be slower vmapped)."""
+    if mode == "vmap":
+        return jax.vmap(fn, in_axes=(None,) + (0,) * len(batch))(params, *batch)
+    return jnp.stack([fn(params, *(t[i] for t in batch)) for i in range(batch[0].shape[0])])
+
+
+def make_step(algorithm, ways, inner_lr, inner_steps, optimizer, mode):
+    def support_loss(params, x, y):
+        return cross_entropy(conv4(params, x), y)
+
+    def adapt(params, x, y, first_order):
+        for _ in range(inner_steps):
+            grads = jax.grad(support_loss)(params, x, y)
+            if first_order:
+                grads = jax.lax.stop_gradient(grads)
+            params = jax.tree_util.tree_map(lambda p, g: p - inner_lr * g, params, grads)
+        return params
+
+    if algorithm in ("maml", "fomaml"):
+        def task_loss(params, sx, sy, qx, qy):
+            return support_loss(adapt(params, sx, sy, algorithm == "fomaml"), qx, qy)
+
+        def meta_loss(params, batch):
+            return over_tasks(task_loss, params, batch, mode).mean()
+
+        @jax.jit
+        def step(params, state, batch):
+            loss, grads = jax.value_and_grad(meta_loss)(params, batch)
+            updates, state = optimizer.update(grads, state, params)
+            return optax.apply_updates(params, updates), state, loss
+        return step
+
+    if algorithm == "protonet":
+        def episode_loss(params, sx, sy, qx, qy):
+            features = conv4(params, jnp.concatenate([sx, qx]))
+            support, query = features[:sx.shape[0]], features[sx.shape[0]:]
+            one_hot = jax.nn.one_hot(sy, ways)
+            prototypes = (one_hot.T @ support) / one_hot.sum(0)[:, None]
+            logits = -((query[:, None] - prototypes[None]) ** 2).sum(-1)
+            return cross_entropy(logits, qy)
+
+        def meta_loss(params, batch):
+            return over_tasks(episode_loss, params, batch, mode).mean()
+
+        @jax.jit
+        def step(params, state, batch):
+            loss, grads = jax.value_and_grad(meta_loss)(params, batch)
+            updates, state = optimizer.update(grads, state, params)
+            return optax.apply_updates(params, updates), state, loss
+        return step
+
+    if algorithm == "reptile":
+        @jax.jit
+        def step(params, state, batch):
+            sx, sy = batch[0], batch[1]
+            if mode == "vmap":
+                phis = jax.vmap(adapt, in_axes=(None, 0, 0, None))(params, sx, sy, True)
+                mean_phi = jax.tree_util.tree_map(lambda p: p.mean(0), phis)
+            else:
+                phis = [adapt(params, sx[i], sy[i], True) for i in range(sx.shape[0])]
+                mean_phi = jax.tree_util.tree_map(lambda *p: sum(p) / len(p), *phis)
+            pseudo = jax.tree_util.tree_map(lambda t, m: t - m, params, mean_phi)
+            updates, state = optimizer.update(pseudo, state, params)
+            return optax.apply_updates(params, updates), state, jnp.zeros(())
+        return step
+    raise SystemExit(f"jax peer: no {algorithm}")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--algorithm", required=True)
+    p.add_argument("--ways", type=int, default=5)
+    p.add_argument("--shots", type=int, default=1)
+    p.add_argument("--queries", type=int, default=15)
+    p.add_argument("--meta-batch", type=int, default=32)
+    p.add_argument("--width", type=int, default=64)
+    p.add_argument("--image-size", type=int, default=28)
+    p.add_argument("--windows", type=int, default=3)
+    p.add_argument("--window-steps", type=int, default=7)
+    p.add_argument("--tasks", choices=("vmap", "loop"), default="loop",
+                   help="how the meta-batch's tasks run (compare.py tries both, keeps the faster)")
+    args = p.parse_args()
+    rng = np.random.default_rng(0)
+    n, s, q, b = args.ways, args.shots, args.queries, args.meta_batch
+    shape = (args.image_size, args.image_size, 1)
+    batches = [tuple(jnp.asarray(a) for a in (
+        rng.random((b, n * s) + shape, np.float32), np.tile(np.arange(n).repeat(s), (b, 1)),
+        rng.random((b, n * q) + shape, np.float32), np.tile(np.arange(n).repeat(q), (b, 1))))
+        for _ in range(4)]
+    head = None if args.algorithm == "protonet" else n
+    params = init_conv4(jax.random.PRNGKey(0), args.width, 1, head)
+    optimizer = (optax.sgd(1.0) if args.algorithm == "reptile" else optax.adam(1e-3))
+    state = optimizer.init(params)
+    inner_steps = 5 if args.algorithm == "reptile" else 1
+    step = make_step(args.algorithm, n, 0.4, inner_steps, optimizer, args.tasks)
+    began = time.time()
+    params, state, loss = step(params, state, batches[0])
+    loss.block_until_ready()
+    first = time.time() - began
+    for i in range(2):
+        params, state, loss = step(params, state, batches[(i + 1) % 4])
+    loss.block_until_ready()
+    rates = []
+    for _ in range(args.windows):
+        began = time.time()
+        for i in range(args.window_steps):
+            params, state, loss = step(params, state, batches[i % 4])
+        jax.tree_util.tree_leaves(params)[0].block_until_ready()
+        rates.append(args.window_steps * b / (time.time() - began))
+    print(json.dumps({"peer": "jax", "algorithm": args.algorithm, "tasks": args.tasks,
+                      "tasks_per_second": {"median": round(statistics.median(rates), 2),
+                                           "min": round(min(rates), 2),
+                                           "max": round(max(rates), 2)},
+                      "first_step_seconds": round(first, 1),
+                      "peak_rss_mb": round(resource.getrusage(
+                          resource.RUSAGE_SELF).ru_maxrss / 1024),
+                      "version": jax.__version__}))
+
+
+if __name__ == "__main__":
+    main()
