@@ -39,7 +39,8 @@ class ANIL(MAML):
 
     def inner_loop(self, theta, x, y, steps, differentiable=True):
         body, head = list(theta[:-self.head_size]), list(theta[-self.head_size:])
-        head = sgd_inner_loop(lambda h, images: self.forward(body + list(h), images), head, x, y,
-                              steps, self.config.inner_lr, differentiable=differentiable,
-                              first_order=self.config.first_order, loss_fn=self.inner_loss)
+        head = sgd_inner_loop(self.forward, head, x, y, steps, self.config.inner_lr,
+                              fixed=body, differentiable=differentiable,
+                              first_order=self.config.first_order, loss_fn=self.inner_loss,
+                              recompute=self.config.recompute_inner)
         return body + head

@@ -125,17 +125,45 @@ class Learner:
 
     def task_losses(self, support_x, support_y, query_x, query_y):
         """``(losses [B], accuracies [B])``: each task's differentiable meta-training objective
-        (its query loss after adaptation) and query accuracy, for a meta-batch."""
+        (its query loss after adaptation) and query accuracy, for a meta-batch (the outer step
+        gives it one task at a time: a meta-batch of one)."""
         raise NotImplementedError
 
-    def outer_gradients(self, support_x, support_y, query_x, query_y):
-        """``(gradients, losses [B], accuracies [B])``: the gradients of the mean task loss over
-        the meta-batch with respect to ``meta_variables``. With a loss-scaling optimizer
-        (mixed precision) the loss is scaled here and the optimizer unscales the gradients."""
+    def task_gradient(self, support_x, support_y, query_x, query_y, index):
+        """``(gradients, loss, accuracy)`` of one task (``support_x [N*K, H, W, C]``, ...; its
+        ``index`` in the meta-batch): the gradient of its loss with respect to
+        ``meta_variables``. With a loss-scaling optimizer (mixed precision) the loss is scaled
+        here and the optimizer unscales the gradients."""
         with tf.GradientTape() as tape:
-            losses, accuracies = self.task_losses(support_x, support_y, query_x, query_y)
-            loss = self.optimizer.scale_loss(tf.reduce_mean(losses))
-        return tape.gradient(loss, self.meta_variables), losses, accuracies
+            losses, accuracies = self.task_losses(support_x[None], support_y[None],
+                                                  query_x[None], query_y[None])
+            loss = self.optimizer.scale_loss(losses[0])
+        gradients = tape.gradient(loss, self.meta_variables,
+                                  unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        return gradients, losses[0], accuracies[0]
+
+    def outer_gradients(self, support_x, support_y, query_x, query_y):
+        """``(gradients, losses [B], accuracies [B])``: the mean over the meta-batch of the
+        tasks' gradients (``task_gradient``), one task after the other in a ``tf.while_loop``.
+        Only one task's activations are alive at a time: memory does not grow with the
+        meta-batch, the graph holds one task (tracing takes seconds, not minutes), and each
+        task's BatchNorm sees its own episode, as in the papers."""
+        tasks = tf.shape(support_x)[0]
+
+        def body(i, total, losses, accuracies):
+            gradients, loss, accuracy_ = self.task_gradient(support_x[i], support_y[i],
+                                                            query_x[i], query_y[i], i)
+            total = [t + g for t, g in zip(total, gradients)]
+            return (i + 1, total, losses.write(i, tf.cast(loss, tf.float32)),
+                    accuracies.write(i, tf.cast(accuracy_, tf.float32)))
+
+        zeros = [tf.zeros_like(v) for v in self.meta_variables]
+        _, total, losses, accuracies = tf.while_loop(
+            lambda i, *_: i < tasks, body,
+            (tf.constant(0), zeros, tf.TensorArray(tf.float32, tasks),
+             tf.TensorArray(tf.float32, tasks)), parallel_iterations=1)
+        return ([t / tf.cast(tasks, t.dtype) for t in total], losses.stack(),
+                accuracies.stack())
 
     def _meta_train_step(self, support_x, support_y, query_x, query_y) -> dict:
         """The outer step, the one place that reduces over the meta-batch and updates."""
@@ -319,7 +347,8 @@ class OptimizationLearner(Learner):
         return sgd_inner_loop(self.forward, theta, x, y, steps, self.config.inner_lr,
                               differentiable=differentiable,
                               first_order=getattr(self.config, "first_order", False),
-                              loss_fn=self.inner_loss)
+                              loss_fn=self.inner_loss,
+                              recompute=getattr(self.config, "recompute_inner", False))
 
     def test_adaptation(self, theta, support_x, support_y):
         """phi for one support set at test time (evaluation, ``adapt``, served models)."""

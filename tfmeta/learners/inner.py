@@ -20,7 +20,8 @@ def check_inner_options(inner_steps: int, test_inner_steps, inner_reduction: str
 
 
 def sgd_inner_loop(forward, params, x, y, steps: int, learning_rate, differentiable: bool = True,
-                   first_order: bool = False, loss_fn=cross_entropy):
+                   first_order: bool = False, loss_fn=cross_entropy, recompute: bool = False,
+                   fixed=()):
     """``steps`` plain gradient steps on ``loss_fn(forward(params, x), y)``.
 
     ``phi_0 = params``; ``phi_{t+1} = phi_t - learning_rate * grad L(phi_t)``.
@@ -34,22 +35,57 @@ def sgd_inner_loop(forward, params, x, y, steps: int, learning_rate, differentia
         first_order: keep the chain but treat inner gradients as constants (first-order MAML):
             ``d phi_T / d params`` becomes the identity.
         loss_fn: ``(logits, labels) -> scalar``; mean cross-entropy by default.
+        fixed: tensors that come before ``params`` in ``forward``'s parameter list and are not
+            adapted (ANIL's body): ``forward(fixed + phi, x)``.
+        recompute: gradient checkpointing: each step keeps only its inputs and outputs for the
+            outer backward pass and recomputes its activations there (``tf.recompute_grad``),
+            so memory no longer grows with the activations of every step; same gradients.
     Returns:
         the adapted parameters ``phi_steps`` as a list of tensors.
     """
-    rates = learning_rate if isinstance(learning_rate, (list, tuple)) else [learning_rate] * len(params)
-    params = list(params)
-    for _ in range(steps):
+    per_parameter = isinstance(learning_rate, (list, tuple))
+    n, fixed = len(params), list(fixed)
+    rates_given = list(learning_rate) if per_parameter else []
+
+    def step(*tensors):  # (phi_t, rates if per parameter, fixed) -> phi_{t+1}
+        phi = list(tensors[:n])
+        rates = list(tensors[n:n + len(rates_given)]) or [learning_rate] * n
+        frozen = list(tensors[n + len(rates_given):])
         with tf.GradientTape(watch_accessed_variables=False) as tape:
-            tape.watch(params)
-            loss = loss_fn(forward(params, x), y)
-        grads = tape.gradient(loss, params)
+            tape.watch(phi)
+            loss = loss_fn(forward(frozen + phi, x), y)
+        grads = tape.gradient(loss, phi)
         if first_order or not differentiable:
             grads = [tf.stop_gradient(g) for g in grads]
-        params = [p - r * g for p, r, g in zip(params, rates, grads)]
+        return [p - r * g for p, r, g in zip(phi, rates, grads)]
+
+    if recompute and differentiable:
+        step = checkpointed(step)
+    params = list(params)
+    for _ in range(steps):
+        params = list(step(*params, *rates_given, *fixed))
         if not differentiable:
             params = [tf.stop_gradient(p) for p in params]
     return params
+
+
+def checkpointed(step):
+    """``step`` (tensors -> list of tensors) with gradient checkpointing: the backward pass runs
+    ``step`` again under a tape instead of keeping its activations from the forward pass. Unlike
+    ``tf.recompute_grad``, ``step`` may take gradients itself (an inner step does): the recomputed
+    inner gradient is differentiated again, so the second-order term is kept."""
+    def wrapped(*inputs):
+        @tf.custom_gradient
+        def run(*inputs):
+            def gradient(*upstream):
+                with tf.GradientTape(watch_accessed_variables=False) as tape:
+                    tape.watch(inputs)
+                    again = step(*inputs)
+                return tape.gradient(again, list(inputs), output_gradients=list(upstream),
+                                     unconnected_gradients=tf.UnconnectedGradients.ZERO)
+            return step(*inputs), gradient
+        return run(*inputs)
+    return wrapped
 
 
 def minibatch_indices(size, batch_size, steps: int, seed):

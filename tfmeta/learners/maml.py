@@ -37,6 +37,9 @@ class MAMLConfig:
         first_order: first-order MAML (no second-order term).
         test_inner_steps: inner steps at evaluation and in ``adapt`` (the paper uses more than in
             training); ``None``: ``inner_steps``.
+        recompute_inner: gradient checkpointing of the inner loop: the outer backward pass
+            recomputes each inner step's activations instead of keeping them, so memory stays
+            near one step's for many inner steps (same meta-gradients; more compute).
         inner_reduction: the support loss of the inner loop. ``"sum/shots"`` (default) is the MAML
             code's: per-image cross-entropy summed over the N*K support images and divided by K,
             i.e. N times the mean, so alpha = 0.4 is the paper's step (an effective step of 2.0
@@ -51,6 +54,7 @@ class MAMLConfig:
     first_order: bool = False
     test_inner_steps: int | None = 3
     inner_reduction: str = "sum/shots"
+    recompute_inner: bool = False
 
     def __post_init__(self):
         check_inner_options(self.inner_steps, self.test_inner_steps, self.inner_reduction)

@@ -139,14 +139,12 @@ class Reptile(OptimizationLearner):
         logits = self.forward(phi, query_x)
         return phi, cross_entropy(logits, query_y), accuracy(logits, query_y)
 
-    def outer_gradients(self, support_x, support_y, query_x, query_y):
-        """Reptile's "gradient" ``theta - mean_i(phi_i)`` (no tape: nothing is differentiated),
-        which the outer SGD with rate epsilon turns into the interpolation above."""
+    def task_gradient(self, support_x, support_y, query_x, query_y, index):
+        """Reptile's "gradient" of one task, ``theta - phi_i`` (nothing is differentiated): its
+        mean over the meta-batch, applied by the outer SGD with rate epsilon, is the
+        interpolation above."""
         theta = self.weights()
-        step = tf.cast(self.optimizer.iterations, tf.int32)
-        results = [self.task_update(theta, support_x[i], support_y[i], query_x[i], query_y[i],
-                                    seed=tf.stack([step, i])) for i in range(support_x.shape[0])]
-        phis, losses, accuracies = zip(*results)
-        mean_phi = [tf.add_n(list(ws)) / len(phis) for ws in zip(*phis)]
-        return ([t - m for t, m in zip(theta, mean_phi)], tf.stack(losses),
-                tf.stack(accuracies))
+        seed = tf.stack([tf.cast(self.optimizer.iterations, tf.int32), index])
+        phi, loss, accuracy_ = self.task_update(theta, support_x, support_y, query_x, query_y,
+                                                seed=seed)
+        return [t - p for t, p in zip(theta, phi)], loss, accuracy_

@@ -1,0 +1,34 @@
+"""The throughput benchmark's quick mode runs in CI: every field it reports is there and sane."""
+
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.join(os.path.dirname(__file__), "..")
+
+
+def test_throughput_quick_mode_reports_every_field():
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "throughput.py"),
+                        "--quick", "--algorithms", "maml,protonet,reptile"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+    assert [line["algorithm"] for line in lines] == ["maml", "protonet", "reptile"]
+    for line in lines:
+        rate = line["tasks_per_second"]
+        assert 0 < rate["min"] <= rate["median"] <= rate["max"], line
+        assert line["peak_rss_mb"] > 100 and line["first_step_seconds"] > 0
+        assert 0 < line["fraction_of_flop_limit"] < 1 and line["sampling_tasks_per_second"] > 0
+        assert line["workload"]["meta_batch"] == 4 and line["workload"]["width"] == 8
+
+
+def test_flop_model_matches_the_issue_figures():
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    from throughput import conv4_flops, flops_per_task
+
+    assert abs(conv4_flops(64, 28, 1) / 1e6 - 19.6) < 0.2  # MFLOP per Conv4 forward, 28x28
+    limit = {a: 157e9 / flops_per_task(a, 5, 1, 15, 64, 28, 1, {"inner_steps": s})
+             for a, s in (("maml", 1), ("fomaml", 1), ("protonet", 1), ("reptile", 5))}
+    assert round(limit["maml"]) in (31, 32) and round(limit["fomaml"]) in (33, 34)
+    assert round(limit["protonet"]) in (33, 34)
