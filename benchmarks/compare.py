@@ -42,6 +42,8 @@ def main():
     p.add_argument("--width", type=int, default=64)
     p.add_argument("--windows", type=int, default=3)
     p.add_argument("--window-steps", type=int, default=7)
+    p.add_argument("--jax-tasks", default="loop,vmap",
+                   help="the JAX peer's forms to try (the faster is kept)")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--out", default=None, help="also write the rows as JSON here")
     args = p.parse_args()
@@ -61,7 +63,8 @@ def main():
             for peer in peers:
                 python = os.path.join(PEERS, f".venv-{peer}", "bin", "python")
                 script = os.path.join(PEERS, f"{peer}_peer.py")
-                forms = [["--tasks", "loop"], ["--tasks", "vmap"]] if peer == "jax" else [[]]
+                forms = ([["--tasks", t] for t in args.jax_tasks.split(",")] if peer == "jax"
+                         else [[]])
                 measured = [run([python, script, "--algorithm", learner, *workload, *form])
                             for form in forms]
                 results.setdefault(peer, []).append(
