@@ -64,6 +64,16 @@ def over_tasks(fn, params, batch, mode):
     return jnp.stack([fn(params, *(t[i] for t in batch)) for i in range(batch[0].shape[0])])
 
 
+def gradient_step(meta_loss, optimizer):
+    """One jitted optimizer step on ``meta_loss(params, batch)``."""
+    @jax.jit
+    def step(params, state, batch):
+        loss, grads = jax.value_and_grad(meta_loss)(params, batch)
+        updates, state = optimizer.update(grads, state, params)
+        return optax.apply_updates(params, updates), state, loss
+    return step
+
+
 def make_step(algorithm, ways, inner_lr, inner_steps, optimizer, mode):
     def support_loss(params, x, y):
         return cross_entropy(conv4(params, x), y)
@@ -80,15 +90,8 @@ def make_step(algorithm, ways, inner_lr, inner_steps, optimizer, mode):
         def task_loss(params, sx, sy, qx, qy):
             return support_loss(adapt(params, sx, sy, algorithm == "fomaml"), qx, qy)
 
-        def meta_loss(params, batch):
-            return over_tasks(task_loss, params, batch, mode).mean()
-
-        @jax.jit
-        def step(params, state, batch):
-            loss, grads = jax.value_and_grad(meta_loss)(params, batch)
-            updates, state = optimizer.update(grads, state, params)
-            return optax.apply_updates(params, updates), state, loss
-        return step
+        return gradient_step(lambda params, batch: over_tasks(task_loss, params, batch,
+                                                              mode).mean(), optimizer)
 
     if algorithm == "protonet":
         def episode_loss(params, sx, sy, qx, qy):
@@ -99,15 +102,8 @@ def make_step(algorithm, ways, inner_lr, inner_steps, optimizer, mode):
             logits = -((query[:, None] - prototypes[None]) ** 2).sum(-1)
             return cross_entropy(logits, qy)
 
-        def meta_loss(params, batch):
-            return over_tasks(episode_loss, params, batch, mode).mean()
-
-        @jax.jit
-        def step(params, state, batch):
-            loss, grads = jax.value_and_grad(meta_loss)(params, batch)
-            updates, state = optimizer.update(grads, state, params)
-            return optax.apply_updates(params, updates), state, loss
-        return step
+        return gradient_step(lambda params, batch: over_tasks(episode_loss, params, batch,
+                                                              mode).mean(), optimizer)
 
     if algorithm == "reptile":
         @jax.jit
