@@ -19,10 +19,11 @@ import argparse
 import json
 import os
 import resource
-import statistics
 import subprocess
 import sys
 import time
+
+from workload import add_workload_flags, tasks_per_second
 
 # Options that make each learner's inner loop the standard workload's (the peers run the same).
 WORKLOAD_OPTIONS = {
@@ -82,20 +83,12 @@ def measure(args) -> dict:
     began = time.time()
     learner.meta_train_step(batches[0])["loss"].numpy()
     first_step = time.time() - began
-    for i in range(2):
-        learner.meta_train_step(batches[(i + 1) % 4])["loss"].numpy()
-    rates = []
-    for _ in range(args.windows):
-        began = time.time()
-        for i in range(args.window_steps):
-            learner.meta_train_step(batches[i % 4])["loss"].numpy()
-        rates.append(args.window_steps * args.meta_batch / (time.time() - began))
+    rates = tasks_per_second(
+        lambda i: learner.meta_train_step(batches[i % 4])["loss"].numpy(), args)
     limit = args.peak_gflops * 1e9 / flops_per_task(args.one, args.ways, args.shots, args.queries,
                                                     args.width, args.image_size, 1, options)
-    median = statistics.median(rates)
-    return {"algorithm": args.one, "tasks_per_second": {"median": round(median, 2),
-                                                        "min": round(min(rates), 2),
-                                                        "max": round(max(rates), 2)},
+    median = rates["median"]
+    return {"algorithm": args.one, "tasks_per_second": rates,
             "first_step_seconds": round(first_step, 1),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
             "flop_limit_tasks_per_second": round(limit, 1),
@@ -111,14 +104,7 @@ def measure(args) -> dict:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--algorithms", default=DEFAULT_ALGORITHMS)
-    p.add_argument("--ways", type=int, default=5)
-    p.add_argument("--shots", type=int, default=1)
-    p.add_argument("--queries", type=int, default=15)
-    p.add_argument("--meta-batch", type=int, default=32)
-    p.add_argument("--width", type=int, default=64)
-    p.add_argument("--image-size", type=int, default=28)
-    p.add_argument("--windows", type=int, default=3)
-    p.add_argument("--window-steps", type=int, default=7)
+    add_workload_flags(p)
     p.add_argument("--xla", action="store_true")
     p.add_argument("--peak-gflops", type=float, default=157.0,
                    help="this machine's fp32 peak (2 AVX2 cores here: 157)")

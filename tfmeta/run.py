@@ -24,7 +24,7 @@ from tfmeta.data.images import polarity
 from tfmeta.errors import ConfigError
 from tfmeta.evaluation import evaluate, format_result, write_result
 from tfmeta.files import write_json
-from tfmeta.learners import create, learner_class, make_config
+from tfmeta.learners import create, learner_class, make_config, options
 from tfmeta.models import BACKBONES
 from tfmeta.settings import check_value
 from tfmeta.trainer import MetaTrainer
@@ -117,7 +117,7 @@ class RunConfig:
         the run replays the same even if a default changes later."""
         config = self.learner_config()
         values = dataclasses.asdict(config) if config is not None else {}
-        return dataclasses.replace(self, learner={k: values[k] for k in _options(self.algorithm)})
+        return dataclasses.replace(self, learner={k: values[k] for k in options(self.algorithm)})
 
     def to_dict(self) -> dict:
         """The config tree as plain values (what ``run.json`` holds)."""
@@ -193,12 +193,6 @@ def _keys(config: RunConfig) -> list:
     d = config.to_dict()
     return [f"{k}.{n}" if k in SECTIONS else k for k, v in d.items() if k != "learner"
             for n in (v if k in SECTIONS else [None])]
-
-
-def _options(algorithm):
-    from tfmeta.learners import options
-
-    return options(algorithm)
 
 
 def build_learner(config: RunConfig, input_shape, seed: bool = True):

@@ -11,7 +11,7 @@ import argparse
 import json
 import os
 import resource
-import statistics
+import sys
 import time
 
 os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=true")
@@ -20,6 +20,9 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from workload import add_workload_flags, tasks_per_second  # noqa: E402
 
 
 def init_conv4(key, width, channels, ways):
@@ -125,14 +128,7 @@ def make_step(algorithm, ways, inner_lr, inner_steps, optimizer, mode):
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--algorithm", required=True)
-    p.add_argument("--ways", type=int, default=5)
-    p.add_argument("--shots", type=int, default=1)
-    p.add_argument("--queries", type=int, default=15)
-    p.add_argument("--meta-batch", type=int, default=32)
-    p.add_argument("--width", type=int, default=64)
-    p.add_argument("--image-size", type=int, default=28)
-    p.add_argument("--windows", type=int, default=3)
-    p.add_argument("--window-steps", type=int, default=7)
+    add_workload_flags(p)
     p.add_argument("--tasks", choices=("vmap", "loop"), default="loop",
                    help="how the meta-batch's tasks run (compare.py tries both, keeps the faster)")
     args = p.parse_args()
@@ -153,20 +149,16 @@ def main():
     params, state, loss = step(params, state, batches[0])
     loss.block_until_ready()
     first = time.time() - began
-    for i in range(2):
-        params, state, loss = step(params, state, batches[(i + 1) % 4])
-    loss.block_until_ready()
-    rates = []
-    for _ in range(args.windows):
-        began = time.time()
-        for i in range(args.window_steps):
-            params, state, loss = step(params, state, batches[i % 4])
-        jax.tree_util.tree_leaves(params)[0].block_until_ready()
-        rates.append(args.window_steps * b / (time.time() - began))
+    trained = {"params": params, "state": state}
+
+    def one_step(i):  # waits for the step, as the others do
+        trained["params"], trained["state"], _ = step(trained["params"], trained["state"],
+                                                     batches[i % 4])
+        jax.tree_util.tree_leaves(trained["params"])[0].block_until_ready()
+
+    rates = tasks_per_second(one_step, args)
     print(json.dumps({"peer": "jax", "algorithm": args.algorithm, "tasks": args.tasks,
-                      "tasks_per_second": {"median": round(statistics.median(rates), 2),
-                                           "min": round(min(rates), 2),
-                                           "max": round(max(rates), 2)},
+                      "tasks_per_second": rates,
                       "first_step_seconds": round(first, 1),
                       "peak_rss_mb": round(resource.getrusage(
                           resource.RUSAGE_SELF).ru_maxrss / 1024),

@@ -11,13 +11,16 @@ import argparse
 import json
 import os
 import resource
-import statistics
+import sys
 import time
 
 import numpy as np
 import torch
 from torch import nn
 from torch.func import functional_call
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from workload import add_workload_flags, tasks_per_second  # noqa: E402
 
 
 def conv4(width, ways):
@@ -35,14 +38,7 @@ def conv4(width, ways):
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--algorithm", required=True)
-    p.add_argument("--ways", type=int, default=5)
-    p.add_argument("--shots", type=int, default=1)
-    p.add_argument("--queries", type=int, default=15)
-    p.add_argument("--meta-batch", type=int, default=32)
-    p.add_argument("--width", type=int, default=64)
-    p.add_argument("--image-size", type=int, default=28)
-    p.add_argument("--windows", type=int, default=3)
-    p.add_argument("--window-steps", type=int, default=7)
+    add_workload_flags(p)
     args = p.parse_args()
     torch.set_num_threads(os.cpu_count())
     torch.manual_seed(0)
@@ -102,18 +98,8 @@ def main():
     began = time.time()
     step(batches[0])
     first = time.time() - began
-    for i in range(2):
-        step(batches[(i + 1) % 4])
-    rates = []
-    for _ in range(args.windows):
-        began = time.time()
-        for i in range(args.window_steps):
-            step(batches[i % 4])
-        rates.append(args.window_steps * b / (time.time() - began))
-    print(json.dumps({"peer": "torch", "algorithm": args.algorithm,
-                      "tasks_per_second": {"median": round(statistics.median(rates), 2),
-                                           "min": round(min(rates), 2),
-                                           "max": round(max(rates), 2)},
+    rates = tasks_per_second(lambda i: step(batches[i % 4]), args)
+    print(json.dumps({"peer": "torch", "algorithm": args.algorithm, "tasks_per_second": rates,
                       "first_step_seconds": round(first, 1),
                       "peak_rss_mb": round(resource.getrusage(
                           resource.RUSAGE_SELF).ru_maxrss / 1024),
