@@ -48,14 +48,16 @@ def flops_per_task(algorithm: str, ways: int, shots: int, queries: int, width: i
                    image_size: int, channels: int, options: dict) -> float:
     """FLOPs of one task of a meta-step, counting a backward pass as two forwards: every learner
     forwards and back-propagates its support and query images (3 passes each); an inner step adds
-    3 passes over its images, and a second-order step about 3.6 more (the Hessian-vector product)."""
+    3 passes over its images, and a second-order step about 3.6 more (the Hessian-vector product).
+    Reptile's meta-training step is its inner loop alone (its reported loss is the last inner
+    step's)."""
     support, query = ways * shots, ways * queries
     inner = options.get("inner_steps", 1)
     passes = {"maml": 3 * query + 6.6 * support * inner,
               "fomaml": 3 * query + 3 * support * inner,
               "anil": 3 * query + 3 * support,
               "metasgd": 3 * query + 6.6 * support * inner,
-              "reptile": 3 * support * inner + query}.get(algorithm, 3 * (support + query))
+              "reptile": 3 * support * inner}.get(algorithm, 3 * (support + query))
     return passes * conv4_flops(width, image_size, channels)
 
 

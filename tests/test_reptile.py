@@ -26,7 +26,7 @@ def test_reptile_update_equals_its_formula():
     theta = [v.numpy() for v in model.trainable_variables]
     # Independent: ordinary Keras SGD training of a copy of the model on each task's support and
     # query images (train_shots = 3 = 2 shots + 1 query per class: all of a task's data).
-    phis = []
+    phis, last_losses = [], []
     for i in range(2):
         copy = keras.models.clone_model(model)
         copy.set_weights(model.get_weights())
@@ -39,7 +39,10 @@ def test_reptile_update_equals_its_formula():
             sgd.apply_gradients(zip(tape.gradient(loss, copy.trainable_variables),
                                     copy.trainable_variables))
         phis.append([v.numpy() for v in copy.trainable_variables])
-    learner.meta_train_step((sx, sy, qx, qy))
+        last_losses.append(float(loss))
+    reported = learner.meta_train_step((sx, sy, qx, qy))
+    # its training loss: the last inner step's, before that step's update, averaged over tasks
+    np.testing.assert_allclose(float(reported["loss"]), np.mean(last_losses), rtol=1e-5)
     for k, t in enumerate(theta):
         expected = t + epsilon * (np.mean([p[k] for p in phis], axis=0) - t)
         np.testing.assert_allclose(model.trainable_variables[k].numpy(), expected, atol=1e-5)
@@ -68,8 +71,9 @@ def test_adam_inner_loop_equals_keras_adam_on_the_same_minibatches():
     x = rng.normal(size=(10, 4)).astype(np.float32)
     y = rng.integers(0, 3, 10).astype(np.int32)
     seed = tf.constant([7, 3])
-    phi = learner.inner_loop(learner.weights(), tf.constant(x), tf.constant(y), 4, batch_size=4,
-                             seed=seed)
+    phi, last_loss, last_accuracy = learner.inner_loop(
+        learner.weights(), tf.constant(x), tf.constant(y), 4, batch_size=4, seed=seed,
+        with_metrics=True)
     batches = minibatch_indices(10, 4, 4, seed).numpy()
     copy = keras.models.clone_model(model)
     copy.set_weights(model.get_weights())
@@ -78,8 +82,13 @@ def test_adam_inner_loop_equals_keras_adam_on_the_same_minibatches():
         with tf.GradientTape() as tape:
             loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(
                 y[b], copy(x[b], training=True))
+        correct = np.mean(np.argmax(copy(x[b], training=True).numpy(), -1) == y[b])
         adam.apply_gradients(zip(tape.gradient(loss, copy.trainable_variables),
                                  copy.trainable_variables))
+    # The reported figures (Reptile's training loss, at no extra forward pass) are the last
+    # minibatch's, before its update.
+    np.testing.assert_allclose(float(last_loss), float(loss), rtol=1e-5)
+    assert float(last_accuracy) == correct
     for p, v in zip(phi, copy.trainable_variables):
         np.testing.assert_allclose(p.numpy(), v.numpy(), rtol=1e-5, atol=1e-6)
     for p, t in zip(phi, model.trainable_variables):  # the model itself is untouched

@@ -7,7 +7,9 @@ a change that is meant to change the numbers (``--record NAME,NAME``), and say s
 commit. Re-recorded since: the metric learners (matching, protonet, relation, ridge, siamese,
 snail, svm) when the outer step began to take the tasks one at a time (issue 10): their BatchNorm
 normalises each episode with its own statistics, as in their papers, instead of the whole
-meta-batch at once. The optimisation learners' figures are still the first recording's.
+meta-batch at once; Reptile's training loss when it became the last inner step's (no extra forward
+pass over the query images; its test figures, hence its weights, are unchanged). The other
+optimisation learners' figures are still the first recording's.
 """
 
 import json

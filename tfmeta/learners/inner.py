@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from tfmeta.learners.losses import cross_entropy
+from tfmeta.learners.losses import accuracy, cross_entropy
 
 
 INNER_REDUCTIONS = ("sum/shots", "mean")
@@ -21,7 +21,7 @@ def check_inner_options(inner_steps: int, test_inner_steps, inner_reduction: str
 
 def sgd_inner_loop(forward, params, x, y, steps: int, learning_rate, differentiable: bool = True,
                    first_order: bool = False, loss_fn=cross_entropy, recompute: bool = False,
-                   fixed=()):
+                   fixed=(), with_metrics: bool = False):
     """``steps`` plain gradient steps on ``loss_fn(forward(params, x), y)``.
 
     ``phi_0 = params``; ``phi_{t+1} = phi_t - learning_rate * grad L(phi_t)``.
@@ -40,12 +40,16 @@ def sgd_inner_loop(forward, params, x, y, steps: int, learning_rate, differentia
         recompute: gradient checkpointing: each step keeps only its inputs and outputs for the
             outer backward pass and recomputes its activations there (``tf.recompute_grad``),
             so memory no longer grows with the activations of every step; same gradients.
+        with_metrics: also return the loss and accuracy of the last step's forward pass (on
+            ``x`` at ``phi_{steps-1}``, before its update): training figures at no extra cost.
     Returns:
-        the adapted parameters ``phi_steps`` as a list of tensors.
+        the adapted parameters ``phi_steps`` as a list of tensors; with ``with_metrics``, the
+        tuple ``(phi_steps, loss, accuracy)``.
     """
     per_parameter = isinstance(learning_rate, (list, tuple))
     n, fixed = len(params), list(fixed)
     rates_given = list(learning_rate) if per_parameter else []
+    last = {}  # the last step's loss and logits, for with_metrics
 
     def step(*tensors):  # (phi_t, rates if per parameter, fixed) -> phi_{t+1}
         phi = list(tensors[:n])
@@ -53,7 +57,9 @@ def sgd_inner_loop(forward, params, x, y, steps: int, learning_rate, differentia
         frozen = list(tensors[n + len(rates_given):])
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(phi)
-            loss = loss_fn(forward(frozen + phi, x), y)
+            logits = forward(frozen + phi, x)
+            loss = loss_fn(logits, y)
+        last.update(loss=loss, logits=logits)
         grads = tape.gradient(loss, phi)
         if first_order or not differentiable:
             grads = [tf.stop_gradient(g) for g in grads]
@@ -66,6 +72,10 @@ def sgd_inner_loop(forward, params, x, y, steps: int, learning_rate, differentia
         params = list(step(*params, *rates_given, *fixed))
         if not differentiable:
             params = [tf.stop_gradient(p) for p in params]
+    if with_metrics:
+        if recompute and differentiable:
+            raise ValueError("with_metrics is not available with recompute")
+        return params, last["loss"], accuracy(last["logits"], y)
     return params
 
 
@@ -100,7 +110,8 @@ def minibatch_indices(size, batch_size, steps: int, seed):
 
 def adam_inner_loop(forward, params, x, y, steps: int, learning_rate: float,
                     batch_size: int | None = None, seed=(0, 0), beta1: float = 0.0,
-                    beta2: float = 0.999, epsilon: float = 1e-8, loss_fn=cross_entropy):
+                    beta2: float = 0.999, epsilon: float = 1e-8, loss_fn=cross_entropy,
+                    with_metrics: bool = False):
     """``steps`` Adam steps (fresh moments) on minibatches of ``(x, y)``, with no graph to
     ``params`` (Reptile's inner loop). The update is TensorFlow's / Keras' Adam::
 
@@ -108,7 +119,8 @@ def adam_inner_loop(forward, params, x, y, steps: int, learning_rate: float,
         phi -= learning_rate * sqrt(1 - beta2^t) / (1 - beta1^t) * m / (sqrt(v) + epsilon)
 
     ``batch_size=None``, or at least the number of examples, trains on all of ``x`` every step;
-    otherwise on minibatches from :func:`minibatch_indices` with ``seed``.
+    otherwise on minibatches from :func:`minibatch_indices` with ``seed``. ``with_metrics``:
+    return ``(phi, loss, accuracy)``, the figures of the last step's minibatch before its update.
     """
     params = [tf.stop_gradient(p) for p in params]
     size = x.shape[0] if x.shape[0] is not None else tf.shape(x)[0]
@@ -118,24 +130,30 @@ def adam_inner_loop(forward, params, x, y, steps: int, learning_rate: float,
         batch_size = batch_size if isinstance(size, int) else tf.minimum(batch_size, size)
         batches = minibatch_indices(size, batch_size, steps, seed)
 
-    def step(t, params, m, v):
+    def step(t, params, m, v, loss, accuracy_):
         if batches is None:
             xb, yb = x, y
         else:
             xb, yb = tf.gather(x, batches[t - 1]), tf.gather(y, batches[t - 1])
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(params)
-            loss = loss_fn(forward(params, xb), yb)
+            logits = forward(params, xb)
+            loss = loss_fn(logits, yb)
+        accuracy_ = accuracy(logits, yb)
+        loss = tf.cast(loss, tf.float32)
         grads = tape.gradient(loss, params)
         time = tf.cast(t, params[0].dtype)
         rate = learning_rate * tf.sqrt(1 - beta2 ** time) / (1 - beta1 ** time)
         m = [beta1 * mi + (1 - beta1) * g for mi, g in zip(m, grads)]
         v = [beta2 * vi + (1 - beta2) * g * g for vi, g in zip(v, grads)]
         params = [p - rate * mi / (tf.sqrt(vi) + epsilon) for p, mi, vi in zip(params, m, v)]
-        return t + 1, params, m, v
+        return t + 1, params, m, v, loss, accuracy_
 
     # A graph loop, not an unrolled one: test-time adaptation runs 50 steps per task.
     zeros = [tf.zeros_like(p) for p in params]
-    _, params, _, _ = tf.while_loop(lambda t, *_: t <= steps, step,
-                                    (tf.constant(1), params, zeros, list(zeros)))
-    return [tf.stop_gradient(p) for p in params]
+    nothing = tf.zeros([], tf.float32)
+    _, params, _, _, loss, accuracy_ = tf.while_loop(
+        lambda t, *_: t <= steps, step,
+        (tf.constant(1), params, zeros, list(zeros), nothing, nothing))
+    params = [tf.stop_gradient(p) for p in params]
+    return (params, loss, accuracy_) if with_metrics else params

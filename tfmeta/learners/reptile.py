@@ -33,7 +33,7 @@ import keras
 import tensorflow as tf
 
 from tfmeta.errors import ConfigError
-from tfmeta.learners.base import OptimizationLearner, accuracy, cross_entropy
+from tfmeta.learners.base import OptimizationLearner
 from tfmeta.learners.inner import adam_inner_loop, check_inner_options, sgd_inner_loop
 from tfmeta.learners.registry import register
 
@@ -104,13 +104,15 @@ class Reptile(OptimizationLearner):
                               f"class but training episodes have shots + queries = {have}; "
                               "raise --queries or set learner.train_shots")
 
-    def inner_loop(self, theta, x, y, steps, differentiable=False, batch_size=None, seed=(0, 0)):
-        """phi from theta: ``steps`` steps of the inner optimizer on minibatches of (x, y)."""
+    def inner_loop(self, theta, x, y, steps, differentiable=False, batch_size=None, seed=(0, 0),
+                   with_metrics=False):
+        """phi from theta: ``steps`` steps of the inner optimizer on minibatches of (x, y);
+        ``with_metrics``: ``(phi, loss, accuracy)`` of the last step's minibatch."""
         if self.config.inner_optimizer == "sgd":  # full-batch (checked by the config)
             return sgd_inner_loop(self.forward, theta, x, y, steps, self.config.inner_lr,
-                                  differentiable=False)
+                                  differentiable=False, with_metrics=with_metrics)
         return adam_inner_loop(self.forward, theta, x, y, steps, self.config.inner_lr,
-                               batch_size, seed)
+                               batch_size, seed, with_metrics=with_metrics)
 
     def test_adaptation(self, theta, support_x, support_y, seed=(0, 0)):
         return self.inner_loop(theta, support_x, support_y, self.test_inner_steps,
@@ -131,13 +133,12 @@ class Reptile(OptimizationLearner):
         return tf.gather(x, picks), tf.gather(y, picks)
 
     def task_update(self, theta, support_x, support_y, query_x, query_y, seed):
-        """``(phi, loss, accuracy)`` of one task: its adapted weights, and its query figures
-        after training on (part of) the query images, i.e. training-set figures."""
+        """``(phi, loss, accuracy)`` of one task: its adapted weights, and the loss and accuracy
+        of the last inner step's minibatch (training figures, free: no extra forward pass;
+        validation reports accuracy on held-out queries)."""
         x, y = self.training_images(support_x, support_y, query_x, query_y)
-        phi = self.inner_loop(theta, x, y, self.config.inner_steps,
-                              batch_size=self.config.inner_batch, seed=seed)
-        logits = self.forward(phi, query_x)
-        return phi, cross_entropy(logits, query_y), accuracy(logits, query_y)
+        return self.inner_loop(theta, x, y, self.config.inner_steps,
+                               batch_size=self.config.inner_batch, seed=seed, with_metrics=True)
 
     def task_gradient(self, support_x, support_y, query_x, query_y, index):
         """Reptile's "gradient" of one task, ``theta - phi_i`` (nothing is differentiated): its
