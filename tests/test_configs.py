@@ -126,3 +126,22 @@ def test_load_does_not_reset_the_callers_random_seeds(tmp_path):
     after = np.random.random()
     np.random.seed(123)
     assert after == np.random.random()  # load() used to call keras.utils.set_random_seed
+
+
+def test_cosine_schedule_follows_its_formula_and_reptile_refuses_it():
+    import math
+
+    from tfmeta.errors import ConfigError
+    from tfmeta.run import TrainConfig, build_learner
+
+    config = RunConfig(algorithm="protonet", train=TrainConfig(steps=200, lr_schedule="cosine",
+                                                               outer_lr=0.002))
+    optimizer = build_learner(config, (28, 28, 1)).optimizer
+    for step in (0, 50, 200):
+        optimizer.iterations.assign(step)
+        expected = 0.002 * 0.5 * (1 + math.cos(math.pi * step / 200))
+        assert float(optimizer.learning_rate) == pytest.approx(expected, abs=1e-7)
+    with pytest.raises(ConfigError, match="anneals its outer step"):
+        RunConfig(algorithm="reptile", train=TrainConfig(lr_schedule="cosine")).validate()
+    with pytest.raises(ConfigError, match="lr_schedule must be one of"):
+        RunConfig().with_settings(["train.lr_schedule=step"])

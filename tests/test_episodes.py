@@ -92,3 +92,24 @@ def test_sampler_works_inside_a_traced_function_twice():
 
     assert int(first_label(tf.constant(0, tf.int64))) == 0
     assert next(iter(sampler.dataset()))[0].shape == (1, 2, 4, 4, 1)
+
+
+def test_within_group_episodes_draw_every_class_from_one_group(small_glyphs):
+    from tfmeta.data.episodes import parent_folder
+
+    names = tuple(f"alphabet{c % 3}/char{c}" for c in range(small_glyphs.num_classes))
+    source = ImageSource(small_glyphs.images, names, small_glyphs.offsets)
+    group_of_image = {}
+    for c in range(source.num_classes):
+        for image in source.class_images(c):
+            group_of_image[image.tobytes()] = c % 3
+    sampler = EpisodeSampler(source, EpisodeConfig(5, 1, 1), 1, seed=2, group_of=parent_folder)
+    seen = set()
+    for i in range(12):
+        support_x = (sampler.episode_at(i)[0].numpy() * 255).round().astype(np.uint8)
+        groups = {group_of_image[x.tobytes()] for x in support_x}
+        assert len(groups) == 1
+        seen |= groups
+    assert seen == {0, 1, 2}  # every group is drawn
+    with pytest.raises(DataError, match="within one group"):
+        EpisodeSampler(source.subset(range(12)), EpisodeConfig(5, 1, 1), group_of=parent_folder)

@@ -1,4 +1,5 @@
-"""``tfmeta`` command line: train, quickstart, evaluate, predict, adapt, export, export-fewshot, info.
+"""``tfmeta`` command line: train, quickstart, evaluate, benchmark, predict, adapt, export,
+export-fewshot, info.
 
 A run is one config tree (``tfmeta.run.RunConfig``): ``--config`` starts from a preset, a file or a
 run, ``--set KEY=VALUE`` changes any setting, and the short flags below are aliases of settings.
@@ -17,7 +18,8 @@ import sys
 SETTING_FLAGS = {
     "algorithm": ("algorithm", "maml, fomaml, reptile, anil, metasgd, protonet, matching, "
                                "relation, siamese, ridge, svm, snail (or one you registered)"),
-    "dataset": ("data.dataset", "glyphs | omniglot | folder:PATH | zip:PATH | tfds:NAME"),
+    "dataset": ("data.dataset", "glyphs | omniglot | omniglot-small:DIR | folder:PATH | "
+                                "zip:PATH | tfds:NAME"),
     "image-size": ("data.image_size", "images are resized to this square size"),
     "channels": ("data.channels", "1 or 3"),
     "ways": ("episode.ways", "classes per episode"),
@@ -103,6 +105,22 @@ def build_parser() -> argparse.ArgumentParser:
     _add_setting_flags(p, TASK_FLAGS)
     p.add_argument("--out", default=None, help="JSON result file (default: RUN/evaluation.json)")
 
+    p = sub.add_parser("benchmark", help="train and evaluate a learner on a named benchmark "
+                                         "(omniglot-small)")
+    p.add_argument("name", help="the benchmark: omniglot-small")
+    p.add_argument("--algorithm", required=True, help=SETTING_FLAGS["algorithm"][1])
+    p.add_argument("--data-dir", required=True,
+                   help="the benchmark's data (omniglot-small: the folder holding "
+                        "images_background_small1.zip and images_background_small2.zip)")
+    p.add_argument("--config", metavar="PRESET|FILE|RUN",
+                   help="start from this config (default: the preset <benchmark>_<algorithm>)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="any setting, repeatable (as tfmeta train)")
+    p.add_argument("--test-episodes", type=int, default=None,
+                   help="episodes per test setting (the protocol: 600)")
+    p.add_argument("--out", default=None, help="run directory (default: runs/<name>_<algorithm>)")
+    p.add_argument("--no-progress", action="store_true")
+
     p = sub.add_parser("predict", help="classify query images given a support folder")
     p.add_argument("--checkpoint", required=True, help="run directory")
     p.add_argument("--support", required=True, help="folder with one subfolder of images per class")
@@ -178,6 +196,21 @@ def _evaluate(args):
     print(format_result(evaluate_run(args.checkpoint, args.episodes, args.seed, _settings(args),
                                      out)))
     print(f"written to {out}")
+
+
+def _benchmark(args):
+    from tfmeta.benchmark import markdown, protocol, run_benchmark
+    from tfmeta.configs import load
+
+    protocol(args.name)  # an unknown name fails before anything is loaded
+    out = args.out or os.path.join("runs", f"{args.name.replace('-', '_')}_{args.algorithm}")
+    report = run_benchmark(args.name, args.algorithm, args.data_dir, out,
+                           config=load(args.config) if args.config else None,
+                           settings=args.set, episodes=args.test_episodes,
+                           progress=not args.no_progress,
+                           command="tfmeta " + " ".join(sys.argv[1:]))
+    print(markdown(report))
+    print(f"written to {os.path.join(out, 'benchmark.json')} and benchmark.md")
 
 
 def _predict(args):
@@ -261,7 +294,7 @@ def _info(args):
 
 
 COMMANDS = {"train": _train, "quickstart": _quickstart, "evaluate": _evaluate,
-            "predict": _predict, "adapt": _adapt, "export": _export,
+            "benchmark": _benchmark, "predict": _predict, "adapt": _adapt, "export": _export,
             "export-fewshot": _export_fewshot, "info": _info}
 
 

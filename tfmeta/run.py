@@ -25,6 +25,8 @@ from tfmeta.errors import ConfigError
 from tfmeta.evaluation import evaluate, format_result, write_result
 from tfmeta.files import write_json
 from tfmeta.learners import create, learner_class, make_config, options
+from tfmeta.learners.registry import LR_SCHEDULES, scheduled
+from tfmeta.pretrain import pretrain
 from tfmeta.models import BACKBONES
 from tfmeta.settings import check_value
 from tfmeta.trainer import MetaTrainer
@@ -45,6 +47,12 @@ class TrainConfig:
         checkpoint_every: steps between checkpoints.
         seed: seed of weights and episode streams.
         jit_compile: compile the steps with XLA.
+        lr_schedule: ``"constant"`` or ``"cosine"`` (the outer learning rate decays to 0 over
+            ``steps``).
+        pretrain_steps: minibatches of ordinary classification of every training class before
+            meta-training (:mod:`tfmeta.pretrain`; 0: none), of ``pretrain_batch`` images, Adam
+            at ``pretrain_lr`` decayed by a cosine; training images are augmented as
+            ``data.augment`` says.
     """
 
     steps: int = 2000
@@ -56,6 +64,10 @@ class TrainConfig:
     checkpoint_every: int = 100
     seed: int = 0
     jit_compile: bool = False
+    lr_schedule: str = "constant"
+    pretrain_steps: int = 0
+    pretrain_batch: int = 64
+    pretrain_lr: float = 1e-3
 
     def __post_init__(self):
         for name in ("steps", "meta_batch", "val_every", "val_episodes", "test_episodes",
@@ -63,6 +75,12 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"train.{name} must be a positive integer, got {value!r}")
+        if self.pretrain_steps < 0 or self.pretrain_batch < 1 or self.pretrain_lr <= 0:
+            raise ConfigError("train.pretrain_steps must be >= 0, pretrain_batch and pretrain_lr "
+                              "positive")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(f"train.lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got "
+                              f"{self.lr_schedule!r}")
 
 
 @dataclasses.dataclass
@@ -95,6 +113,8 @@ class RunConfig:
             if self.train.outer_lr <= 0:
                 raise ConfigError(f"outer_lr must be positive, got {self.train.outer_lr}")
             cls.default_optimizer(learner_config, learning_rate=self.train.outer_lr)
+        scheduled(cls.default_optimizer(learner_config, self.train.steps), self.train.lr_schedule,
+                  self.train.steps, self.algorithm)
         return self
 
     def learner_config(self):
@@ -205,7 +225,8 @@ def build_learner(config: RunConfig, input_shape, seed: bool = True):
     t = config.train
     learner = create(config.algorithm, config.model, episode=config.learner_episode,
                      input_shape=tuple(input_shape), backbone_width=config.width,
-                     outer_lr=t.outer_lr, total_steps=t.steps, jit_compile=t.jit_compile,
+                     outer_lr=t.outer_lr, lr_schedule=t.lr_schedule, total_steps=t.steps,
+                     jit_compile=t.jit_compile,
                      **config.learner)
     learner.polarity = config.data.polarity
     return learner
@@ -216,7 +237,7 @@ def samplers(config: RunConfig, splits: dict) -> dict:
     t = config.train
     return {
         "train": EpisodeSampler(splits["train"], config.train_episode, t.meta_batch, t.seed,
-                                "train"),
+                                "train", augment=config.data.augment),
         "val": EpisodeSampler(splits["val"], config.episode, t.meta_batch, 10_000 + t.seed, "val"),
         "test": EpisodeSampler(splits["test"], config.episode, t.meta_batch, TEST_SEED, "test"),
     }
@@ -232,9 +253,11 @@ def trainer_for(config: RunConfig, learner, streams: dict, out_dir: str,
                        progress=progress)
 
 
-def train(config: RunConfig, out_dir: str, progress: bool = True, log=print) -> dict:
+def train(config: RunConfig, out_dir: str, progress: bool = True, log=print,
+          test: bool = True) -> dict:
     """Meta-train (resuming from ``out_dir`` if it holds a run of the same config), then evaluate
-    the best checkpoint on the test classes. Returns the test result."""
+    the best checkpoint on the test classes. Returns the test result (with ``test=False``, no
+    test evaluation: the training figures)."""
     config = config.validate().resolved()
     # Everything that can fail on bad input happens before the run directory is written to.
     splits = load_splits(config.data)
@@ -254,9 +277,16 @@ def train(config: RunConfig, out_dir: str, progress: bool = True, log=print) -> 
     streams = samplers(config, splits)
     learner = build_learner(config, streams["train"].image_shape)
     write_json(config.to_dict(), run_file)
+    t = config.train
+    if t.pretrain_steps and checkpoint_path(out_dir, "latest") is None:  # not when resuming
+        log(f"pre-training the backbone on {splits['train'].num_classes} classes")
+        pretrain(learner, splits["train"], t.pretrain_steps, t.pretrain_batch, t.pretrain_lr,
+                 config.data.augment, t.seed, log=log)
     fit = trainer_for(config, learner, streams, out_dir, progress).fit()
     if "tasks_per_second" in fit:
         log(f"meta-trained {fit['step']} steps at {fit['tasks_per_second']:.1f} tasks/s")
+    if not test:
+        return fit
     restore(learner, out_dir)
     result = evaluate(learner, streams["test"], config.train.test_episodes)
     result.update(algorithm=config.algorithm, dataset=config.data.dataset,

@@ -1,11 +1,13 @@
-"""Dataset specs (``glyphs``, ``omniglot``, ``folder:PATH``, ``zip:PATH``, ``tfds:NAME``) to
-train / validation / test sources with disjoint classes."""
+"""Dataset specs (``glyphs``, ``omniglot``, ``omniglot-small:DIR``, ``folder:PATH``, ``zip:PATH``,
+``tfds:NAME``) to train / validation / test sources with disjoint classes."""
 
 from __future__ import annotations
 
 import dataclasses
 
+from tfmeta.data import omniglot_small
 from tfmeta.data import source as src
+from tfmeta.data.augment import check_augment
 from tfmeta.data.glyphs import glyphs
 from tfmeta.data.tfds_source import from_tfds
 
@@ -16,15 +18,21 @@ class DataConfig:
 
     Attributes:
         dataset: ``glyphs`` (built in), ``omniglot`` (TFDS; background alphabets for training and
-            validation, evaluation alphabets for test), ``folder:PATH`` or ``zip:PATH`` (several
-            paths joined by commas are merged), or ``tfds:NAME``.
+            validation, evaluation alphabets for test), ``omniglot-small:DIR`` (Omniglot's two
+            small background sets in DIR, split by the omniglot-small protocol:
+            :mod:`tfmeta.data.omniglot_small`), ``folder:PATH`` or ``zip:PATH`` (several paths
+            joined by commas are merged), or ``tfds:NAME``.
         image_size: images are resized to ``image_size x image_size``.
         channels: 1 (grayscale) or 3 (RGB).
         split: fractions of classes for train / validation / test (only validation / test share
-            of the background set for ``omniglot``, whose test classes are the evaluation set).
+            of the background set for ``omniglot``, whose test classes are the evaluation set;
+            unused by ``omniglot-small``, whose splits are its protocol's).
         split_seed: the seed of the class split; the same seed gives the same split.
         rotations: add 90, 180 and 270 degree rotations of every class as new classes, within
-            each split (the Omniglot augmentation).
+            each split (the Omniglot augmentation; ``omniglot-small``: not its test classes).
+        augment: random distortion of training images (``"affine"``: Koch et al.'s affine
+            distortions, :mod:`tfmeta.data.augment`), ``None`` for none. Validation, test and
+            served images are never augmented.
         data_dir: TFDS data directory (``None``: TFDS's default).
         polarity: ``"light-on-dark"`` or ``"dark-on-light"``: what the training images look like
             (``None``: measured from them when a run starts, and recorded in ``run.json``).
@@ -39,8 +47,10 @@ class DataConfig:
     rotations: bool = False
     data_dir: str | None = None
     polarity: str | None = None
+    augment: str | None = None
 
     def __post_init__(self):
+        check_augment(self.augment)
         if self.polarity not in (None,) + src.POLARITIES:
             raise src.DataError(f"polarity must be one of {', '.join(src.POLARITIES)}, got "
                                 f"{self.polarity!r}")
@@ -49,15 +59,19 @@ class DataConfig:
         if self.image_size < 8:
             raise src.DataError(f"image_size must be at least 8, got {self.image_size}")
         kind = self.dataset.split(":", 1)[0]
-        if kind not in ("glyphs", "omniglot", "folder", "zip", "tfds") or (
-                kind in ("folder", "zip", "tfds") and not self.dataset.partition(":")[2]):
+        if kind not in ("glyphs", "omniglot", "omniglot-small", "folder", "zip", "tfds") or (
+                kind in ("omniglot-small", "folder", "zip", "tfds")
+                and not self.dataset.partition(":")[2]):
             raise src.DataError(f"unknown dataset '{self.dataset}': use glyphs, omniglot, "
-                                "folder:PATH, zip:PATH or tfds:NAME")
+                                "omniglot-small:DIR, folder:PATH, zip:PATH or tfds:NAME")
 
 
 def load_source(config: DataConfig):
-    """The whole dataset as one source (for ``omniglot``: the background set)."""
+    """The whole dataset as one source (for ``omniglot``: the background set; for
+    ``omniglot-small``: both small sets merged)."""
     kind, _, arg = config.dataset.partition(":")
+    if kind == "omniglot-small":
+        return src.merge(list(omniglot_small.archives(arg, config.image_size, config.channels)))
     if kind == "glyphs":
         return glyphs(image_size=config.image_size)
     if kind in ("folder", "zip"):
@@ -71,6 +85,13 @@ def load_source(config: DataConfig):
 
 def load_splits(config: DataConfig) -> dict:
     """``{"train": source, "val": source, "test": source}`` with disjoint classes."""
+    if config.dataset.startswith("omniglot-small:"):
+        splits = omniglot_small.splits(config.dataset.partition(":")[2], config.image_size,
+                                       config.channels, config.split_seed)
+        if config.rotations:  # the protocol's test classes are never rotated
+            splits.update(train=splits["train"].with_rotations(),
+                          val=splits["val"].with_rotations())
+        return splits
     whole = load_source(config)
     if config.dataset == "omniglot":
         train, val = whole.split(config.split[:2], config.split_seed)

@@ -24,6 +24,7 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
+from tfmeta.data.augment import augment_images, check_augment
 from tfmeta.data.source import DataError, ImageSource
 
 # Seed of the test episodes: every evaluation of every run draws the same test tasks.
@@ -53,12 +54,20 @@ class EpisodeSampler:
     Classes with fewer than ``shots + queries`` images cannot fill an episode; they are left out
     with a warning that says how many, and too few usable classes is a clear error rather than a
     "sample larger than population" crash deep inside the pipeline.
+
+    ``augment`` (a policy of :mod:`tfmeta.data.augment`, for training streams) distorts every
+    image of an episode with that episode's seed. ``group_of`` (``class name -> group``, e.g.
+    :func:`parent_folder` for the alphabet of ``alphabet/character``) draws every episode's
+    classes from one group (a uniformly drawn group among those with at least ``ways`` classes):
+    Omniglot's within-alphabet episodes.
     """
 
     def __init__(self, source: ImageSource, episode: EpisodeConfig, meta_batch: int = 1,
-                 seed: int = 0, name: str = "episodes"):
+                 seed: int = 0, name: str = "episodes", augment: str | None = None,
+                 group_of=None):
         if meta_batch < 1:
             raise DataError(f"meta_batch must be positive, got {meta_batch}")
+        check_augment(augment)
         need = episode.shots + episode.queries
         usable = source.drop_small_classes(need)
         if usable.num_classes < source.num_classes:
@@ -70,10 +79,22 @@ class EpisodeSampler:
                 f"{name}: {episode.ways}-way episodes with {episode.shots} shots + "
                 f"{episode.queries} queries need {episode.ways} classes of at least {need} images, "
                 f"but only {usable.num_classes} of {source.num_classes} classes have that many")
+        self.groups = None
+        if group_of is not None:
+            names = [group_of(c) for c in usable.class_names]
+            kinds = sorted(set(names))
+            sizes = np.array([names.count(k) for k in kinds])
+            if not np.any(sizes >= episode.ways):
+                raise DataError(f"{name}: {episode.ways}-way episodes within one group need a "
+                                f"group of {episode.ways} classes; the largest of {len(kinds)} has "
+                                f"{sizes.max()}")
+            self.groups = np.array([kinds.index(k) for k in names], np.int32)
+            self.eligible_groups = np.flatnonzero(sizes >= episode.ways).astype(np.int32)
         self.source = usable
         self.episode = episode
         self.meta_batch = int(meta_batch)
         self.seed = int(seed)
+        self.augment = augment
         self._images = None
 
     @property
@@ -96,16 +117,25 @@ class EpisodeSampler:
         num_classes = self.source.num_classes
         max_count = int(self.source.counts.max())
         key = tf.stack([tf.cast(self.seed, tf.int64), tf.cast(index, tf.int64)])
-        class_key, image_key = tf.unstack(
-            tf.random.experimental.stateless_split(key, 2), axis=0)
+        class_key, image_key = tf.unstack(tf.random.experimental.stateless_split(key, 2), axis=0)
+        group_key, augment_key = tf.unstack(tf.random.experimental.stateless_split(
+            tf.random.experimental.stateless_fold_in(key, 1), 2), axis=0)
         # `ways` distinct classes in random order; position in the order is the task's label.
-        classes = tf.argsort(tf.random.stateless_uniform([num_classes], class_key))[:ways]
+        class_keys = tf.random.stateless_uniform([num_classes], class_key)
+        if self.groups is not None:  # only the classes of one group can come first
+            eligible = tf.constant(self.eligible_groups)
+            group = tf.gather(eligible, tf.random.stateless_uniform(
+                [], group_key, 0, len(self.eligible_groups), tf.int32))
+            class_keys += 2.0 * tf.cast(tf.constant(self.groups) != group, tf.float32)
+        classes = tf.argsort(class_keys)[:ways]
         # `shots + queries` distinct images of each class: sort random keys, padding masked last.
         keys = tf.random.stateless_uniform([ways, max_count], image_key)
         valid = tf.range(max_count)[None, :] < tf.gather(counts, classes)[:, None]
         keys = tf.where(valid, keys, 2.0)
         picks = tf.argsort(keys, axis=1)[:, :per_class] + tf.gather(offsets, classes)[:, None]
         x = tf.cast(tf.gather(images, picks), tf.float32) / 255.0   # [ways, per_class, H, W, C]
+        if self.augment:
+            x = augment_images(self.augment, x, augment_key)
         labels = tf.tile(tf.range(ways, dtype=tf.int32)[:, None], [1, per_class])
         shape = (-1,) + self.image_shape
         return (tf.reshape(x[:, :shots], shape), tf.reshape(labels[:, :shots], [-1]),
@@ -126,3 +156,9 @@ class EpisodeSampler:
         image = self.image_shape
         return (tf.TensorSpec((b, n * k) + image, tf.float32), tf.TensorSpec((b, n * k), tf.int32),
                 tf.TensorSpec((b, n * q) + image, tf.float32), tf.TensorSpec((b, n * q), tf.int32))
+
+
+def parent_folder(class_name: str) -> str:
+    """The folder above a class (``"Greek/character03"`` -> ``"Greek"``; the alphabet of an
+    Omniglot character), for ``EpisodeSampler(group_of=...)``."""
+    return class_name.rsplit("/", 1)[0] if "/" in class_name else ""

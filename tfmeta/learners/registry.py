@@ -25,7 +25,8 @@ from tfmeta.settings import check_value
 # name -> (learner class, options it fixes). The one registry of the process.
 ALGORITHMS: dict = {}
 CREATE_ARGUMENTS = {"name", "backbone", "episode", "input_shape", "backbone_width", "outer_lr",
-                    "total_steps", "compiled", "jit_compile"}
+                    "lr_schedule", "total_steps", "compiled", "jit_compile"}
+LR_SCHEDULES = ("constant", "cosine")
 
 
 def register(cls=None, *, name: str | None = None, **fixed):
@@ -91,10 +92,27 @@ def make_config(name: str, **overrides):
         raise ConfigError(f"{name}: {err}") from None
 
 
+def scheduled(optimizer, lr_schedule: str, total_steps: int | None, name: str = "learner"):
+    """``optimizer`` with its (constant) learning rate following ``lr_schedule``."""
+    if lr_schedule not in LR_SCHEDULES:
+        raise ConfigError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got "
+                          f"{lr_schedule!r}")
+    if lr_schedule == "constant":
+        return optimizer
+    config = optimizer.get_config()
+    if not isinstance(config["learning_rate"], (int, float)):
+        raise ConfigError(f"{name} anneals its outer step itself: leave lr_schedule constant")
+    if not total_steps:
+        raise ConfigError("lr_schedule cosine needs the number of training steps")
+    config["learning_rate"] = keras.optimizers.schedules.CosineDecay(
+        float(config["learning_rate"]), int(total_steps))
+    return optimizer.__class__.from_config(config)
+
+
 def create(name: str, backbone="conv4", *, episode: EpisodeConfig | None = None,
            input_shape=(28, 28, 1), backbone_width: int = 64, outer_lr: float | None = None,
-           total_steps: int | None = None, compiled: bool = True, jit_compile: bool = False,
-           **options):
+           lr_schedule: str = "constant", total_steps: int | None = None, compiled: bool = True,
+           jit_compile: bool = False, **options):
     """Learner ``name`` on ``backbone``, ready to meta-train.
 
     Args:
@@ -107,7 +125,10 @@ def create(name: str, backbone="conv4", *, episode: EpisodeConfig | None = None,
         backbone_width: width of a named backbone (conv4: filters per layer; resnet12: its first
             block's).
         outer_lr: learning rate of the learner's outer optimizer (``None``: its paper's).
-        total_steps: meta-training steps, for learners whose outer step is annealed (Reptile).
+        lr_schedule: ``"constant"``, or ``"cosine"``: the outer learning rate decays from
+            ``outer_lr`` to 0 over ``total_steps`` (a cosine). Reptile anneals its own.
+        total_steps: meta-training steps, for schedules and for learners whose outer step is
+            annealed (Reptile).
         compiled, jit_compile: compile the steps with ``tf.function`` (and XLA).
         **options: the learner's options (``tfmeta.learners.options(name)``); an unknown one is
             an error naming the valid ones. (No option may share a name with the arguments
@@ -129,6 +150,7 @@ def create(name: str, backbone="conv4", *, episode: EpisodeConfig | None = None,
                           f"{type(backbone).__name__}")
     optimizer = cls.default_optimizer(config, total_steps, **(
         {} if outer_lr is None else {"learning_rate": outer_lr}))
+    optimizer = scheduled(optimizer, lr_schedule, total_steps, name)
     learner = cls(model, config, episode=episode, optimizer=optimizer, compiled=compiled,
                   jit_compile=jit_compile)
     learner.name = name

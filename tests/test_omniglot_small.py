@@ -1,0 +1,70 @@
+"""The omniglot-small protocol on Omniglot's small background sets (``../shared/data/omniglot``;
+skipped where that folder is absent): its splits, and a one-minute smoke run of
+``tfmeta benchmark omniglot-small`` through the CLI."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import SHARED_OMNIGLOT
+
+pytestmark = pytest.mark.skipif(not os.path.isdir(SHARED_OMNIGLOT),
+                                reason="../shared/data/omniglot absent")
+
+
+def test_protocol_splits():
+    from tfmeta.data import DataConfig, load_splits
+    from tfmeta.data.episodes import parent_folder
+
+    splits = load_splits(DataConfig(f"omniglot-small:{SHARED_OMNIGLOT}", rotations=True))
+    alphabets = {k: {parent_folder(n) for n in v.class_names} for k, v in splits.items()}
+    assert alphabets["test"] == {"Japanese_(katakana)", "Sanskrit", "Tagalog"}
+    assert alphabets["train"] <= {"Balinese", "Early_Aramaic", "Greek", "Korean", "Latin"}
+    assert splits["test"].num_classes == 106 and len(splits["test"].images) == 2120  # unrotated
+    characters = {k: {n.split("@")[0] for n in v.class_names} for k, v in splits.items()}
+    assert len(characters["train"]) + len(characters["val"]) == 136      # all of small1
+    assert len(characters["val"]) == 14                                   # a fixed 10 %
+    assert not characters["train"] & characters["val"]
+    assert splits["train"].num_classes == 4 * len(characters["train"])    # rotations: train, val
+    again = load_splits(DataConfig(f"omniglot-small:{SHARED_OMNIGLOT}"))
+    assert again["val"].class_names == tuple(sorted(characters["val"]))   # the same every time
+
+
+def test_missing_archives_are_one_clear_error(tmp_path):
+    from tfmeta.data import DataConfig, load_splits
+    from tfmeta.errors import DataError
+
+    with pytest.raises(DataError, match="images_background_small1"):
+        load_splits(DataConfig(f"omniglot-small:{tmp_path}"))
+
+
+def test_benchmark_smoke_through_the_cli(tmp_path):
+    """A tiny ProtoNet (width 8, 30 steps): every setting of the protocol is evaluated and the
+    JSON and Markdown reports are written; accuracy above chance shows learning happened."""
+    out = tmp_path / "bench"
+    r = subprocess.run(
+        [sys.executable, "-m", "tfmeta", "benchmark", "omniglot-small", "--algorithm", "protonet",
+         "--data-dir", SHARED_OMNIGLOT, "--out", str(out), "--set", "width=8",
+         "--set", "train.steps=30", "--set", "train.val_every=15", "--set", "train_ways=10",
+         "--set", "data.augment=affine", "--test-episodes", "20", "--no-progress"],
+        capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    report = json.loads((out / "benchmark.json").read_text())
+    rows = {row["setting"]: row for row in report["settings"]}
+    assert list(rows) == ["5-way 1-shot", "5-way 5-shot", "20-way 1-shot", "20-way 5-shot",
+                          "20-way 1-shot, within alphabet"]
+    assert all(row["episodes"] == 20 for row in rows.values())
+    assert rows["5-way 5-shot"]["accuracy"] > 0.4      # chance: 0.2
+    assert rows["20-way 1-shot"]["accuracy"] > 0.1     # chance: 0.05
+    assert report["test_classes"] == 106
+    assert "| 20-way 1-shot, within alphabet |" in (out / "benchmark.md").read_text()
+
+
+def test_unknown_benchmark_is_one_line_exit_2(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "tfmeta", "benchmark", "imagenet-tiny",
+                        "--algorithm", "protonet", "--data-dir", str(tmp_path)],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "omniglot-small" in r.stderr
