@@ -30,3 +30,10 @@ def test_evaluate_counts_exact_episodes_and_is_reproducible(small_glyphs):
     assert result["episodes"] == 10
     assert np.isclose(result["accuracy"], np.concatenate(expected)[:10].mean())
     assert evaluate(_FirstQueryLabelLearner(), sampler, episodes=10) == result
+
+
+def test_benchmarks_use_the_test_seed_of_every_run():
+    from tfmeta.benchmark import PROTOCOLS
+    from tfmeta.data.episodes import TEST_SEED
+
+    assert all(p.seed == TEST_SEED for p in PROTOCOLS.values())

@@ -61,6 +61,37 @@ def test_benchmark_smoke_through_the_cli(tmp_path):
     assert rows["20-way 1-shot"]["accuracy"] > 0.1     # chance: 0.05
     assert report["test_classes"] == 106
     assert "| 20-way 1-shot, within alphabet |" in (out / "benchmark.md").read_text()
+    _raw_pngs_predict_as_training_saw_them(str(out))
+
+
+def _raw_pngs_predict_as_training_saw_them(run_dir):
+    """``tfmeta.load(run).predict`` on raw 105x105 Omniglot PNGs as float arrays (0..1, black
+    strokes on white, one channel) sees exactly the pixels the training pipeline saw."""
+    import zipfile
+
+    import numpy as np
+    import tensorflow as tf
+
+    import tfmeta
+    from tfmeta.data import DataConfig, load_splits
+
+    learner = tfmeta.load(run_dir)
+    test = load_splits(DataConfig(f"omniglot-small:{SHARED_OMNIGLOT}"))["test"]
+    names = test.class_names[:5]
+    with zipfile.ZipFile(os.path.join(SHARED_OMNIGLOT, "images_background_small2.zip")) as z:
+        files = {name: sorted(f for f in z.namelist() if f"/{name}/" in f and f.endswith(".png"))
+                 for name in names}
+        raw = np.stack([tf.io.decode_png(z.read(files[name][i])).numpy()
+                        for name in names for i in range(3)]).astype(np.float32) / 255.0
+    assert raw.shape == (15, 105, 105, 1) and set(np.unique(raw)) == {0.0, 1.0}
+    seen = np.concatenate([test.class_images(c)[:3] for c in range(5)])  # sorted file order too
+    np.testing.assert_array_equal(learner.preprocess(raw).numpy(), seen.astype(np.float32) / 255)
+    labels = np.repeat(list(names), 3)
+    support, query = [0, 3, 6, 9, 12], [i for i in range(15) if i % 3]
+    from_raw = learner.predict(raw[support], labels[support], raw[query])
+    from_seen = learner.predict(seen[support], labels[support], seen[query])
+    np.testing.assert_array_equal(from_raw, from_seen)
+    assert set(from_raw) <= set(names)
 
 
 def test_unknown_benchmark_is_one_line_exit_2(tmp_path):
