@@ -1,37 +1,30 @@
-"""Meta-train MAML on Omniglot's two "small" background archives, test on unseen characters.
+"""The omniglot-small benchmark from Python: meta-train a learner on Omniglot's small background set
+1, keep the best checkpoint by validation, and evaluate it on the characters of the three
+alphabets only set 2 has, in every setting of the protocol (5/20-way, 1/5-shot, within one
+alphabet). The same as ``tfmeta benchmark omniglot-small``.
 
-The archives are Omniglot's minimal background sets (8 alphabets, 242 characters, 20 drawings
-each). Classes are split by character (70 / 10 / 20 %), and each split gains its 90/180/270-degree
-rotations as new classes, as in the Omniglot papers.
-
-Run (about 15 minutes on 2 CPU cores; --steps 200 for a smoke run):
-    python examples/omniglot_small.py ../shared/data/omniglot --steps 3000
+Run (the preset's recipe when tfmeta has one for the learner; --smoke: about a minute):
+    python examples/omniglot_small.py ../shared/data/omniglot --algorithm protonet
+    python examples/omniglot_small.py ../shared/data/omniglot --smoke
 """
 
 import argparse
-import os
 
-from tfmeta.data import DataConfig, EpisodeConfig
-from tfmeta.run import RunConfig, TrainConfig, train
+from tfmeta.benchmark import markdown, run_benchmark
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("omniglot_dir", help="folder holding images_background_small{1,2}.zip")
-    p.add_argument("--algorithm", default="maml")
-    p.add_argument("--steps", type=int, default=3000)
-    p.add_argument("--out", default="runs/omniglot-small")
+    p.add_argument("--algorithm", default="protonet")
+    p.add_argument("--out", default="runs/omniglot_small")
+    p.add_argument("--smoke", action="store_true", help="a tiny model, 30 steps, 20 episodes")
     args = p.parse_args()
-    zips = ",".join(os.path.join(args.omniglot_dir, f"images_background_small{i}.zip")
-                    for i in (1, 2))
-    config = RunConfig(
-        algorithm=args.algorithm,
-        data=DataConfig(f"zip:{zips}", image_size=28, channels=1, split=(0.7, 0.1, 0.2),
-                        rotations=True),
-        episode=EpisodeConfig(ways=5, shots=1, queries=15),
-        width=64,
-        train=TrainConfig(steps=args.steps, meta_batch=8, val_every=500, test_episodes=600))
-    train(config, args.out)
+    settings = ["width=8", "train.steps=30", "train.val_every=15", "train_ways=10",
+                "train.pretrain_steps=0"] if args.smoke else []
+    report = run_benchmark("omniglot-small", args.algorithm, args.omniglot_dir, args.out,
+                           settings=settings, episodes=20 if args.smoke else None)
+    print(markdown(report))
 
 
 if __name__ == "__main__":

@@ -108,7 +108,9 @@ def _figure(row: dict) -> str:
 def markdown(report: dict) -> str:
     """The report as a Markdown table (one row per setting)."""
     lines = [f"## {report['benchmark']}: {report['algorithm']}", "",
-             f"Trained {report['train_seconds'] / 60:.1f} min ({report['steps']} meta-steps) on "
+             f"Trained in {report['train_seconds'] / 60:.1f} min of this command's wall time "
+             f"({report['steps']} meta-steps; a resumed run counts what it trained after "
+             f"resuming) on "
              f"{report['machine']}; {report['episodes']} test episodes per setting, seed "
              f"{report['seed']}, {report['test_classes']} test classes. Command: "
              f"`{report['command']}`", "",
