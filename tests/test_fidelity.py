@@ -106,6 +106,26 @@ def test_snail_meta_trains_on_shuffled_support_orders(episodes):
     np.testing.assert_array_equal(again.numpy()[..., 0].astype(int) % 6, orders[1])  # resumable
 
 
+def test_snail_tasks_of_one_meta_step_get_their_own_support_orders(episodes):
+    """The outer step takes tasks one at a time; each task's support order is its own (it was
+    seeded by the outer step alone, so every task of a meta-step shared one order)."""
+    _, (sx, sy, qx, qy) = episodes
+    learner = _snail()
+    recorded = []
+    shuffle = learner.shuffled_support
+
+    def recording(support, support_y):
+        shuffled, labels = shuffle(support, support_y)
+        recorded.append(labels)
+        return shuffled, labels
+
+    learner.shuffled_support = recording
+    same = [np.repeat(a[:1], 2, axis=0) for a in (sx, sy, qx, qy)]  # two identical tasks
+    learner.outer_gradients(*[tf.constant(a) for a in same])
+    assert len(recorded) == 2
+    assert not np.array_equal(recorded[0].numpy(), recorded[1].numpy())
+
+
 def test_polarity_is_measured_and_recorded_and_inputs_are_brought_to_it(tmp_path, small_glyphs):
     """A glyphs run records that it learned light strokes on dark; a dark-on-light support set
     (Omniglot, scans) is inverted by predict / adapt / the few-shot servable instead of being

@@ -8,7 +8,8 @@ commit. Re-recorded since: the metric learners (matching, protonet, relation, ri
 snail, svm) when the outer step began to take the tasks one at a time (issue 10): their BatchNorm
 normalises each episode with its own statistics, as in their papers, instead of the whole
 meta-batch at once; Reptile's training loss when it became the last inner step's (no extra forward
-pass over the query images; its test figures, hence its weights, are unchanged). The other
+pass over the query images; its test figures, hence its weights, are unchanged); SNAIL when each
+task of a meta-step got its own support order. The other
 optimisation learners' figures are still the first recording's.
 """
 
