@@ -26,8 +26,8 @@ from tfmeta.evaluation import evaluate, format_result, write_result
 from tfmeta.files import write_json
 from tfmeta.learners import create, learner_class, make_config, options
 from tfmeta.learners.registry import LR_SCHEDULES, scheduled
-from tfmeta.pretrain import pretrain
 from tfmeta.models import BACKBONES
+from tfmeta.pretrain import pretrain
 from tfmeta.settings import check_value
 from tfmeta.trainer import MetaTrainer
 
