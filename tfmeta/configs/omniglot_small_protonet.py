@@ -1,7 +1,7 @@
 """Prototypical Networks on the omniglot-small benchmark (:mod:`tfmeta.benchmark`): the paper's
 Omniglot recipe (``protonet_omniglot``: Snell et al. 2017, Conv4 64, 28x28 with rotations,
 60-way training episodes of 1 shot and 5 queries, Adam 1e-3, one episode per step) in a 2-core
-CPU budget: 2,500 episodes (about 12 minutes), with Koch et al.'s affine augmentation.
+CPU budget: 2,500 episodes (15 minutes on 2 cores), with Koch et al.'s affine augmentation.
 
     tfmeta benchmark omniglot-small --algorithm protonet --data-dir DIR
     tfmeta train --config omniglot_small_protonet --dataset omniglot-small:DIR --out RUN
