@@ -139,9 +139,8 @@ def adam_inner_loop(forward, params, x, y, steps: int, learning_rate: float,
             tape.watch(params)
             logits = forward(params, xb)
             loss = loss_fn(logits, yb)
-        accuracy_ = accuracy(logits, yb)
-        loss = tf.cast(loss, tf.float32)
         grads = tape.gradient(loss, params)
+        loss, accuracy_ = tf.cast(loss, tf.float32), accuracy(logits, yb)  # reported figures
         time = tf.cast(t, params[0].dtype)
         rate = learning_rate * tf.sqrt(1 - beta2 ** time) / (1 - beta1 ** time)
         m = [beta1 * mi + (1 - beta1) * g for mi, g in zip(m, grads)]
