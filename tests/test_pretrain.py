@@ -10,7 +10,7 @@ from tfmeta.learners import create
 from tfmeta.pretrain import body_of, pretrain
 
 
-def test_pretraining_trains_the_body_not_a_classifier_head(small_glyphs):
+def test_pretraining_trains_the_body_not_a_classifier_head(small_glyphs, seeded):
     learner = create("maml", "conv4", backbone_width=8, episode=EpisodeConfig(5, 1, 5))
     head = [v.numpy().copy() for v in learner.model.get_layer("head").trainable_variables]
     body = [v.numpy().copy() for v in body_of(learner).trainable_variables]
@@ -21,7 +21,7 @@ def test_pretraining_trains_the_body_not_a_classifier_head(small_glyphs):
                for b, v in zip(body, body_of(learner).trainable_variables))
 
 
-def test_pretrained_embedding_separates_unseen_classes(small_glyphs):
+def test_pretrained_embedding_separates_unseen_classes(small_glyphs, seeded):
     train, test = small_glyphs.subset(range(60)), small_glyphs.subset(range(60, 80))
     learner = create("protonet", "conv4", backbone_width=16, episode=EpisodeConfig(5, 1, 5))
     sampler = EpisodeSampler(test, EpisodeConfig(5, 1, 5), 4, seed=1)

@@ -62,8 +62,13 @@ def starting_config(name: str, algorithm: str):
     from tfmeta.configs import load, names
     from tfmeta.run import RunConfig
 
-    preset = f"{name.replace('-', '_')}_{algorithm}"
+    preset = run_name(name, algorithm)
     return load(preset) if preset in names() else RunConfig(algorithm=algorithm)
+
+
+def run_name(name: str, algorithm: str) -> str:
+    """``omniglot_small_protonet``: the preset's name, and the default run directory's."""
+    return f"{name.replace('-', '_')}_{algorithm}"
 
 
 def evaluate_settings(learner, test_source, bench: Protocol, meta_batch: int = 4,
@@ -140,14 +145,15 @@ def run_benchmark(name: str, algorithm: str, data_dir: str, out_dir: str, config
     fit = run.train(config, out_dir, progress=progress, log=log, test=False)
     train_seconds = time.time() - began
     learner = run.load(out_dir)
-    test = load_splits(run.load_config(out_dir).data)["test"]
+    recorded = run.load_config(out_dir)  # the run's own config (its measured polarity included)
+    test = load_splits(recorded.data)["test"]
     rows = evaluate_settings(learner, test, bench, config.train.meta_batch, episodes, log)
     report = {"benchmark": name, "algorithm": algorithm, "settings": rows,
               "train_seconds": round(train_seconds, 1), "steps": config.train.steps,
               "last_fit": fit, "episodes": episodes or bench.episodes, "seed": bench.seed,
               "test_classes": test.num_classes, "command": command,
               "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-              "config": run.load_config(out_dir).to_dict()}
+              "config": recorded.to_dict()}
     write_json(report, os.path.join(out_dir, "benchmark.json"))
     with open(os.path.join(out_dir, "benchmark.md"), "w") as f:
         f.write(markdown(report))

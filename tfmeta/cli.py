@@ -199,11 +199,11 @@ def _evaluate(args):
 
 
 def _benchmark(args):
-    from tfmeta.benchmark import markdown, protocol, run_benchmark
+    from tfmeta.benchmark import markdown, protocol, run_benchmark, run_name
     from tfmeta.configs import load
 
     protocol(args.name)  # an unknown name fails before anything is loaded
-    out = args.out or os.path.join("runs", f"{args.name.replace('-', '_')}_{args.algorithm}")
+    out = args.out or os.path.join("runs", run_name(args.name, args.algorithm))
     report = run_benchmark(args.name, args.algorithm, args.data_dir, out,
                            config=load(args.config) if args.config else None,
                            settings=args.set, episodes=args.test_episodes,

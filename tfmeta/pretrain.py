@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfmeta.data.augment import augment_images
+from tfmeta.learners.losses import accuracy, cross_entropy
 
 
 def body_of(learner) -> keras.Model:
@@ -58,12 +59,10 @@ def pretrain(learner, source, steps: int, batch_size: int = 64, learning_rate: f
     def train_step(x, y):
         with tf.GradientTape() as tape:
             out = classifier(x, training=True)
-            loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(
-                y, out, from_logits=True))
+            loss = cross_entropy(out, y)
         variables = classifier.trainable_variables
         optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
-        return loss, tf.reduce_mean(tf.cast(tf.equal(tf.argmax(out, -1, tf.int32), y),
-                                            tf.float32))
+        return loss, accuracy(out, y)
 
     stream = (tf.data.Dataset.range(steps).map(batch, num_parallel_calls=tf.data.AUTOTUNE,
                                                deterministic=True)

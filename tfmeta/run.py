@@ -25,7 +25,7 @@ from tfmeta.errors import ConfigError
 from tfmeta.evaluation import evaluate, format_result, write_result
 from tfmeta.files import write_json
 from tfmeta.learners import create, learner_class, make_config, options
-from tfmeta.learners.registry import LR_SCHEDULES, scheduled
+from tfmeta.learners.registry import check_lr_schedule, scheduled
 from tfmeta.models import BACKBONES
 from tfmeta.pretrain import pretrain
 from tfmeta.settings import check_value
@@ -78,9 +78,7 @@ class TrainConfig:
         if self.pretrain_steps < 0 or self.pretrain_batch < 1 or self.pretrain_lr <= 0:
             raise ConfigError("train.pretrain_steps must be >= 0, pretrain_batch and pretrain_lr "
                               "positive")
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ConfigError(f"train.lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got "
-                              f"{self.lr_schedule!r}")
+        check_lr_schedule(self.lr_schedule, "train.lr_schedule")
 
 
 @dataclasses.dataclass

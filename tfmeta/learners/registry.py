@@ -92,11 +92,15 @@ def make_config(name: str, **overrides):
         raise ConfigError(f"{name}: {err}") from None
 
 
+def check_lr_schedule(lr_schedule: str, setting: str = "lr_schedule") -> None:
+    if lr_schedule not in LR_SCHEDULES:
+        raise ConfigError(f"{setting} must be one of {', '.join(LR_SCHEDULES)}, got "
+                          f"{lr_schedule!r}")
+
+
 def scheduled(optimizer, lr_schedule: str, total_steps: int | None, name: str = "learner"):
     """``optimizer`` with its (constant) learning rate following ``lr_schedule``."""
-    if lr_schedule not in LR_SCHEDULES:
-        raise ConfigError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got "
-                          f"{lr_schedule!r}")
+    check_lr_schedule(lr_schedule)
     if lr_schedule == "constant":
         return optimizer
     config = optimizer.get_config()
