@@ -18,8 +18,10 @@ import sys
 SETTING_FLAGS = {
     "algorithm": ("algorithm", "maml, fomaml, reptile, anil, metasgd, protonet, matching, "
                                "relation, siamese, ridge, svm, snail (or one you registered)"),
-    "dataset": ("data.dataset", "glyphs | omniglot | omniglot-small:DIR | folder:PATH | "
-                                "zip:PATH | tfds:NAME"),
+    "dataset": ("data.dataset", "glyphs | omniglot | omniglot-small:DIR | mini-imagenet:DIR | "
+                                "folder:PATH | zip:PATH | tfds:NAME"),
+    "class-splits": ("data.class_splits", "folder of train/val/test .txt or .csv files naming "
+                                          "each split's classes"),
     "image-size": ("data.image_size", "images are resized to this square size"),
     "channels": ("data.channels", "1 or 3"),
     "ways": ("episode.ways", "classes per episode"),

@@ -8,6 +8,10 @@ shots, meta-batch 32, Adam 1e-3, 60,000 meta-iterations.
 
 Differences: 15 query images per class (the paper's code draws 1 in meta-training); evaluation
 by the field's protocol (600 test episodes, 95% interval), deployed and transductive accuracy.
+``omniglot`` is TFDS's background / evaluation split; the paper's (1,200 of the 1,623 characters
+for training, drawn at random by its code, the rest for validation and test) is given as files
+with ``--class-splits DIR`` (:mod:`tfmeta.data.class_splits`). The paper reports 98.7 / 99.9 %
+(5-way 1 / 5-shot) and 95.8 / 98.9 % (20-way, ``--ways 20``).
 """
 
 from tfmeta.data import DataConfig, EpisodeConfig

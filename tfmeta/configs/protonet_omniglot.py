@@ -6,7 +6,11 @@ than the 5-way tests), one episode per step, Adam 1e-3.
     tfmeta train --config protonet_omniglot --out runs/protonet_omniglot
 
 Differences: the paper halves the learning rate every 2000 episodes (here constant); the number of
-training episodes is set here (20,000), the paper trains to a validation plateau.
+training episodes is set here (20,000), the paper trains to a validation plateau. ``omniglot`` is
+TFDS's background / evaluation split; the paper's (Vinyals et al.'s 1,200 training and 423 test
+characters, listed in Snell et al.'s ``splits/vinyals/{train,val,test}.txt``) is
+``--class-splits DIR`` with those files (:mod:`tfmeta.data.class_splits`). With it the paper
+reports 98.8 / 99.7 % (5-way 1 / 5-shot) and 96.0 / 98.9 % (20-way).
 """
 
 from tfmeta.data import DataConfig, EpisodeConfig

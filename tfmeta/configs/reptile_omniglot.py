@@ -7,6 +7,10 @@ over 100,000 meta-iterations, 50 test-time steps on minibatches of 5.
     tfmeta train --config reptile_omniglot --out runs/reptile_omniglot
 
 Difference: the inner Adam's moments start from zero for every task (see tfmeta.learners.reptile).
+``omniglot`` is TFDS's background / evaluation split; the paper's (1,200 random characters for
+training, 423 for test) is given as files with ``--class-splits DIR``
+(:mod:`tfmeta.data.class_splits`). The paper reports, transductive, 97.68 / 99.48 % (5-way 1 /
+5-shot) and 89.43 / 97.12 % (20-way).
 """
 
 from tfmeta.data import DataConfig, EpisodeConfig

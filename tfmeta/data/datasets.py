@@ -1,15 +1,21 @@
-"""Dataset specs (``glyphs``, ``omniglot``, ``omniglot-small:DIR``, ``folder:PATH``, ``zip:PATH``,
-``tfds:NAME``) to train / validation / test sources with disjoint classes."""
+"""Dataset specs (``glyphs``, ``omniglot``, ``omniglot-small:DIR``, ``mini-imagenet:DIR``,
+``folder:PATH``, ``zip:PATH``, ``tfds:NAME``) to train / validation / test sources with disjoint
+classes, split by fractions, by a protocol, or by class-split files (``class_splits``)."""
 
 from __future__ import annotations
 
 import dataclasses
 
-from tfmeta.data import omniglot_small
+from tfmeta.data import mini_imagenet, omniglot_small
 from tfmeta.data import source as src
 from tfmeta.data.augment import check_augment
+from tfmeta.data.class_splits import split_by_files
 from tfmeta.data.glyphs import glyphs
 from tfmeta.data.tfds_source import from_tfds
+
+
+_PROTOCOLS = ("omniglot-small", "mini-imagenet")  # datasets that come with their class split
+_WITH_PATH = _PROTOCOLS + ("folder", "zip", "tfds")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,14 +26,20 @@ class DataConfig:
         dataset: ``glyphs`` (built in), ``omniglot`` (TFDS; background alphabets for training and
             validation, evaluation alphabets for test), ``omniglot-small:DIR`` (Omniglot's two
             small background sets in DIR, split by the omniglot-small protocol:
-            :mod:`tfmeta.data.omniglot_small`), ``folder:PATH`` or ``zip:PATH`` (several paths
-            joined by commas are merged), or ``tfds:NAME``.
+            :mod:`tfmeta.data.omniglot_small`), ``mini-imagenet:DIR`` (a local copy with Ravi &
+            Larochelle's split: :mod:`tfmeta.data.mini_imagenet`), ``folder:PATH`` or
+            ``zip:PATH`` (several paths joined by commas are merged), or ``tfds:NAME``.
         image_size: images are resized to ``image_size x image_size``.
         channels: 1 (grayscale) or 3 (RGB).
         split: fractions of classes for train / validation / test (only validation / test share
             of the background set for ``omniglot``, whose test classes are the evaluation set;
-            unused by ``omniglot-small``, whose splits are its protocol's).
+            unused by ``omniglot-small`` and ``mini-imagenet``, whose splits are their
+            protocols', and with ``class_splits``).
         split_seed: the seed of the class split; the same seed gives the same split.
+        class_splits: a folder of ``train``, ``val`` and ``test`` files naming each split's
+            classes (:mod:`tfmeta.data.class_splits`; e.g. Vinyals et al.'s Omniglot split), in
+            place of ``split``. For ``omniglot`` the classes are drawn from both TFDS splits
+            (all 1,623 characters).
         rotations: add 90, 180 and 270 degree rotations of every class as new classes, within
             each split (the Omniglot augmentation; ``omniglot-small``: not its test classes).
         augment: random distortion of training images (``"affine"``: Koch et al.'s affine
@@ -48,6 +60,7 @@ class DataConfig:
     data_dir: str | None = None
     polarity: str | None = None
     augment: str | None = None
+    class_splits: str | None = None
 
     def __post_init__(self):
         check_augment(self.augment)
@@ -59,19 +72,26 @@ class DataConfig:
         if self.image_size < 8:
             raise src.DataError(f"image_size must be at least 8, got {self.image_size}")
         kind = self.dataset.split(":", 1)[0]
-        if kind not in ("glyphs", "omniglot", "omniglot-small", "folder", "zip", "tfds") or (
-                kind in ("omniglot-small", "folder", "zip", "tfds")
-                and not self.dataset.partition(":")[2]):
+        if kind not in ("glyphs", "omniglot") + _WITH_PATH or (
+                kind in _WITH_PATH and not self.dataset.partition(":")[2]):
             raise src.DataError(f"unknown dataset '{self.dataset}': use glyphs, omniglot, "
-                                "omniglot-small:DIR, folder:PATH, zip:PATH or tfds:NAME")
+                                "omniglot-small:DIR, mini-imagenet:DIR, folder:PATH, zip:PATH or "
+                                "tfds:NAME")
+        if self.class_splits and kind in _PROTOCOLS:
+            raise src.DataError(f"{kind} has its protocol's class split; class_splits applies "
+                                "to glyphs, omniglot, folder:, zip: and tfds: datasets")
 
 
 def load_source(config: DataConfig):
-    """The whole dataset as one source (for ``omniglot``: the background set; for
-    ``omniglot-small``: both small sets merged)."""
+    """The whole dataset as one source (for ``omniglot``: the background set, or all 1,623
+    characters with ``class_splits``; for ``omniglot-small``: both small sets merged; for
+    ``mini-imagenet``: its three splits merged)."""
     kind, _, arg = config.dataset.partition(":")
     if kind == "omniglot-small":
         return src.merge(list(omniglot_small.archives(arg, config.image_size, config.channels)))
+    if kind == "mini-imagenet":
+        return src.merge(list(mini_imagenet.splits(arg, config.image_size,
+                                                   config.channels).values()))
     if kind == "glyphs":
         return glyphs(image_size=config.image_size)
     if kind in ("folder", "zip"):
@@ -80,7 +100,12 @@ def load_source(config: DataConfig):
         return parts[0] if len(parts) == 1 else src.merge(parts)
     if kind == "tfds":
         return from_tfds(arg, "train", config.image_size, config.channels, config.data_dir)
-    return from_tfds("omniglot", "train", config.image_size, config.channels, config.data_dir)
+    background = from_tfds("omniglot", "train", config.image_size, config.channels,
+                           config.data_dir)
+    if not config.class_splits:
+        return background
+    return src.merge([background, from_tfds("omniglot", "test", config.image_size,
+                                            config.channels, config.data_dir)])
 
 
 def load_splits(config: DataConfig) -> dict:
@@ -92,13 +117,20 @@ def load_splits(config: DataConfig) -> dict:
             splits.update(train=splits["train"].with_rotations(),
                           val=splits["val"].with_rotations())
         return splits
+    if config.dataset.startswith("mini-imagenet:"):
+        splits = mini_imagenet.splits(config.dataset.partition(":")[2], config.image_size,
+                                      config.channels)
+        return {k: v.with_rotations() for k, v in splits.items()} if config.rotations else splits
     whole = load_source(config)
-    if config.dataset == "omniglot":
+    if config.class_splits:
+        splits = split_by_files(whole, config.class_splits)
+    elif config.dataset == "omniglot":
         train, val = whole.split(config.split[:2], config.split_seed)
         test = from_tfds("omniglot", "test", config.image_size, config.channels, config.data_dir)
+        splits = {"train": train, "val": val, "test": test}
     else:
         train, val, test = whole.split(config.split, config.split_seed)
-    splits = {"train": train, "val": val, "test": test}
+        splits = {"train": train, "val": val, "test": test}
     if config.channels == 3 and whole.image_shape[-1] == 1:
         raise src.DataError("glyphs is grayscale: use channels=1")
     if config.rotations:

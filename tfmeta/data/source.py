@@ -232,8 +232,9 @@ def _group_by_class(paths: Iterable[str], what: str, strip_top: bool = False) ->
     return dict(sorted(classes.items()))
 
 
-def _build(grouped: dict, read, image_size: int, channels: int,
-           same_size: bool = False) -> ImageSource:
+def from_files(grouped: dict, read, image_size: int, channels: int,
+               same_size: bool = False) -> ImageSource:
+    """A source from ``{class_name: [file, ...]}``, each file's bytes given by ``read(file)``."""
     names = sorted(grouped)
     files = [(p, read(p)) for name in names for p in grouped[name]]
     counts = [len(grouped[name]) for name in names]
@@ -257,7 +258,7 @@ def from_folder(path: str, image_size: int = 28, channels: int = 1) -> ImageSour
         with open(os.path.join(path, rel), "rb") as f:
             return f.read()
 
-    return _build(grouped, read, image_size, channels)
+    return from_files(grouped, read, image_size, channels)
 
 
 def support_from_folder(path: str, image_size: int = 28, channels: int = 1,
@@ -290,7 +291,7 @@ def support_from_folder(path: str, image_size: int = 28, channels: int = 1,
         with open(os.path.join(path, rel), "rb") as f:
             return f.read()
 
-    return _build(grouped, read, image_size, channels, same_size)
+    return from_files(grouped, read, image_size, channels, same_size)
 
 
 def from_zip(path: str, image_size: int = 28, channels: int = 1) -> ImageSource:
@@ -304,7 +305,7 @@ def from_zip(path: str, image_size: int = 28, channels: int = 1) -> ImageSource:
     with archive:
         members = [i.filename for i in archive.infolist() if not i.is_dir()]
         grouped = _group_by_class(members, path, strip_top=True)
-        return _build(grouped, archive.read, image_size, channels)
+        return from_files(grouped, archive.read, image_size, channels)
 
 
 def image_files(path: str) -> list:

@@ -2,7 +2,7 @@
 
 ``from_tfds("omniglot")`` follows Omniglot's convention: the ``train`` split (the 30 "background"
 alphabets) for meta-training and validation, the ``test`` split (the 20 "evaluation" alphabets)
-for meta-testing. Any other TFDS image-classification dataset loads with its ``image`` and
+for meta-testing; its classes are named ``Alphabet/characterNN`` as in Omniglot's archives. Any other TFDS image-classification dataset loads with its ``image`` and
 ``label`` features and is split by class downstream.
 
 TFDS downloads a dataset on first use. Offline, that download cannot succeed; rather than retrying
@@ -79,10 +79,21 @@ def from_tfds(name: str, split: str = "train", image_size: int = 28, channels: i
     """One split of a TFDS image-classification dataset as a source."""
     images, labels, names = load_tfds_arrays(name, split, data_dir)
     source = from_arrays(images, labels, image_size, channels)
+    if names and name == "omniglot":
+        names = [omniglot_class_name(n) for n in names]
     if names:
         source = ImageSource(source.images, tuple(names[int(v)] for v in source.class_names),
                              source.offsets)
     return source
+
+
+def omniglot_class_name(label_name: str) -> str:
+    """TFDS Omniglot's label name (``Greek_0``: alphabet, 0-based character) as the archives'
+    class name (``Greek/character01``), the name class-split files use."""
+    alphabet, _, index = label_name.rpartition("_")
+    if not alphabet or not index.isdigit():
+        return label_name
+    return f"{alphabet}/character{int(index) + 1:02d}"
 
 
 def omniglot(image_size: int = 28, channels: int = 1, data_dir: str | None = None):
