@@ -45,6 +45,7 @@ def report() -> str:
               "datasets offline:",
               "  glyphs              yes (built in: generated on first use, then cached)",
               "  folder:PATH, zip:PATH  yes (your files)",
+              "  omniglot-small:DIR, mini-imagenet:DIR  yes (local copies)",
               f"  omniglot            {'yes (prepared)' if omniglot else 'no: downloads on first use'}",
               "  tfds:NAME           if prepared in the TFDS data dir",
               f"presets (tfmeta train --config NAME): {', '.join(names())}",
