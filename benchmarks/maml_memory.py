@@ -1,9 +1,12 @@
 """Second-order MAML's memory and time against inner steps, with and without recomputation of the
 inner loop (``learner.recompute_inner``, gradient checkpointing), each setting in a fresh process.
 
-Peak memory is the process's peak resident memory minus the same process's just before the first
-meta-step (TensorFlow and the data), so it is the meta-step's own. Time is the median of
-``--steps`` meta-steps after one warm-up step.
+Memory, two figures: ``step_tensor_mb``, the peak of the tensors the meta-step holds at once
+(TensorFlow's own count, ``tf.config.experimental.get_memory_info``, from its BFC allocator, which
+this script turns on for the CPU with ``TF_CPU_ALLOCATOR_USE_BFC``; reset after a warm-up step),
+what recomputation is meant to bound; and ``peak_rss_mb``, the whole process's peak resident
+memory (TensorFlow, the data, and the traced graph, which grows with the unrolled inner steps).
+Time is the median of ``--steps`` meta-steps after the warm-up step.
 
 Run:  python benchmarks/maml_memory.py                      # 1 and 10 inner steps, ~10 min
       python benchmarks/maml_memory.py --inner-steps 1,5,10 --meta-batch 8
@@ -21,16 +24,6 @@ import sys
 import time
 
 
-def peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def current_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def measure(inner_steps: int, recompute: bool, args) -> dict:
@@ -45,15 +38,20 @@ def measure(inner_steps: int, recompute: bool, args) -> dict:
              rng.random((b, n * q, 28, 28, 1), np.float32), np.tile(np.arange(n).repeat(q), (b, 1)))
     learner = create("maml", "conv4", episode=EpisodeConfig(n, 1, q), backbone_width=args.width,
                      inner_steps=inner_steps, recompute_inner=recompute)
-    before = current_mb()
-    learner.meta_train_step(batch)["loss"].numpy()
+    import tensorflow as tf
+
+    learner.meta_train_step(batch)["loss"].numpy()  # traces and optimises the graph
+    tf.config.experimental.reset_memory_stats("CPU:0")
+    before = tf.config.experimental.get_memory_info("CPU:0")["current"]
     times = []
     for _ in range(args.steps):
         began = time.time()
         learner.meta_train_step(batch)["loss"].numpy()
         times.append(time.time() - began)
     return {"inner_steps": inner_steps, "recompute_inner": recompute,
-            "step_memory_mb": round(peak_mb() - before), "peak_rss_mb": round(peak_mb()),
+            "step_tensor_mb": round(
+                (tf.config.experimental.get_memory_info("CPU:0")["peak"] - before) / 2**20, 1),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
             "seconds_per_meta_step": round(statistics.median(times), 3),
             "seconds_per_inner_step": round(statistics.median(times) / inner_steps, 3),
             "meta_batch": b, "width": args.width}
@@ -76,7 +74,8 @@ def main():
             r = subprocess.run([sys.executable, __file__, "--one", f"{steps},{recompute}",
                                 "--meta-batch", str(args.meta_batch), "--width", str(args.width),
                                 "--steps", str(args.steps)], capture_output=True, text=True,
-                               env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+                               env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2",
+                                        TF_CPU_ALLOCATOR_USE_BFC="true"))
             if r.returncode != 0:
                 raise SystemExit(r.stderr.strip()[-2000:])
             print(r.stdout.strip().splitlines()[-1], flush=True)

@@ -88,10 +88,16 @@ def checkpointed(step):
         @tf.custom_gradient
         def run(*inputs):
             def gradient(*upstream):
+                # The recomputation waits for the upstream gradient: without that edge a graph
+                # runs it as soon as its inputs exist, in the forward pass, and keeps its
+                # activations for the backward pass (Grappler may also merge it with the first
+                # computation): no memory saved.
+                with tf.control_dependencies(upstream):
+                    again_inputs = [tf.identity(t) for t in inputs]
                 with tf.GradientTape(watch_accessed_variables=False) as tape:
-                    tape.watch(inputs)
-                    again = step(*inputs)
-                return tape.gradient(again, list(inputs), output_gradients=list(upstream),
+                    tape.watch(again_inputs)
+                    again = step(*again_inputs)
+                return tape.gradient(again, again_inputs, output_gradients=list(upstream),
                                      unconnected_gradients=tf.UnconnectedGradients.ZERO)
             return step(*inputs), gradient
         return run(*inputs)

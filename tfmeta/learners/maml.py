@@ -38,8 +38,8 @@ class MAMLConfig:
         test_inner_steps: inner steps at evaluation and in ``adapt`` (the paper uses more than in
             training); ``None``: ``inner_steps``.
         recompute_inner: gradient checkpointing of the inner loop: the outer backward pass
-            recomputes each inner step's activations (same meta-gradients, tested). Measured: it
-            does not yet lower the peak memory of the compiled step (benchmarks/maml_memory.py).
+            recomputes each inner step's activations (same meta-gradients, tested), so the
+            meta-step's tensors no longer grow with ``inner_steps`` (benchmarks/maml_memory.py).
         inner_reduction: the support loss of the inner loop. ``"sum/shots"`` (default) is the MAML
             code's: per-image cross-entropy summed over the N*K support images and divided by K,
             i.e. N times the mean, so alpha = 0.4 is the paper's step (an effective step of 2.0
