@@ -8,7 +8,7 @@ for 5-way 1/5-shot, 20-way 1/5-shot), on Prototypical Networks' omniglot-small r
     tfmeta train --config omniglot_small_matching --dataset omniglot-small:DIR --out RUN
 
 Differences from the paper: training episodes are 20-way 1-shot with 5 queries per class (the
-paper matches training ways to the test's), a few thousand episodes (the budget).
+paper matches training ways to the test's), 2,500 episodes (the budget).
 """
 
 import dataclasses

@@ -8,7 +8,7 @@ query against each class's embedding (full Omniglot: 99.6 / 99.8 / 97.6 / 99.1 %
     tfmeta train --config omniglot_small_relation --dataset omniglot-small:DIR --out RUN
 
 Differences from the paper: training episodes are 20-way 1-shot with 5 queries per class (the
-paper trains 20-way models with 10 queries), a few thousand episodes instead of 1,000,000.
+paper trains 20-way models with 10 queries), 2,500 episodes instead of 1,000,000.
 """
 
 import dataclasses
