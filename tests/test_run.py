@@ -187,7 +187,7 @@ def test_cli_train_evaluate_predict_in_a_fresh_process(tmp_path):
     (["train", "--set", "train.stepz=5", "--out", "{tmp}/o3"], "unknown setting"),
     (["train", "--set", "train.steps=many", "--out", "{tmp}/o4"], "train.steps='many': expected int"),
     (["train", "--inner-lr", "fast", "--out", "{tmp}/o8"], "learner.inner_lr='fast': expected float"),
-    (["train", "--config", "no_such_preset", "--out", "{tmp}/o9"], "not a preset (maml_omniglot"),
+    (["train", "--config", "no_such_preset", "--out", "{tmp}/o9"], "not a preset (maml_miniimagenet, maml_omniglot"),
     (["train", "--steps", "0", "--out", "{tmp}/o10"], "train.steps must be a positive integer"),
     (["train", "--set", "learner.inner_steps", "--out", "{tmp}/o5"], "expected KEY=VALUE"),
     # Reptile's outer step is epsilon: --outer-lr is refused, not ignored.

@@ -92,6 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "learner), train.X, episode.X, data.X, model, width, train_ways")
     p.add_argument("--print-config", action="store_true", help="print the resolved config, exit")
     _add_setting_flags(p, list(SETTING_FLAGS) + list(SWITCHES))
+    p.add_argument("--strategy", default="default",
+                   help="default (one device) or mirrored (every GPU, or --cpu-devices)")
+    p.add_argument("--cpu-devices", type=int, default=None, metavar="N",
+                   help="split the CPU into N logical devices (for --strategy mirrored)")
+    p.add_argument("--deterministic", action="store_true",
+                   help="deterministic TensorFlow ops: the same run gives the same losses")
     p.add_argument("--out", default="runs/latest", help="run directory")
     p.add_argument("--no-progress", action="store_true")
 
@@ -163,13 +169,20 @@ def _train_config(args):
 
 
 def _train(args):
+    from tfmeta.distribute import make_strategy
     from tfmeta.run import train
 
+    # First: the CPU can be split into devices only before TensorFlow makes anything.
+    strategy = make_strategy(args.strategy, args.cpu_devices)
+    if args.deterministic:  # seeds are the config's (train.seed); this makes the ops repeatable
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
     config = _train_config(args)
     if args.print_config:
         print(json.dumps(config.resolved().to_dict(), indent=2))
         return
-    train(config, args.out, progress=not args.no_progress)
+    train(config, args.out, progress=not args.no_progress, strategy=strategy)
     print(f"replay this run: tfmeta train --config {os.path.join(args.out, 'run.json')} "
           "--out NEW_DIR")
 

@@ -24,6 +24,7 @@ from tfmeta.data.images import polarity
 from tfmeta.errors import ConfigError
 from tfmeta.evaluation import evaluate, format_result, write_result
 from tfmeta.files import write_json
+from tfmeta.info import environment
 from tfmeta.learners import create, learner_class, make_config, options
 from tfmeta.learners.registry import check_lr_schedule, scheduled
 from tfmeta.models import BACKBONES
@@ -32,6 +33,7 @@ from tfmeta.settings import check_value
 from tfmeta.trainer import MetaTrainer
 
 RUN_FILE = "run.json"
+ENVIRONMENT_FILE = "environment.json"  # versions, devices, strategy, op determinism (last start)
 
 
 @dataclasses.dataclass
@@ -213,10 +215,11 @@ def _keys(config: RunConfig) -> list:
             for n in (v if k in SECTIONS else [None])]
 
 
-def build_learner(config: RunConfig, input_shape, seed: bool = True):
+def build_learner(config: RunConfig, input_shape, seed: bool = True, strategy=None):
     """The learner of ``config`` on a fresh model for images of ``input_shape``; ``seed``
     seeds Keras' (and NumPy's, Python's) random generators with ``train.seed`` first, so weights
-    start the same every time (``load`` does not: its weights come from a checkpoint)."""
+    start the same every time (``load`` does not: its weights come from a checkpoint).
+    ``strategy``: a ``tf.distribute.Strategy`` to meta-train across (:mod:`tfmeta.distribute`)."""
     config.validate()
     if seed:
         keras.utils.set_random_seed(config.train.seed)
@@ -224,7 +227,7 @@ def build_learner(config: RunConfig, input_shape, seed: bool = True):
     learner = create(config.algorithm, config.model, episode=config.learner_episode,
                      input_shape=tuple(input_shape), backbone_width=config.width,
                      outer_lr=t.outer_lr, lr_schedule=t.lr_schedule, total_steps=t.steps,
-                     jit_compile=t.jit_compile,
+                     jit_compile=t.jit_compile, strategy=strategy,
                      **config.learner)
     learner.polarity = config.data.polarity
     return learner
@@ -252,11 +255,20 @@ def trainer_for(config: RunConfig, learner, streams: dict, out_dir: str,
 
 
 def train(config: RunConfig, out_dir: str, progress: bool = True, log=print,
-          test: bool = True) -> dict:
+          test: bool = True, strategy=None) -> dict:
     """Meta-train (resuming from ``out_dir`` if it holds a run of the same config), then evaluate
     the best checkpoint on the test classes. Returns the test result (with ``test=False``, no
-    test evaluation: the training figures)."""
+    test evaluation: the training figures). ``strategy``: a ``tf.distribute.Strategy`` (or
+    ``None``: one device); a run resumes under any strategy, its checkpoints do not depend on it."""
     config = config.validate().resolved()
+    if strategy is not None:
+        replicas = strategy.num_replicas_in_sync
+        if config.train.meta_batch % replicas:
+            raise ConfigError(f"meta_batch {config.train.meta_batch} does not split over "
+                              f"{replicas} replicas: make it a multiple of {replicas}")
+        if config.train.pretrain_steps:
+            raise ConfigError("pre-training runs on one device: leave out the strategy or "
+                              "train.pretrain_steps")
     # Everything that can fail on bad input happens before the run directory is written to.
     splits = load_splits(config.data)
     if config.data.polarity is None:  # a fact of the training images, recorded with the run
@@ -273,8 +285,9 @@ def train(config: RunConfig, out_dir: str, progress: bool = True, log=print,
         f"{splits['test'].num_classes} test ({config.data.dataset}, "
         f"{'x'.join(map(str, splits['train'].image_shape))})")
     streams = samplers(config, splits)
-    learner = build_learner(config, streams["train"].image_shape)
+    learner = build_learner(config, streams["train"].image_shape, strategy=strategy)
     write_json(config.to_dict(), run_file)
+    write_json(environment(strategy), os.path.join(out_dir, ENVIRONMENT_FILE))
     t = config.train
     if t.pretrain_steps and checkpoint_path(out_dir, "latest") is None:  # not when resuming
         log(f"pre-training the backbone on {splits['train'].num_classes} classes")

@@ -17,6 +17,12 @@ optimizer, and has four verbs:
 
 Both steps are compiled once with ``tf.function`` (``compiled=False`` runs them eagerly, for
 debugging); batches of one shape never retrace.
+
+Distributed (``strategy=`` any ``tf.distribute.Strategy``; the model built in its scope, as
+:func:`tfmeta.learners.create` does): each replica takes an equal slice of the meta-batch's tasks
+(in order: replica ``r`` the ``r``-th slice), the tasks' gradients are summed across replicas by
+the Keras optimizer's all-reduce, and the step's figures are averaged; a test step gathers every
+replica's episodes. The meta-gradient is the one of the whole meta-batch on one device.
 """
 
 from __future__ import annotations
@@ -72,21 +78,35 @@ class Learner:
     polarity: str | None = None  # of the meta-training images; set by tfmeta.run from the run
 
     def __init__(self, model: keras.Model, config=None, *, episode: EpisodeConfig | None = None,
-                 optimizer=None, compiled: bool = True, jit_compile: bool = False):
+                 optimizer=None, compiled: bool = True, jit_compile: bool = False,
+                 strategy: tf.distribute.Strategy | None = None):
         if not isinstance(model, keras.Model):
             raise TypeError(f"model must be a keras.Model, got {type(model).__name__}")
         if not model.built:
             raise ValueError("build the model first (give it an Input or call model.build(shape))")
+        if strategy is not None and not all(strategy.extended.variable_created_in_scope(
+                v.value if isinstance(v, keras.Variable) else v) for v in model.weights):
+            raise ValueError("build the model inside strategy.scope() (tfmeta.learners.create "
+                             "does, given strategy=)")
+        if strategy is not None and jit_compile:
+            raise ConfigError("XLA (jit_compile) runs on one device here: leave out the strategy "
+                              "or XLA")
         self.model = model
         self.config = config if config is not None else self.config_class()
         self.episode = episode or EpisodeConfig()  # the (largest) meta-training episode
-        self.parts = dict(self.build_parts())
-        self.optimizer = (optimizer if optimizer is not None
-                          else self.default_optimizer(self.config))
-        self.optimizer.build(self.meta_variables)
+        self.strategy = strategy
+        with strategy.scope() if strategy is not None else contextlib.nullcontext():
+            self.parts = dict(self.build_parts())
+            self.optimizer = (optimizer if optimizer is not None
+                              else self.default_optimizer(self.config))
+            self.optimizer.build(self.meta_variables)
         self.compiled = compiled
-        self._train_fn = tf.function(self._meta_train_step, jit_compile=jit_compile)
-        self._test_fn = tf.function(self._meta_test_step, jit_compile=jit_compile)
+        if strategy is None:
+            self._train_fn = tf.function(self._meta_train_step, jit_compile=jit_compile)
+            self._test_fn = tf.function(self._meta_test_step, jit_compile=jit_compile)
+        else:
+            self._train_fn = tf.function(self._replicated_train_step)
+            self._test_fn = tf.function(self._replicated_test_step)
 
     def build_parts(self) -> dict:
         """Named modules the learner owns beside the model and meta-learns with it (a relation
@@ -149,10 +169,16 @@ class Learner:
         meta-batch, the graph holds one task (tracing takes seconds, not minutes), and each
         task's BatchNorm sees its own episode, as in the papers."""
         tasks = tf.shape(support_x)[0]
+        # Under a strategy this replica holds the tasks first .. first + tasks - 1 of a meta-batch
+        # of tasks * replicas: task indices (seeds) and the mean are the whole meta-batch's.
+        context = tf.distribute.get_replica_context()
+        replicas = context.num_replicas_in_sync if context is not None else 1
+        first = (tf.cast(context.replica_id_in_sync_group, tf.int32) * tasks
+                 if context is not None else 0)
 
         def body(i, total, losses, accuracies):
             gradients, loss, accuracy_ = self.task_gradient(support_x[i], support_y[i],
-                                                            query_x[i], query_y[i], i)
+                                                            query_x[i], query_y[i], first + i)
             total = [t + g for t, g in zip(total, gradients)]
             return (i + 1, total, losses.write(i, tf.cast(loss, tf.float32)),
                     accuracies.write(i, tf.cast(accuracy_, tf.float32)))
@@ -162,7 +188,7 @@ class Learner:
             lambda i, *_: i < tasks, body,
             (tf.constant(0), zeros, tf.TensorArray(tf.float32, tasks),
              tf.TensorArray(tf.float32, tasks)), parallel_iterations=1)
-        return ([t / tf.cast(tasks, t.dtype) for t in total], losses.stack(),
+        return ([t / tf.cast(tasks * replicas, t.dtype) for t in total], losses.stack(),
                 accuracies.stack())
 
     def _meta_train_step(self, support_x, support_y, query_x, query_y) -> dict:
@@ -206,12 +232,45 @@ class Learner:
 
     # -- shared verbs ---------------------------------------------------------------------------
     def meta_train_step(self, batch) -> dict:
-        fn = self._train_fn if self.compiled else self._meta_train_step
+        if self.strategy is not None:
+            batch = self._shard(batch)
+            fn = self._train_fn if self.compiled else self._replicated_train_step
+        else:
+            fn = self._train_fn if self.compiled else self._meta_train_step
         return fn(*batch)
 
     def meta_test_step(self, batch) -> dict:
-        fn = self._test_fn if self.compiled else self._meta_test_step
+        if self.strategy is not None:
+            batch = self._shard(batch)
+            fn = self._test_fn if self.compiled else self._replicated_test_step
+        else:
+            fn = self._test_fn if self.compiled else self._meta_test_step
         return fn(*batch)
+
+    # -- distribution (see the module docstring) ------------------------------------------------
+    def _shard(self, batch):
+        """The meta-batch as per-replica values: replica ``r`` gets the ``r``-th equal slice."""
+        replicas = self.strategy.num_replicas_in_sync
+        tasks = int(batch[0].shape[0])
+        if tasks % replicas:
+            raise ConfigError(f"a meta-batch of {tasks} tasks does not split evenly over "
+                              f"{replicas} replicas: make meta_batch a multiple of {replicas}")
+        size = tasks // replicas
+
+        def local(context):
+            first = context.replica_id_in_sync_group * size
+            return tuple(tensor[first:first + size] for tensor in batch)
+
+        return self.strategy.experimental_distribute_values_from_function(local)
+
+    def _replicated_train_step(self, *batch) -> dict:
+        metrics = self.strategy.run(self._meta_train_step, args=batch)
+        return {name: self.strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
+                for name, value in metrics.items()}
+
+    def _replicated_test_step(self, *batch) -> dict:
+        metrics = self.strategy.run(self._meta_test_step, args=batch)
+        return {name: self.strategy.gather(value, axis=0) for name, value in metrics.items()}
 
     @property
     def input_shape(self) -> tuple:

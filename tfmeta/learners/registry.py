@@ -14,6 +14,7 @@ then known to ``create``, ``tfmeta.run`` and the CLI::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 import keras
@@ -25,7 +26,7 @@ from tfmeta.settings import check_value
 # name -> (learner class, options it fixes). The one registry of the process.
 ALGORITHMS: dict = {}
 CREATE_ARGUMENTS = {"name", "backbone", "episode", "input_shape", "backbone_width", "outer_lr",
-                    "lr_schedule", "total_steps", "compiled", "jit_compile"}
+                    "lr_schedule", "total_steps", "compiled", "jit_compile", "strategy"}
 LR_SCHEDULES = ("constant", "cosine")
 
 
@@ -116,7 +117,7 @@ def scheduled(optimizer, lr_schedule: str, total_steps: int | None, name: str = 
 def create(name: str, backbone="conv4", *, episode: EpisodeConfig | None = None,
            input_shape=(28, 28, 1), backbone_width: int = 64, outer_lr: float | None = None,
            lr_schedule: str = "constant", total_steps: int | None = None, compiled: bool = True,
-           jit_compile: bool = False, **options):
+           jit_compile: bool = False, strategy=None, **options):
     """Learner ``name`` on ``backbone``, ready to meta-train.
 
     Args:
@@ -134,6 +135,8 @@ def create(name: str, backbone="conv4", *, episode: EpisodeConfig | None = None,
         total_steps: meta-training steps, for schedules and for learners whose outer step is
             annealed (Reptile).
         compiled, jit_compile: compile the steps with ``tf.function`` (and XLA).
+        strategy: a ``tf.distribute.Strategy`` to meta-train across its replicas (a named
+            backbone is built in its scope; a given model must have been).
         **options: the learner's options (``tfmeta.learners.options(name)``); an unknown one is
             an error naming the valid ones. (No option may share a name with the arguments
             above: ``register`` refuses such a learner.)
@@ -144,18 +147,16 @@ def create(name: str, backbone="conv4", *, episode: EpisodeConfig | None = None,
     episode = episode or EpisodeConfig()
     config = make_config(name, **options)
     cls.check_episode(config, episode)
-    if isinstance(backbone, str):
-        model = build_model(backbone, tuple(input_shape), cls.backbone_output, episode.ways,
-                            width=backbone_width)
-    elif isinstance(backbone, keras.Model):
-        model = backbone
-    else:
+    if not isinstance(backbone, (str, keras.Model)):
         raise ConfigError(f"backbone must be a model name or a keras.Model, got "
                           f"{type(backbone).__name__}")
-    optimizer = cls.default_optimizer(config, total_steps, **(
-        {} if outer_lr is None else {"learning_rate": outer_lr}))
-    optimizer = scheduled(optimizer, lr_schedule, total_steps, name)
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        model = backbone if isinstance(backbone, keras.Model) else build_model(
+            backbone, tuple(input_shape), cls.backbone_output, episode.ways, width=backbone_width)
+        optimizer = cls.default_optimizer(config, total_steps, **(
+            {} if outer_lr is None else {"learning_rate": outer_lr}))
+        optimizer = scheduled(optimizer, lr_schedule, total_steps, name)
     learner = cls(model, config, episode=episode, optimizer=optimizer, compiled=compiled,
-                  jit_compile=jit_compile)
+                  jit_compile=jit_compile, strategy=strategy)
     learner.name = name
     return learner

@@ -94,16 +94,20 @@ def svm_dual(kernel, targets, C, iterations: int, tolerance: float = 0.0):
     step 1 / lambda_max(K) and adaptive restart (O'Donoghue & Candes, 2015: the momentum is reset
     whenever it points uphill, which keeps FISTA's rate without its oscillations).
 
-    Stops once every task's duality gap is at most ``tolerance`` times its primal objective, or
-    after ``iterations`` iterations. A graph loop: gradients flow through the iterations run."""
+    Each task stops once its duality gap is at most ``tolerance`` times its primal objective
+    (its iterate is then frozen, so a task's solution does not depend on the other tasks solved
+    beside it), or after ``iterations`` iterations. A graph loop: gradients flow through the
+    iterations run."""
     step = 1.0 / largest_eigenvalue(kernel)[:, None, None]
     u = C * tf.ones_like(targets) / tf.cast(tf.shape(targets)[-1], targets.dtype)
 
-    def converged(u):
+    def converged(u):  # [tasks]
+        if tolerance <= 0:
+            return tf.zeros(tf.shape(u)[:1], tf.bool)
         gap, primal = duality_gap(kernel, targets, C * targets - u, C)
-        return tf.reduce_all(gap <= tolerance * tf.abs(primal))
+        return gap <= tolerance * tf.abs(primal)
 
-    def iteration(i, u, momentum_point, t):
+    def iteration(i, u, momentum_point, t, done):
         tau = C * targets - momentum_point
         gradient = targets - tf.einsum("tij,tjk->tik", kernel, tau)        # d(-objective)/du
         u_next = project_to_simplex(momentum_point - step * gradient, C)
@@ -111,13 +115,17 @@ def svm_dual(kernel, targets, C, iterations: int, tolerance: float = 0.0):
                                keepdims=True) > 0
         t = tf.where(uphill, tf.ones_like(t), t)
         t_next = (1.0 + tf.sqrt(1.0 + 4.0 * t * t)) / 2.0
-        return i + 1, u_next, u_next + ((t - 1.0) / t_next) * (u_next - u), t_next
+        momentum_next = u_next + ((t - 1.0) / t_next) * (u_next - u)
+        frozen = done[:, None, None]
+        u_next = tf.where(frozen, u, u_next)
+        return (i + 1, u_next, tf.where(frozen, momentum_point, momentum_next),
+                tf.where(frozen, t, t_next), converged(u_next))
 
-    def running(i, u, momentum_point, t):
-        return tf.logical_and(i < iterations, tf.logical_not(converged(u)) if tolerance > 0
-                              else True)
+    def running(i, u, momentum_point, t, done):
+        return tf.logical_and(i < iterations, tf.logical_not(tf.reduce_all(done)))
 
-    _, u, _, _ = tf.while_loop(running, iteration, (tf.constant(0), u, u, tf.ones_like(step)))
+    _, u, _, _, _ = tf.while_loop(running, iteration,
+                                  (tf.constant(0), u, u, tf.ones_like(step), converged(u)))
     return C * targets - u
 
 
