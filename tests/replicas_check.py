@@ -27,7 +27,7 @@ from tfmeta.models import build_model  # noqa: E402
 
 CASES = {"maml": ("maml", {"inner_steps": 2}),  # case: (algorithm, options)
          "protonet": ("protonet", {}),
-         "svm": ("svm", {"iterations": 30}),
+         "ridge": ("ridge", {}),  # a MetaOptNet head (ridge regression; the SVM takes minutes here)
          # Reptile's inner Adam turns rounding-level differences of tiny gradients into steps of
          # its learning rate: SGD shows the outer update exactly, Adam on minibatches checks that
          # each task gets its seed (the first step's loss).

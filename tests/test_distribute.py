@@ -16,13 +16,13 @@ HERE = os.path.dirname(__file__)
 
 def test_two_replicas_train_like_one():
     r = subprocess.run([sys.executable, os.path.join(HERE, "replicas_check.py"),
-                        "maml,protonet,svm,reptile,reptile-adam", "2"],
+                        "maml,protonet,ridge,reptile,reptile-adam", "2"],
                        capture_output=True, text=True, timeout=900,
                        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
     assert r.returncode == 0, r.stderr[-3000:]
     results = {line["case"]: line for line in map(json.loads, (
         x for x in r.stdout.splitlines() if x.startswith("{")))}
-    assert set(results) == {"maml", "protonet", "svm", "reptile", "reptile-adam"}
+    assert set(results) == {"maml", "protonet", "ridge", "reptile", "reptile-adam"}
     for case, line in results.items():
         assert line["devices"] == 2
         assert line["one_losses"][0] == pytest.approx(line["mirrored_losses"][0], rel=1e-5,
