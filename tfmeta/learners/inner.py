@@ -68,6 +68,18 @@ def sgd_inner_loop(forward, params, x, y, steps: int, learning_rate, differentia
     if recompute and differentiable:
         step = checkpointed(step)
     params = list(params)
+    if not differentiable and steps > 1:
+        # Nothing to differentiate: one loop in the graph instead of `steps` copies of the step,
+        # so that tracing and graph optimisation do not grow with the steps (50 test steps).
+        def body(t, phi, loss, accuracy_):
+            phi = step(*[tf.stop_gradient(p) for p in phi], *rates_given, *fixed)
+            return t + 1, phi, tf.cast(last["loss"], tf.float32), accuracy(last["logits"], y)
+
+        _, params, loss, accuracy_ = tf.while_loop(
+            lambda t, *_: t < steps, body,
+            (tf.constant(0), params, tf.zeros([], tf.float32), tf.zeros([], tf.float32)))
+        params = [tf.stop_gradient(p) for p in params]
+        return (params, loss, accuracy_) if with_metrics else params
     for _ in range(steps):
         params = list(step(*params, *rates_given, *fixed))
         if not differentiable:
