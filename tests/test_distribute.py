@@ -33,12 +33,18 @@ def test_two_replicas_train_like_one():
             assert line["weight_difference"] < 1e-6 + 1e-5 * line["weights_moved"], line
 
 
-def test_strategies_not_supported_yet_are_one_clear_line():
+def test_strategies_that_cannot_run_are_one_clear_line(monkeypatch):
     from tfmeta.distribute import make_strategy
     from tfmeta.errors import ConfigError
 
-    for name, message in (("tpu", "not supported yet"), ("multiworker", "not supported yet"),
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    for name, message in (("tpu", "not supported yet"), ("multiworker", "reads the cluster from "
+                                                                        "TF_CONFIG: set it to"),
                           ("mirored", "unknown strategy 'mirored'")):
         with pytest.raises(ConfigError, match=message) as err:
             make_strategy(name)
         assert "\n" not in str(err.value)
+    monkeypatch.setenv("TF_CONFIG", '{"cluster": {"worker": ["127.0.0.1:1"]}, '
+                                    '"task": {"type": "ps", "index": 0}}')
+    with pytest.raises(ConfigError, match="tfmeta runs on 'worker' and 'chief' tasks"):
+        make_strategy("multiworker")

@@ -93,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--print-config", action="store_true", help="print the resolved config, exit")
     _add_setting_flags(p, list(SETTING_FLAGS) + list(SWITCHES))
     p.add_argument("--strategy", default="default",
-                   help="default (one device) or mirrored (every GPU, or --cpu-devices)")
+                   help="default (one device), mirrored (every GPU, or --cpu-devices) or "
+                        "multiworker (the workers of TF_CONFIG; the same command on each)")
     p.add_argument("--cpu-devices", type=int, default=None, metavar="N",
                    help="split the CPU into N logical devices (for --strategy mirrored)")
     p.add_argument("--deterministic", action="store_true",
@@ -316,10 +317,13 @@ COMMANDS = {"train": _train, "quickstart": _quickstart, "evaluate": _evaluate,
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from tfmeta.errors import TfmetaError
+    from tfmeta.errors import TfmetaError, WorkerLost
 
     try:
         COMMANDS[args.command](args)
+    except WorkerLost as err:  # not bad input: the run stopped, and resumes
+        print(f"tfmeta: error: {err}", file=sys.stderr)
+        return 1
     except (TfmetaError, FileNotFoundError, ValueError) as err:
         print(f"tfmeta: error: {err}", file=sys.stderr)
         return 2

@@ -19,4 +19,9 @@ class ExportError(TfmetaError, RuntimeError):
     """An export that could not be written or did not reproduce the Keras model's answers."""
 
 
-__all__ = ["ConfigError", "DataError", "ExportError", "TfmetaError"]
+class WorkerLost(TfmetaError, RuntimeError):
+    """A worker of a multi-worker run stopped or could not be reached: the run stops (the CLI
+    exits with code 1); starting every worker again resumes from the last checkpoint."""
+
+
+__all__ = ["ConfigError", "DataError", "ExportError", "TfmetaError", "WorkerLost"]

@@ -21,6 +21,7 @@ import tensorflow as tf
 from tfmeta.data import DataConfig, EpisodeConfig, EpisodeSampler, load_splits
 from tfmeta.data.episodes import TEST_SEED
 from tfmeta.data.images import polarity
+from tfmeta.distribute import barrier, is_chief, lost_workers_reported
 from tfmeta.errors import ConfigError
 from tfmeta.evaluation import evaluate, format_result, write_result
 from tfmeta.files import write_json
@@ -245,13 +246,13 @@ def samplers(config: RunConfig, splits: dict) -> dict:
 
 
 def trainer_for(config: RunConfig, learner, streams: dict, out_dir: str,
-                progress: bool = True) -> MetaTrainer:
+                progress: bool = True, chief: bool = True) -> MetaTrainer:
     """The trainer of ``config``'s run in ``out_dir`` (resumes from its checkpoints)."""
     t = config.train
     return MetaTrainer(learner, streams["train"], out_dir=out_dir, steps=t.steps,
                        val_sampler=streams["val"], val_every=t.val_every,
                        val_episodes=t.val_episodes, checkpoint_every=t.checkpoint_every,
-                       progress=progress)
+                       progress=progress, chief=chief)
 
 
 def train(config: RunConfig, out_dir: str, progress: bool = True, log=print,
@@ -259,8 +260,11 @@ def train(config: RunConfig, out_dir: str, progress: bool = True, log=print,
     """Meta-train (resuming from ``out_dir`` if it holds a run of the same config), then evaluate
     the best checkpoint on the test classes. Returns the test result (with ``test=False``, no
     test evaluation: the training figures). ``strategy``: a ``tf.distribute.Strategy`` (or
-    ``None``: one device); a run resumes under any strategy, its checkpoints do not depend on it."""
+    ``None``: one device); a run resumes under any strategy, its checkpoints do not depend on it.
+    Under a multi-worker strategy every worker calls this with the same ``out_dir``; only the
+    chief writes there."""
     config = config.validate().resolved()
+    chief = is_chief(strategy)
     if strategy is not None:
         replicas = strategy.num_replicas_in_sync
         if config.train.meta_batch % replicas:
@@ -286,23 +290,30 @@ def train(config: RunConfig, out_dir: str, progress: bool = True, log=print,
         f"{'x'.join(map(str, splits['train'].image_shape))})")
     streams = samplers(config, splits)
     learner = build_learner(config, streams["train"].image_shape, strategy=strategy)
-    write_json(config.to_dict(), run_file)
-    write_json(environment(strategy), os.path.join(out_dir, ENVIRONMENT_FILE))
+    if chief:
+        write_json(config.to_dict(), run_file)
+        write_json(environment(strategy), os.path.join(out_dir, ENVIRONMENT_FILE))
     t = config.train
     if t.pretrain_steps and checkpoint_path(out_dir, "latest") is None:  # not when resuming
         log(f"pre-training the backbone on {splits['train'].num_classes} classes")
         pretrain(learner, splits["train"], t.pretrain_steps, t.pretrain_batch, t.pretrain_lr,
                  config.data.augment, t.seed, log=log)
-    fit = trainer_for(config, learner, streams, out_dir, progress).fit()
-    if "tasks_per_second" in fit:
-        log(f"meta-trained {fit['step']} steps at {fit['tasks_per_second']:.1f} tasks/s")
-    if not test:
-        return fit
-    restore(learner, out_dir)
-    result = evaluate(learner, streams["test"], config.train.test_episodes)
+    latest = checkpoint_path(out_dir, "latest")
+    if latest:
+        log(f"resuming from {latest}")
+    with lost_workers_reported(strategy, out_dir):
+        fit = trainer_for(config, learner, streams, out_dir, progress, chief).fit()
+        if "tasks_per_second" in fit:
+            log(f"meta-trained {fit['step']} steps at {fit['tasks_per_second']:.1f} tasks/s")
+        if not test:
+            return fit
+        barrier(strategy)  # every worker reads the best checkpoint once the chief has written it
+        restore(learner, out_dir)
+        result = evaluate(learner, streams["test"], config.train.test_episodes)
     result.update(algorithm=config.algorithm, dataset=config.data.dataset,
                   checkpoint=checkpoint_path(out_dir))
-    write_result(result, os.path.join(out_dir, "results.json"))
+    if chief:
+        write_result(result, os.path.join(out_dir, "results.json"))
     log(format_result(result))
     return result
 

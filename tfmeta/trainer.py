@@ -6,6 +6,10 @@ Layout of ``out_dir``::
     checkpoints/best/     the checkpoint with the best validation accuracy
     tensorboard/          scalars: train/loss, train/accuracy, val/accuracy, val/ci95
 
+Under a multi-worker strategy only the chief writes ``out_dir``; the other workers save their
+checkpoints (every worker must take part in a save) to a temporary folder they delete at the end,
+and resume from the chief's.
+
 Resume is exact: the step is in the checkpoint and the episode stream is a pure function of
 ``(seed, episode index)``, so a resumed run sees the very meta-batches the uninterrupted run would.
 """
@@ -13,6 +17,8 @@ Resume is exact: the step is in the checkpoint and the episode stream is a pure 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import time
 
 import keras
@@ -35,11 +41,13 @@ class MetaTrainer:
         checkpoint_every: save the latest checkpoint every this many steps (and at the end).
         keep: latest checkpoints to keep.
         progress: show a progress bar with loss and accuracy.
+        chief: whether this process writes ``out_dir`` (``False``: a non-chief worker of a
+            multi-worker strategy, :func:`tfmeta.distribute.is_chief`).
     """
 
     def __init__(self, learner, train_sampler, *, out_dir: str, steps: int, val_sampler=None,
                  val_every: int = 500, val_episodes: int = 100, checkpoint_every: int = 100,
-                 keep: int = 2, progress: bool = True):
+                 keep: int = 2, progress: bool = True, chief: bool = True):
         if steps < 1:
             raise ValueError(f"steps must be positive, got {steps}")
         self.learner = learner
@@ -50,19 +58,24 @@ class MetaTrainer:
         self.val_every = max(1, int(val_every))
         self.val_episodes = int(val_episodes)
         self.checkpoint_every = max(1, int(checkpoint_every))
-        self.progress = progress
+        self.progress = progress and chief
+        self.chief = chief
+        # Where this process saves: the run directory, or a non-chief worker's scratch folder.
+        self.write_dir = out_dir if chief else tempfile.mkdtemp(prefix="tfmeta-worker-")
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         self.best_accuracy = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="best")
         self.checkpoint = tf.train.Checkpoint(step=self.step, best_accuracy=self.best_accuracy,
                                               **learner.checkpoint_items())
         self.latest = tf.train.CheckpointManager(
-            self.checkpoint, os.path.join(out_dir, "checkpoints", "latest"), max_to_keep=keep)
+            self.checkpoint, os.path.join(self.write_dir, "checkpoints", "latest"),
+            max_to_keep=keep)
         self.best = tf.train.CheckpointManager(
-            self.checkpoint, os.path.join(out_dir, "checkpoints", "best"), max_to_keep=1)
+            self.checkpoint, os.path.join(self.write_dir, "checkpoints", "best"), max_to_keep=1)
 
     def restore(self) -> int:
-        """Restore the latest checkpoint if there is one; returns the step to continue from."""
-        path = self.latest.latest_checkpoint
+        """Restore the latest checkpoint if there is one (the chief's, on every worker); returns
+        the step to continue from."""
+        path = tf.train.latest_checkpoint(os.path.join(self.out_dir, "checkpoints", "latest"))
         if path:
             self.checkpoint.restore(path).assert_existing_objects_matched()
         return int(self.step.numpy())
@@ -75,13 +88,15 @@ class MetaTrainer:
         with a checkpoint, as a kill would. Returns the last metrics."""
         start = self.restore()
         stop = self.steps if until is None else min(int(until), self.steps)
-        writer = tf.summary.create_file_writer(os.path.join(self.out_dir, "tensorboard"))
+        writer = (tf.summary.create_file_writer(os.path.join(self.out_dir, "tensorboard"))
+                  if self.chief else tf.summary.create_noop_writer())
         bar = keras.utils.Progbar(self.steps, stateful_metrics=["val_acc"],
                                   verbose=1 if self.progress else 0)
         if start:
             bar.update(start)
         last = {"step": start}
         if start >= stop:
+            self.close()
             return last
         began = time.time()
         for batch in self.train_sampler.dataset(start=start, num_batches=stop - start):
@@ -109,7 +124,13 @@ class MetaTrainer:
                 self.latest.save(checkpoint_number=step)
             bar.update(step, values=values)
         writer.flush()
+        self.close()
         last["seconds"] = time.time() - began
         last["tasks_per_second"] = (last["step"] - start) * self.train_sampler.meta_batch / max(
             last["seconds"], 1e-9)
         return last
+
+    def close(self) -> None:
+        """Delete a non-chief worker's scratch checkpoints (the chief's are the run's)."""
+        if not self.chief:
+            shutil.rmtree(self.write_dir, ignore_errors=True)
