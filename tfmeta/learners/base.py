@@ -76,6 +76,8 @@ class Learner:
     # (feature vectors) or "feature_maps" (spatial maps); see tfmeta.models.build_model.
     backbone_output = "features"
     polarity: str | None = None  # of the meta-training images; set by tfmeta.run from the run
+    # Why XLA cannot compile this learner's meta-steps (None: it can; tests/test_xla.py).
+    xla_unsupported: str | None = None
 
     def __init__(self, model: keras.Model, config=None, *, episode: EpisodeConfig | None = None,
                  optimizer=None, compiled: bool = True, jit_compile: bool = False,
@@ -88,6 +90,9 @@ class Learner:
                 v.value if isinstance(v, keras.Variable) else v) for v in model.weights):
             raise ValueError("build the model inside strategy.scope() (tfmeta.learners.create "
                              "does, given strategy=)")
+        if jit_compile and self.xla_unsupported:
+            raise ConfigError(f"XLA cannot compile {self.name}'s meta-steps: "
+                              f"{self.xla_unsupported}; run it without --xla (jit_compile)")
         if strategy is not None and jit_compile:
             raise ConfigError("XLA (jit_compile) runs on one device here: leave out the strategy "
                               "or XLA")

@@ -118,6 +118,8 @@ class MetricLearner(Learner):
     """
 
     flatten_features = True
+    xla_unsupported = ("the number of classes is read from the support labels, a shape XLA "
+                       "needs at compile time")
 
     def score(self, support, support_y, query, ways, training=False):
         """Logits ``[tasks, Q, ways]`` of queries ``[tasks, Q, D]`` given support ``[tasks, S, D]``."""

@@ -83,6 +83,7 @@ class Reptile(OptimizationLearner):
     """Reptile over any Keras classifier (see the module docstring)."""
 
     name = "reptile"
+    xla_unsupported = "it picks each class's training images with shapes read from the labels"
     config_class = ReptileConfig
     @classmethod
     def default_optimizer(cls, config, total_steps: int | None = None,

@@ -134,6 +134,8 @@ class SVMHead(CalibratedMetricLearner):
     """MetaOptNet-SVM head on any Keras embedding model."""
 
     name = "svm"
+    xla_unsupported = ("the number of classes is read from the support labels, and its dual "
+                       "solver's loop keeps a gradient accumulator XLA does not compile")
     config_class = SVMConfig
 
     def score(self, support, support_y, query, ways, training=False):
