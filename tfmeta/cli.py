@@ -38,6 +38,8 @@ SETTING_FLAGS = {
     "episodes": ("train.test_episodes", "test episodes (the protocol: 600 or more)"),
     "checkpoint-every": ("train.checkpoint_every", "steps between checkpoints"),
     "seed": ("train.seed", "seed of weights and episodes"),
+    "precision": ("train.precision", "float32, mixed_bfloat16 or mixed_float16 (Keras mixed "
+                                     "precision; float16 with dynamic loss scaling)"),
     "inner-steps": ("learner.inner_steps", "inner-loop steps while meta-training"),
     "test-inner-steps": ("learner.test_inner_steps", "inner-loop steps at test"),
     "inner-lr": ("learner.inner_lr", "inner-loop learning rate"),

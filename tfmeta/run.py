@@ -27,7 +27,7 @@ from tfmeta.evaluation import evaluate, format_result, write_result
 from tfmeta.files import write_json
 from tfmeta.info import environment
 from tfmeta.learners import create, learner_class, make_config, options
-from tfmeta.learners.registry import check_lr_schedule, scheduled
+from tfmeta.learners.registry import PRECISIONS, check_lr_schedule, scheduled
 from tfmeta.models import BACKBONES
 from tfmeta.pretrain import pretrain
 from tfmeta.settings import check_value
@@ -50,6 +50,8 @@ class TrainConfig:
         checkpoint_every: steps between checkpoints.
         seed: seed of weights and episode streams.
         jit_compile: compile the steps with XLA.
+        precision: ``"float32"``, ``"mixed_bfloat16"`` or ``"mixed_float16"`` (Keras mixed
+            precision of the backbone; :func:`tfmeta.learners.create`).
         lr_schedule: ``"constant"`` or ``"cosine"`` (the outer learning rate decays to 0 over
             ``steps``).
         pretrain_steps: minibatches of ordinary classification of every training class before
@@ -67,6 +69,7 @@ class TrainConfig:
     checkpoint_every: int = 100
     seed: int = 0
     jit_compile: bool = False
+    precision: str = "float32"
     lr_schedule: str = "constant"
     pretrain_steps: int = 0
     pretrain_batch: int = 64
@@ -82,6 +85,9 @@ class TrainConfig:
             raise ConfigError("train.pretrain_steps must be >= 0, pretrain_batch and pretrain_lr "
                               "positive")
         check_lr_schedule(self.lr_schedule, "train.lr_schedule")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"train.precision must be one of {', '.join(PRECISIONS)}, got "
+                              f"{self.precision!r}")
 
 
 @dataclasses.dataclass
@@ -228,7 +234,7 @@ def build_learner(config: RunConfig, input_shape, seed: bool = True, strategy=No
     learner = create(config.algorithm, config.model, episode=config.learner_episode,
                      input_shape=tuple(input_shape), backbone_width=config.width,
                      outer_lr=t.outer_lr, lr_schedule=t.lr_schedule, total_steps=t.steps,
-                     jit_compile=t.jit_compile, strategy=strategy,
+                     jit_compile=t.jit_compile, strategy=strategy, precision=t.precision,
                      **config.learner)
     learner.polarity = config.data.polarity
     return learner

@@ -42,5 +42,6 @@ class ANIL(MAML):
         head = sgd_inner_loop(self.forward, head, x, y, steps, self.config.inner_lr,
                               fixed=body, differentiable=differentiable,
                               first_order=self.config.first_order, loss_fn=self.inner_loss,
+                              loss_scale=self.inner_loss_scale(),
                               recompute=self.config.recompute_inner)
         return body + head

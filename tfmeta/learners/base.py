@@ -41,7 +41,8 @@ from tfmeta.errors import ConfigError, DataError
 from tfmeta.learners.batchnorm import (batchnorm_momentum_zero, exact_batchnorm_moments,  # noqa: F401
                                       freeze_batchnorm_statistics)
 from tfmeta.learners.inner import sgd_inner_loop
-from tfmeta.learners.losses import accuracy, cross_entropy  # noqa: F401  (re-exported)
+from tfmeta.learners.losses import (accuracy, cross_entropy,  # noqa: F401  (re-exported)
+                                    full_precision)
 
 
 @contextlib.contextmanager
@@ -153,6 +154,14 @@ class Learner:
         (its query loss after adaptation) and query accuracy, for a meta-batch (the outer step
         gives it one task at a time: a meta-batch of one)."""
         raise NotImplementedError
+
+    def inner_loss_scale(self):
+        """The outer optimizer's current loss scale under float16 mixed precision (inner loops
+        scale their losses by it too: :func:`tfmeta.learners.inner.sgd_inner_loop`), else
+        ``None``."""
+        if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+            return self.optimizer.scale_loss(tf.constant(1.0))
+        return None
 
     def task_gradient(self, support_x, support_y, query_x, query_y, index):
         """``(gradients, loss, accuracy)`` of one task (``support_x [N*K, H, W, C]``, ...; its
@@ -363,7 +372,7 @@ class OptimizationLearner(Learner):
         """Logits of ``images`` under weights ``params``; BatchNorm uses batch statistics."""
         non_trainable = [v.value for v in self.model.non_trainable_variables]
         logits, _ = self.model.stateless_call(list(params), non_trainable, images, training=True)
-        return logits
+        return full_precision(logits)
 
     def deployed_forward(self, params, support_x, query_x):
         """Logits of ``query_x`` under ``params`` with BatchNorm frozen at the statistics of
@@ -373,7 +382,7 @@ class OptimizationLearner(Learner):
             _, statistics = self.model.stateless_call(list(params), non_trainable, support_x,
                                                       training=True)
         logits, _ = self.model.stateless_call(list(params), statistics, query_x, training=False)
-        return logits
+        return full_precision(logits)
 
     def weights(self) -> list:
         """The model's trainable weights as tensors (read inside a tape, they are watched)."""
@@ -411,7 +420,7 @@ class OptimizationLearner(Learner):
         return sgd_inner_loop(self.forward, theta, x, y, steps, self.config.inner_lr,
                               differentiable=differentiable,
                               first_order=getattr(self.config, "first_order", False),
-                              loss_fn=self.inner_loss,
+                              loss_fn=self.inner_loss, loss_scale=self.inner_loss_scale(),
                               recompute=getattr(self.config, "recompute_inner", False))
 
     def test_adaptation(self, theta, support_x, support_y):

@@ -21,7 +21,7 @@ def check_inner_options(inner_steps: int, test_inner_steps, inner_reduction: str
 
 def sgd_inner_loop(forward, params, x, y, steps: int, learning_rate, differentiable: bool = True,
                    first_order: bool = False, loss_fn=cross_entropy, recompute: bool = False,
-                   fixed=(), with_metrics: bool = False):
+                   fixed=(), with_metrics: bool = False, loss_scale=None):
     """``steps`` plain gradient steps on ``loss_fn(forward(params, x), y)``.
 
     ``phi_0 = params``; ``phi_{t+1} = phi_t - learning_rate * grad L(phi_t)``.
@@ -42,6 +42,10 @@ def sgd_inner_loop(forward, params, x, y, steps: int, learning_rate, differentia
             so memory no longer grows with the activations of every step; same gradients.
         with_metrics: also return the loss and accuracy of the last step's forward pass (on
             ``x`` at ``phi_{steps-1}``, before its update): training figures at no extra cost.
+        loss_scale: float16 mixed precision: each step differentiates ``loss * loss_scale`` and
+            divides the gradients by it, so that small gradients do not underflow in float16
+            (the outer optimizer's dynamic scale; an overflow makes the meta-gradient non-finite
+            and the outer loss-scale optimizer skips the step and lowers the scale).
     Returns:
         the adapted parameters ``phi_steps`` as a list of tensors; with ``with_metrics``, the
         tuple ``(phi_steps, loss, accuracy)``.
@@ -59,8 +63,9 @@ def sgd_inner_loop(forward, params, x, y, steps: int, learning_rate, differentia
             tape.watch(phi)
             logits = forward(frozen + phi, x)
             loss = loss_fn(logits, y)
+            scaled_loss = scaled(loss, loss_scale)
         last.update(loss=loss, logits=logits)
-        grads = tape.gradient(loss, phi)
+        grads = unscaled(tape.gradient(scaled_loss, phi), loss_scale)
         if first_order or not differentiable:
             grads = [tf.stop_gradient(g) for g in grads]
         return [p - r * g for p, r, g in zip(phi, rates, grads)]
@@ -89,6 +94,18 @@ def sgd_inner_loop(forward, params, x, y, steps: int, learning_rate, differentia
             raise ValueError("with_metrics is not available with recompute")
         return params, last["loss"], accuracy(last["logits"], y)
     return params
+
+
+def scaled(loss, loss_scale=None):
+    """``loss * loss_scale`` (inside the tape), or ``loss`` without a (float16) loss scale."""
+    return loss if loss_scale is None else loss * tf.cast(loss_scale, loss.dtype)
+
+
+def unscaled(gradients, loss_scale=None):
+    """Gradients of :func:`scaled` losses divided by the scale again."""
+    if loss_scale is None:
+        return gradients
+    return [g / tf.cast(loss_scale, g.dtype) for g in gradients]
 
 
 def checkpointed(step):
@@ -129,7 +146,7 @@ def minibatch_indices(size, batch_size, steps: int, seed):
 def adam_inner_loop(forward, params, x, y, steps: int, learning_rate: float,
                     batch_size: int | None = None, seed=(0, 0), beta1: float = 0.0,
                     beta2: float = 0.999, epsilon: float = 1e-8, loss_fn=cross_entropy,
-                    with_metrics: bool = False):
+                    with_metrics: bool = False, loss_scale=None):
     """``steps`` Adam steps (fresh moments) on minibatches of ``(x, y)``, with no graph to
     ``params`` (Reptile's inner loop). The update is TensorFlow's / Keras' Adam::
 
@@ -139,6 +156,7 @@ def adam_inner_loop(forward, params, x, y, steps: int, learning_rate: float,
     ``batch_size=None``, or at least the number of examples, trains on all of ``x`` every step;
     otherwise on minibatches from :func:`minibatch_indices` with ``seed``. ``with_metrics``:
     return ``(phi, loss, accuracy)``, the figures of the last step's minibatch before its update.
+    ``loss_scale``: as in :func:`sgd_inner_loop`.
     """
     params = [tf.stop_gradient(p) for p in params]
     size = x.shape[0] if x.shape[0] is not None else tf.shape(x)[0]
@@ -157,7 +175,8 @@ def adam_inner_loop(forward, params, x, y, steps: int, learning_rate: float,
             tape.watch(params)
             logits = forward(params, xb)
             loss = loss_fn(logits, yb)
-        grads = tape.gradient(loss, params)
+            scaled_loss = scaled(loss, loss_scale)
+        grads = unscaled(tape.gradient(scaled_loss, params), loss_scale)
         loss, accuracy_ = tf.cast(loss, tf.float32), accuracy(logits, yb)  # reported figures
         time = tf.cast(t, params[0].dtype)
         rate = learning_rate * tf.sqrt(1 - beta2 ** time) / (1 - beta1 ** time)

@@ -65,4 +65,4 @@ class MetaSGD(MAML):
         alpha = [tf.convert_to_tensor(a) for a in self.rates.alpha]
         return sgd_inner_loop(self.forward, theta, x, y, steps, alpha,
                               differentiable=differentiable, first_order=self.config.first_order,
-                              loss_fn=self.inner_loss)
+                              loss_fn=self.inner_loss, loss_scale=self.inner_loss_scale())

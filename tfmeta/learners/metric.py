@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfmeta.data.episodes import EpisodeConfig
-from tfmeta.learners.base import Learner, accuracy, cross_entropy
+from tfmeta.learners.base import Learner, accuracy, cross_entropy, full_precision
 
 
 def embed(model, images, training, flatten=True):
@@ -25,7 +25,7 @@ def embed(model, images, training, flatten=True):
     ``[tasks, n, ...]`` feature maps with ``flatten=False``."""
     tasks, n = tf.shape(images)[0], tf.shape(images)[1]
     flat = tf.reshape(images, tf.concat([[tasks * n], tf.shape(images)[2:]], 0))
-    features = model(flat, training=training)
+    features = full_precision(model(flat, training=training))
     size = features.shape[1:].num_elements()  # static, so heads see the feature dimension
     shape = ([-1 if size is None else size]) if flatten else list(features.shape[1:])
     return tf.reshape(features, tf.concat([[tasks, n], shape], 0))

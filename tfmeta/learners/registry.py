@@ -26,7 +26,8 @@ from tfmeta.settings import check_value
 # name -> (learner class, options it fixes). The one registry of the process.
 ALGORITHMS: dict = {}
 CREATE_ARGUMENTS = {"name", "backbone", "episode", "input_shape", "backbone_width", "outer_lr",
-                    "lr_schedule", "total_steps", "compiled", "jit_compile", "strategy"}
+                    "lr_schedule", "total_steps", "compiled", "jit_compile", "strategy",
+                    "precision"}
 LR_SCHEDULES = ("constant", "cosine")
 
 
@@ -114,10 +115,24 @@ def scheduled(optimizer, lr_schedule: str, total_steps: int | None, name: str = 
     return optimizer.__class__.from_config(config)
 
 
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+
+
+@contextlib.contextmanager
+def dtype_policy(name: str):
+    """Keras' global dtype policy set to ``name`` while layers are made, then put back."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
 def create(name: str, backbone="conv4", *, episode: EpisodeConfig | None = None,
            input_shape=(28, 28, 1), backbone_width: int = 64, outer_lr: float | None = None,
            lr_schedule: str = "constant", total_steps: int | None = None, compiled: bool = True,
-           jit_compile: bool = False, strategy=None, **options):
+           jit_compile: bool = False, strategy=None, precision: str = "float32", **options):
     """Learner ``name`` on ``backbone``, ready to meta-train.
 
     Args:
@@ -137,6 +152,11 @@ def create(name: str, backbone="conv4", *, episode: EpisodeConfig | None = None,
         compiled, jit_compile: compile the steps with ``tf.function`` (and XLA).
         strategy: a ``tf.distribute.Strategy`` to meta-train across its replicas (a named
             backbone is built in its scope; a given model must have been).
+        precision: ``"float32"``, ``"mixed_bfloat16"`` or ``"mixed_float16"``: a named backbone
+            computes in that Keras mixed-precision policy (float32 weights, fast weights and
+            BatchNorm statistics; losses, heads and learner parts in float32); with
+            ``mixed_float16`` the outer optimizer is a ``LossScaleOptimizer`` (dynamic loss
+            scaling) whose scale the inner loops use too. A given model keeps its own policy.
         **options: the learner's options (``tfmeta.learners.options(name)``); an unknown one is
             an error naming the valid ones. (No option may share a name with the arguments
             above: ``register`` refuses such a learner.)
@@ -150,12 +170,18 @@ def create(name: str, backbone="conv4", *, episode: EpisodeConfig | None = None,
     if not isinstance(backbone, (str, keras.Model)):
         raise ConfigError(f"backbone must be a model name or a keras.Model, got "
                           f"{type(backbone).__name__}")
+    if precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision '{precision}': use {', '.join(PRECISIONS)}")
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
-        model = backbone if isinstance(backbone, keras.Model) else build_model(
-            backbone, tuple(input_shape), cls.backbone_output, episode.ways, width=backbone_width)
+        with dtype_policy(precision):
+            model = backbone if isinstance(backbone, keras.Model) else build_model(
+                backbone, tuple(input_shape), cls.backbone_output, episode.ways,
+                width=backbone_width)
         optimizer = cls.default_optimizer(config, total_steps, **(
             {} if outer_lr is None else {"learning_rate": outer_lr}))
         optimizer = scheduled(optimizer, lr_schedule, total_steps, name)
+        if precision == "mixed_float16":
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer, initial_scale=2.0 ** 10)
     learner = cls(model, config, episode=episode, optimizer=optimizer, compiled=compiled,
                   jit_compile=jit_compile, strategy=strategy)
     learner.name = name

@@ -111,9 +111,11 @@ class Reptile(OptimizationLearner):
         ``with_metrics``: ``(phi, loss, accuracy)`` of the last step's minibatch."""
         if self.config.inner_optimizer == "sgd":  # full-batch (checked by the config)
             return sgd_inner_loop(self.forward, theta, x, y, steps, self.config.inner_lr,
-                                  differentiable=False, with_metrics=with_metrics)
+                                  differentiable=False, with_metrics=with_metrics,
+                                  loss_scale=self.inner_loss_scale())
         return adam_inner_loop(self.forward, theta, x, y, steps, self.config.inner_lr,
-                               batch_size, seed, with_metrics=with_metrics)
+                               batch_size, seed, with_metrics=with_metrics,
+                               loss_scale=self.inner_loss_scale())
 
     def test_adaptation(self, theta, support_x, support_y, seed=(0, 0)):
         return self.inner_loop(theta, support_x, support_y, self.test_inner_steps,
@@ -149,4 +151,8 @@ class Reptile(OptimizationLearner):
         seed = tf.stack([tf.cast(self.optimizer.iterations, tf.int32), index])
         phi, loss, accuracy_ = self.task_update(theta, support_x, support_y, query_x, query_y,
                                                 seed=seed)
-        return [t - p for t, p in zip(theta, phi)], loss, accuracy_
+        deltas = [t - p for t, p in zip(theta, phi)]
+        scale = self.inner_loss_scale()  # a loss-scale optimizer unscales what it is given
+        if scale is not None:
+            deltas = [d * scale for d in deltas]
+        return deltas, loss, accuracy_
