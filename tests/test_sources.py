@@ -163,3 +163,71 @@ def test_transparent_pngs_load_and_serve_alike(tmp_path, mode):
     color = pixels[4:8, :, :-1].astype(np.float64)
     expected = color[..., 0] if channels == 2 else color @ [0.299, 0.587, 0.114]
     np.testing.assert_allclose(gray, np.round(expected), atol=1)
+
+
+def _png_bytes(size=8):
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((size, size), 200, np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _archive(path, members):
+    """A zip of ``{name: bytes or ZipInfo-setup callable}`` plus two valid classes."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for c in range(2):
+            for i in range(2):
+                z.writestr(f"class{c}/{i}.png", _png_bytes())
+        for name, data in members.items():
+            if isinstance(data, zipfile.ZipInfo):
+                z.writestr(data, b"class0/0.png")
+            else:
+                z.writestr(name, data)
+    return str(path)
+
+
+@pytest.mark.parametrize("member", ["../escape/0.png", "/etc/abs.png", "class0/../../up.png"])
+def test_zip_members_outside_the_root_are_refused(tmp_path, member):
+    path = _archive(tmp_path / "slip.zip", {member: _png_bytes()})
+    with pytest.raises(DataError, match=r"points outside the archive \(absolute path or '\.\.'\)"):
+        from_zip(path)
+
+
+def test_zip_symlinks_and_bombs_are_refused(tmp_path, monkeypatch):
+    link = zipfile.ZipInfo("class0/link.png")
+    link.external_attr = (0o120777 << 16)
+    with pytest.raises(DataError, match="link.png' is a symbolic link"):
+        from_zip(_archive(tmp_path / "link.zip", {"class0/link.png": link}))
+    # 50 MB of zeros compress ~1000x: a bomb by ratio, refused before anything is read.
+    with pytest.raises(DataError, match="zeros.png' expands .* likely decompression bomb"):
+        from_zip(_archive(tmp_path / "bomb.zip", {"class1/zeros.png": bytes(50 << 20)}))
+    import tfmeta.data.source as source
+
+    monkeypatch.setattr(source, "MAX_ARCHIVE_BYTES", 100)  # and by total size
+    with pytest.raises(DataError, match="expands to more than 100 bytes"):
+        from_zip(_archive(tmp_path / "big.zip", {}))
+
+
+def test_damaged_zip_and_pixel_bomb_are_one_line(tmp_path):
+    path = _archive(tmp_path / "ok.zip", {})
+    data = bytearray(open(path, "rb").read())
+    start = 30 + len("class0/0.png") + 4  # inside the first member's compressed bytes
+    data[start:start + 16] = bytes(16)
+    (tmp_path / "damaged.zip").write_bytes(bytes(data))
+    with pytest.raises(DataError, match="damaged.zip: (a damaged zip archive|.*not a readable)"):
+        from_zip(str(tmp_path / "damaged.zip"))
+    # A valid PNG header declaring 100,000 x 100,000 pixels: refused before decoding.
+    import struct
+    import zlib
+
+    header = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 0, 0, 0, 0)
+    bomb = (b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + header
+            + struct.pack(">I", zlib.crc32(b"IHDR" + header)))
+    _folder(str(tmp_path / "pixels"))
+    (tmp_path / "pixels" / "class0" / "huge.png").write_bytes(bomb)
+    with pytest.raises(DataError, match=r"huge.png: the image is 100000x100000 pixels, more "
+                                        r"than the limit"):
+        from_folder(str(tmp_path / "pixels"))

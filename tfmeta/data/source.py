@@ -28,6 +28,10 @@ from tfmeta.data.images import (ALPHA_BACKGROUND, POLARITIES, dark_on_light,  # 
 from tfmeta.errors import DataError  # noqa: F401  (re-exported: tfmeta.data.source.DataError)
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+# Limits against decompression bombs (an archive or image that expands beyond memory):
+MAX_ARCHIVE_BYTES = 8 << 30   # the members of one zip archive, uncompressed
+MAX_COMPRESSION_RATIO = 1000  # a member larger than 1 MB may expand at most this much
+MAX_IMAGE_PIXELS = 100_000_000  # height x width of one image (10,000 x 10,000)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,6 +184,7 @@ def _decode_files(named_bytes, image_size: int, channels: int,
 
     decoded = []
     for name, data in named_bytes:
+        check_image_size(name, data)
         try:
             decoded.append(tf.io.decode_image(data, channels=0, expand_animations=False).numpy())
         except (tf.errors.InvalidArgumentError, ValueError) as err:
@@ -197,6 +202,73 @@ def _decode_files(named_bytes, image_size: int, channels: int,
     for indices in by_shape.values():  # resize every image size in one batch
         out[indices] = to_uint8_images(np.stack([decoded[i] for i in indices]), image_size, channels)
     return out
+
+
+def image_dimensions(data: bytes):
+    """``(height, width)`` from an encoded image's header (PNG, GIF, BMP, JPEG) without decoding
+    it, or ``None`` when the header is not one of these."""
+    import struct
+
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
+        width, height = struct.unpack(">II", data[16:24])
+        return height, width
+    if data[:6] in (b"GIF87a", b"GIF89a") and len(data) >= 10:
+        width, height = struct.unpack("<HH", data[6:10])
+        return height, width
+    if data[:2] == b"BM" and len(data) >= 26:
+        width, height = struct.unpack("<ii", data[18:26])
+        return abs(height), abs(width)
+    if data[:2] == b"\xff\xd8":
+        import tensorflow as tf
+
+        try:
+            height, width, _ = tf.image.extract_jpeg_shape(data).numpy()
+        except (tf.errors.InvalidArgumentError, ValueError):
+            return None  # left to the decoder's error
+        return int(height), int(width)
+    return None
+
+
+def check_image_size(name: str, data: bytes, max_pixels: int | None = None) -> None:
+    """Refuse an image whose header declares more than ``max_pixels`` (default
+    ``MAX_IMAGE_PIXELS``) pixels, before decoding it (a small file can declare a gigapixel
+    image)."""
+    max_pixels = MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
+    size = image_dimensions(data)
+    if size is not None and size[0] * size[1] > max_pixels:
+        raise DataError(f"{name}: the image is {size[1]}x{size[0]} pixels, more than the limit "
+                        f"of {max_pixels:,}; resize it first (decompression-bomb guard)")
+
+
+def check_archive(path: str, archive: zipfile.ZipFile, max_bytes: int | None = None) -> list:
+    """The file members of a zip archive, refusing (one line) members whose path leaves the
+    archive's root (absolute, ``..``: zip-slip), symbolic links, and archives that would
+    expand beyond ``max_bytes`` or members compressed more than ``MAX_COMPRESSION_RATIO`` times
+    (decompression bombs). Nothing is extracted to disk; this keeps reads bounded and names
+    honest."""
+    members, total = [], 0
+    max_bytes = MAX_ARCHIVE_BYTES if max_bytes is None else max_bytes
+    for info in archive.infolist():
+        name = info.filename.replace("\\", "/")
+        parts = name.split("/")
+        if name.startswith("/") or ".." in parts or (len(name) > 1 and name[1] == ":"):
+            raise DataError(f"{path}: member '{info.filename}' points outside the archive "
+                            "(absolute path or '..'); refusing the archive")
+        if (info.external_attr >> 16) & 0o170000 == 0o120000:
+            raise DataError(f"{path}: member '{info.filename}' is a symbolic link; archives "
+                            "may hold only folders and image files")
+        if info.is_dir():
+            continue
+        total += info.file_size
+        if info.file_size > 1 << 20 and info.file_size > MAX_COMPRESSION_RATIO * max(
+                info.compress_size, 1):
+            raise DataError(f"{path}: member '{info.filename}' expands {info.compress_size:,} "
+                            f"-> {info.file_size:,} bytes; refusing a likely decompression bomb")
+        if total > max_bytes:
+            raise DataError(f"{path}: the archive expands to more than {max_bytes:,} bytes; "
+                            "refusing a likely decompression bomb (unpack it and use the folder)")
+        members.append(info.filename)
+    return members
 
 
 def _group_by_class(paths: Iterable[str], what: str, strip_top: bool = False) -> dict:
@@ -303,9 +375,11 @@ def from_zip(path: str, image_size: int = 28, channels: int = 1) -> ImageSource:
     except zipfile.BadZipFile:
         raise DataError(f"{path}: not a zip archive") from None
     with archive:
-        members = [i.filename for i in archive.infolist() if not i.is_dir()]
-        grouped = _group_by_class(members, path, strip_top=True)
-        return from_files(grouped, archive.read, image_size, channels)
+        grouped = _group_by_class(check_archive(path, archive), path, strip_top=True)
+        try:
+            return from_files(grouped, archive.read, image_size, channels)
+        except (zipfile.BadZipFile, EOFError, OSError) as err:  # CRC, truncated, lying sizes
+            raise DataError(f"{path}: a damaged zip archive ({err})") from None
 
 
 def image_files(path: str) -> list:
