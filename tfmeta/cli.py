@@ -38,6 +38,7 @@ SETTING_FLAGS = {
     "episodes": ("train.test_episodes", "test episodes (the protocol: 600 or more)"),
     "checkpoint-every": ("train.checkpoint_every", "steps between checkpoints"),
     "seed": ("train.seed", "seed of weights and episodes"),
+    "on-nonfinite": ("train.on_nonfinite", "skip (default) or stop at a NaN/Inf meta-loss"),
     "precision": ("train.precision", "float32, mixed_bfloat16 or mixed_float16 (Keras mixed "
                                      "precision; float16 with dynamic loss scaling)"),
     "inner-steps": ("learner.inner_steps", "inner-loop steps while meta-training"),
@@ -319,13 +320,16 @@ COMMANDS = {"train": _train, "quickstart": _quickstart, "evaluate": _evaluate,
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from tfmeta.errors import TfmetaError, WorkerLost
+    from tfmeta.errors import TfmetaError, TrainingStopped, WorkerLost
 
     try:
         COMMANDS[args.command](args)
     except WorkerLost as err:  # not bad input: the run stopped, and resumes
         print(f"tfmeta: error: {err}", file=sys.stderr)
         return 1
+    except TrainingStopped as err:  # a signal (checkpoint saved) or a non-finite meta-loss
+        print(f"tfmeta: {'stopped' if err.signal else 'error'}: {err}", file=sys.stderr)
+        return 128 + err.signal if err.signal else 1
     except (TfmetaError, FileNotFoundError, ValueError) as err:
         print(f"tfmeta: error: {err}", file=sys.stderr)
         return 2

@@ -24,4 +24,15 @@ class WorkerLost(TfmetaError, RuntimeError):
     exits with code 1); starting every worker again resumes from the last checkpoint."""
 
 
-__all__ = ["ConfigError", "DataError", "ExportError", "TfmetaError", "WorkerLost"]
+class TrainingStopped(TfmetaError, RuntimeError):
+    """Meta-training stopped before its last step: a signal (SIGINT, SIGTERM) after which the
+    latest checkpoint was saved, or a non-finite meta-loss that was kept out of every checkpoint.
+    ``signal`` is the signal's number, or ``None``."""
+
+    def __init__(self, message: str, signal_number: int | None = None):
+        super().__init__(message)
+        self.signal = signal_number
+
+
+__all__ = ["ConfigError", "DataError", "ExportError", "TfmetaError", "TrainingStopped",
+           "WorkerLost"]

@@ -11,6 +11,7 @@ Example (the quickstart, smaller)::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -24,14 +25,14 @@ from tfmeta.data.images import polarity
 from tfmeta.distribute import barrier, is_chief, lost_workers_reported
 from tfmeta.errors import ConfigError
 from tfmeta.evaluation import evaluate, format_result, write_result
-from tfmeta.files import write_json
+from tfmeta.files import run_lock, write_json
 from tfmeta.info import environment
 from tfmeta.learners import create, learner_class, make_config, options
 from tfmeta.learners.registry import PRECISIONS, check_lr_schedule, scheduled
 from tfmeta.models import BACKBONES
 from tfmeta.pretrain import pretrain
 from tfmeta.settings import check_value
-from tfmeta.trainer import MetaTrainer
+from tfmeta.trainer import NONFINITE, MetaTrainer
 
 RUN_FILE = "run.json"
 ENVIRONMENT_FILE = "environment.json"  # versions, devices, strategy, op determinism (last start)
@@ -52,6 +53,9 @@ class TrainConfig:
         jit_compile: compile the steps with XLA.
         precision: ``"float32"``, ``"mixed_bfloat16"`` or ``"mixed_float16"`` (Keras mixed
             precision of the backbone; :func:`tfmeta.learners.create`).
+        on_nonfinite: ``"skip"`` a meta-batch whose loss or meta-gradient is NaN / Inf (no
+            update; ten in a row stop the run) or ``"stop"`` the run at the first one; none
+            reaches a checkpoint (:class:`tfmeta.trainer.MetaTrainer`).
         lr_schedule: ``"constant"`` or ``"cosine"`` (the outer learning rate decays to 0 over
             ``steps``).
         pretrain_steps: minibatches of ordinary classification of every training class before
@@ -70,6 +74,7 @@ class TrainConfig:
     seed: int = 0
     jit_compile: bool = False
     precision: str = "float32"
+    on_nonfinite: str = "skip"
     lr_schedule: str = "constant"
     pretrain_steps: int = 0
     pretrain_batch: int = 64
@@ -85,6 +90,9 @@ class TrainConfig:
             raise ConfigError("train.pretrain_steps must be >= 0, pretrain_batch and pretrain_lr "
                               "positive")
         check_lr_schedule(self.lr_schedule, "train.lr_schedule")
+        if self.on_nonfinite not in NONFINITE:
+            raise ConfigError(f"train.on_nonfinite must be one of {', '.join(NONFINITE)}, got "
+                              f"{self.on_nonfinite!r}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"train.precision must be one of {', '.join(PRECISIONS)}, got "
                               f"{self.precision!r}")
@@ -258,7 +266,7 @@ def trainer_for(config: RunConfig, learner, streams: dict, out_dir: str,
     return MetaTrainer(learner, streams["train"], out_dir=out_dir, steps=t.steps,
                        val_sampler=streams["val"], val_every=t.val_every,
                        val_episodes=t.val_episodes, checkpoint_every=t.checkpoint_every,
-                       progress=progress, chief=chief)
+                       progress=progress, chief=chief, on_nonfinite=t.on_nonfinite)
 
 
 def train(config: RunConfig, out_dir: str, progress: bool = True, log=print,
@@ -296,6 +304,17 @@ def train(config: RunConfig, out_dir: str, progress: bool = True, log=print,
         f"{'x'.join(map(str, splits['train'].image_shape))})")
     streams = samplers(config, splits)
     learner = build_learner(config, streams["train"].image_shape, strategy=strategy)
+    # One process per run directory: a second one started on it is refused here, before it
+    # writes anything (a lock the system drops when the holder dies, even by SIGKILL).
+    with run_lock(out_dir) if chief else contextlib.nullcontext():
+        return _meta_train_and_test(config, learner, streams, splits, out_dir, progress, log,
+                                    test, strategy, chief)
+
+
+def _meta_train_and_test(config, learner, streams, splits, out_dir, progress, log, test,
+                         strategy, chief) -> dict:
+    """``train`` once the run is checked, built and its directory is this process's."""
+    run_file = os.path.join(out_dir, RUN_FILE)
     if chief:
         write_json(config.to_dict(), run_file)
         write_json(environment(strategy), os.path.join(out_dir, ENVIRONMENT_FILE))
@@ -311,6 +330,8 @@ def train(config: RunConfig, out_dir: str, progress: bool = True, log=print,
         fit = trainer_for(config, learner, streams, out_dir, progress, chief).fit()
         if "tasks_per_second" in fit:
             log(f"meta-trained {fit['step']} steps at {fit['tasks_per_second']:.1f} tasks/s")
+        if fit.get("skipped"):
+            log(f"skipped {fit['skipped']} meta-batches whose loss was not finite")
         if not test:
             return fit
         barrier(strategy)  # every worker reads the best checkpoint once the chief has written it

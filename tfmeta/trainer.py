@@ -16,15 +16,25 @@ Resume is exact: the step is in the checkpoint and the episode stream is a pure 
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
 import shutil
+import signal
 import tempfile
+import threading
 import time
 
 import keras
 import tensorflow as tf
 
+from tfmeta.errors import TrainingStopped
 from tfmeta.evaluation import evaluate
+
+NONFINITE = ("skip", "stop")
+MAX_SKIPPED_IN_A_ROW = 10
+
+
 
 
 class MetaTrainer:
@@ -43,13 +53,26 @@ class MetaTrainer:
         progress: show a progress bar with loss and accuracy.
         chief: whether this process writes ``out_dir`` (``False``: a non-chief worker of a
             multi-worker strategy, :func:`tfmeta.distribute.is_chief`).
+        on_nonfinite: a meta-batch whose loss or meta-gradient is NaN or Inf: ``"skip"`` it
+            (no update; counted in ``skipped`` and reported; ``MAX_SKIPPED_IN_A_ROW`` in a row
+            stop the run) or ``"stop"`` the run. Either way it never reaches a checkpoint: the
+            run stops with :class:`TrainingStopped`, the latest checkpoint is the last good state.
+
+    SIGINT and SIGTERM (in the main thread) finish the current step, save the latest checkpoint
+    and raise :class:`TrainingStopped`; the same command resumes.
     """
 
     def __init__(self, learner, train_sampler, *, out_dir: str, steps: int, val_sampler=None,
                  val_every: int = 500, val_episodes: int = 100, checkpoint_every: int = 100,
-                 keep: int = 2, progress: bool = True, chief: bool = True):
+                 keep: int = 2, progress: bool = True, chief: bool = True,
+                 on_nonfinite: str = "skip"):
         if steps < 1:
             raise ValueError(f"steps must be positive, got {steps}")
+        if on_nonfinite not in NONFINITE:
+            raise ValueError(f"on_nonfinite must be one of {', '.join(NONFINITE)}, got "
+                             f"{on_nonfinite!r}")
+        self.on_nonfinite = on_nonfinite
+        self.skipped = 0  # meta-batches skipped for a non-finite loss, this fit
         self.learner = learner
         self.train_sampler = train_sampler
         self.val_sampler = val_sampler
@@ -99,10 +122,34 @@ class MetaTrainer:
             self.close()
             return last
         began = time.time()
+        with _signals_deferred() as received:
+            last = self._loop(start, stop, writer, bar, received, last)
+        writer.flush()
+        self.close()
+        last["seconds"] = time.time() - began
+        last["tasks_per_second"] = (last["step"] - start) * self.train_sampler.meta_batch / max(
+            last["seconds"], 1e-9)
+        last["skipped"] = self.skipped
+        return last
+
+    def _loop(self, start, stop, writer, bar, received, last) -> dict:
+        in_a_row = 0
         for batch in self.train_sampler.dataset(start=start, num_batches=stop - start):
             metrics = self.learner.meta_train_step(batch)
             step = int(self.step.assign_add(1).numpy())
             loss, acc = float(metrics["loss"]), float(metrics["accuracy"])
+            skipped = float(metrics.get("skipped", 0.0)) > 0 or not math.isfinite(loss)
+            in_a_row = in_a_row + 1 if skipped else 0
+            self.skipped += skipped
+            if skipped and (self.on_nonfinite == "stop" or "skipped" not in metrics
+                            or in_a_row >= MAX_SKIPPED_IN_A_ROW):
+                self.close()
+                raise TrainingStopped(
+                    f"non-finite meta-loss or meta-gradient at step {step} ({in_a_row} in a "
+                    f"row; loss {loss}); nothing of it was saved: the latest checkpoint "
+                    f"({self.latest.latest_checkpoint or 'none yet'}) is the last good state. "
+                    "Lower the learning rates or check the data, then resume with the same "
+                    "command")
             values = [("loss", loss), ("acc", acc)]
             with writer.as_default(step=step):
                 tf.summary.scalar("train/loss", loss)
@@ -118,19 +165,45 @@ class MetaTrainer:
                 if result["accuracy"] > self.best_accuracy.numpy():
                     self.best_accuracy.assign(result["accuracy"])
                     self.best.save(checkpoint_number=step)
-            if step % self.checkpoint_every == 0 or step in (stop, self.steps):
+            if step % self.checkpoint_every == 0 or step in (stop, self.steps) or received:
                 if self.val_sampler is None:
                     self.best.save(checkpoint_number=step)
                 self.latest.save(checkpoint_number=step)
             bar.update(step, values=values)
-        writer.flush()
-        self.close()
-        last["seconds"] = time.time() - began
-        last["tasks_per_second"] = (last["step"] - start) * self.train_sampler.meta_batch / max(
-            last["seconds"], 1e-9)
+            if received:
+                self.close()
+                name = signal.Signals(received[0]).name
+                raise TrainingStopped(f"stopped by {name} after step {step}; saved "
+                                      f"{self.latest.latest_checkpoint}; the same command "
+                                      "resumes", received[0])
         return last
 
     def close(self) -> None:
         """Delete a non-chief worker's scratch checkpoints (the chief's are the run's)."""
         if not self.chief:
             shutil.rmtree(self.write_dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _signals_deferred():
+    """Within the block SIGINT and SIGTERM do not interrupt: their numbers are appended to the
+    list it yields, for the loop to stop at the end of a step (a step interrupted half-way would
+    leave the weights and the step counter apart). Outside the main thread: nothing changes."""
+    received: list = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+    previous = {}
+
+    def handler(number, frame):
+        if received:  # a second signal: stop now, as Python would
+            raise KeyboardInterrupt
+        received.append(number)
+
+    for number in (signal.SIGINT, signal.SIGTERM):
+        previous[number] = signal.signal(number, handler)
+    try:
+        yield received
+    finally:
+        for number, old in previous.items():
+            signal.signal(number, old)

@@ -206,11 +206,43 @@ class Learner:
                 accuracies.stack())
 
     def _meta_train_step(self, support_x, support_y, query_x, query_y) -> dict:
-        """The outer step, the one place that reduces over the meta-batch and updates."""
+        """The outer step, the one place that reduces over the meta-batch and updates.
+
+        A meta-batch whose loss or meta-gradient is not finite (NaN, Inf) is skipped on one
+        device: nothing is updated, not the optimizer's moments nor BatchNorm's moving
+        statistics, and ``skipped`` is 1 (a loss-scale optimizer skips the update itself). Under
+        a strategy the update is applied and the trainer stops before it reaches a checkpoint."""
+        states = self.non_trainable_variables()
+        before = [tf.identity(v) for v in states] if self.strategy is None else []
         gradients, losses, accuracies = self.outer_gradients(support_x, support_y, query_x,
                                                              query_y)
-        self.optimizer.apply_gradients(zip(gradients, self.meta_variables))
-        return {"loss": tf.reduce_mean(losses), "accuracy": tf.reduce_mean(accuracies)}
+        metrics = {"loss": tf.reduce_mean(losses), "accuracy": tf.reduce_mean(accuracies)}
+        if self.strategy is not None:
+            self.optimizer.apply_gradients(zip(gradients, self.meta_variables))
+            return metrics
+        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(x))
+                                for x in [losses, *gradients]])
+        scaled = isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer)
+
+        def apply():
+            self.optimizer.apply_gradients(zip(gradients, self.meta_variables))
+            return tf.constant(0.0)
+
+        def skip():
+            if scaled:  # its own skip keeps the scale dynamic (lowered after an overflow)
+                self.optimizer.apply_gradients(zip(gradients, self.meta_variables))
+            for variable, value in zip(states, before):  # the forward pass's BN statistics
+                variable.assign(value)
+            return tf.constant(1.0)
+
+        metrics["skipped"] = tf.cond(finite, apply, skip)
+        return metrics
+
+    def non_trainable_variables(self) -> list:
+        """What a forward pass may change besides the meta-variables (BatchNorm's moving
+        statistics), of the model and the parts."""
+        return list(self.model.non_trainable_variables) + [
+            v for part in self.parts.values() for v in part.non_trainable_variables]
 
     def _meta_test_step(self, support_x, support_y, query_x, query_y) -> dict:
         raise NotImplementedError

@@ -1,0 +1,121 @@
+"""Faults during meta-training: a non-finite meta-loss never reaches a checkpoint (skipped or
+stopping the run, as configured), SIGINT / SIGTERM finish the step, save and stop, and a second
+process on a run directory is refused while the first holds it."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfmeta.data import DataConfig, EpisodeConfig
+from tfmeta.errors import TrainingStopped
+from tfmeta.run import RunConfig, TrainConfig
+
+
+class Faulty:
+    """An episode sampler that hands out the real meta-batches, except that meta-batch
+    ``nan_at`` (0-based, counted from the run's first step) has NaN images, and that handing
+    out meta-batch ``signal_at`` sends this process ``signal_number``."""
+
+    def __init__(self, sampler, nan_at=None, signal_at=None, signal_number=signal.SIGINT):
+        self.sampler, self.meta_batch = sampler, sampler.meta_batch
+        self.nan_at, self.signal_at, self.signal_number = nan_at, signal_at, signal_number
+
+    def dataset(self, start=0, num_batches=None):
+        for i, batch in enumerate(self.sampler.dataset(start, num_batches), start):
+            if i == self.signal_at:
+                os.kill(os.getpid(), self.signal_number)
+            if i == self.nan_at:
+                batch = (batch[0] * np.nan, *batch[1:])
+            yield batch
+
+
+def _trainer(out, on_nonfinite="skip", **faults):
+    from tfmeta.data import load_splits
+    from tfmeta.run import build_learner, samplers, trainer_for
+
+    config = RunConfig(algorithm="protonet", data=DataConfig("glyphs"),
+                       episode=EpisodeConfig(3, 1, 2), width=4,
+                       train=TrainConfig(steps=5, meta_batch=2, val_every=100, val_episodes=2,
+                                         checkpoint_every=1, on_nonfinite=on_nonfinite))
+    streams = samplers(config, load_splits(config.data))
+    learner = build_learner(config, streams["train"].image_shape)
+    trainer = trainer_for(config, learner, streams, str(out), progress=False)
+    trainer.train_sampler = Faulty(streams["train"], **faults)
+    return trainer
+
+
+def _checkpoint(out):
+    path = tf.train.latest_checkpoint(os.path.join(out, "checkpoints", "latest"))
+    reader = tf.train.load_checkpoint(path)
+    values = {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
+              if "CHECKPOINTABLE" not in k}
+    return int(reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE")), values
+
+
+def test_a_nan_meta_batch_is_skipped_and_never_checkpointed(tmp_path):
+    trainer = _trainer(tmp_path / "skip", nan_at=2)
+    fit = trainer.fit(until=2)
+    before = [v.numpy().copy() for v in trainer.learner.meta_variables]
+    iterations = int(trainer.learner.optimizer.iterations)
+    metrics = trainer.learner.meta_train_step(next(iter(trainer.train_sampler.dataset(2, 1))))
+    assert float(metrics["skipped"]) == 1.0  # (ReLU turns NaN into 0: the loss may be finite)
+    for a, v in zip(before, trainer.learner.meta_variables):  # weights and moments untouched
+        np.testing.assert_array_equal(a, v.numpy())
+    assert int(trainer.learner.optimizer.iterations) == iterations
+    fit = _trainer(tmp_path / "skip2", nan_at=2).fit()
+    assert fit["step"] == 5 and fit["skipped"] == 1
+    step, values = _checkpoint(tmp_path / "skip2")
+    assert step == 5 and all(np.all(np.isfinite(v)) for v in values.values()
+                             if np.issubdtype(np.asarray(v).dtype, np.floating))
+
+
+def test_on_nonfinite_stop_keeps_the_last_good_checkpoint(tmp_path):
+    with pytest.raises(TrainingStopped, match=r"non-finite meta-loss or meta-gradient at step 3 "
+                                              r".*ckpt-2\) is the last good state"):
+        _trainer(tmp_path, on_nonfinite="stop", nan_at=2).fit()
+    step, values = _checkpoint(tmp_path)
+    assert step == 2 and all(np.all(np.isfinite(v)) for v in values.values()
+                             if np.issubdtype(np.asarray(v).dtype, np.floating))
+
+
+def test_sigint_finishes_the_step_saves_and_stops(tmp_path):
+    trainer = _trainer(tmp_path, signal_at=2)
+    with pytest.raises(TrainingStopped, match="stopped by SIGINT after step 3; saved") as err:
+        trainer.fit()
+    assert err.value.signal == signal.SIGINT
+    assert _checkpoint(tmp_path)[0] == 3 == int(trainer.step.numpy())
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+
+
+def test_second_process_is_refused_and_sigterm_saves(tmp_path):
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "tfmeta", "train", "--algorithm", "protonet", "--dataset",
+               "glyphs", "--width", "4", "--meta-batch", "2", "--steps", "100000",
+               "--val-every", "100000", "--checkpoint-every", "100000", "--no-progress",
+               "--out", str(out)]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    deadline = time.time() + 300
+    while not (out / "tensorboard").exists():  # the first step is under way
+        assert time.time() < deadline and first.poll() is None, first.communicate()[1][-2000:]
+        time.sleep(0.2)
+    second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 2
+    assert second.stderr.strip().splitlines()[-1] == (
+        f"tfmeta: error: {out} is in use by another tfmeta process (pid {first.pid}); wait for "
+        "it to finish or use another --out")
+    time.sleep(1)
+    first.send_signal(signal.SIGTERM)
+    _, stderr = first.communicate(timeout=120)
+    assert first.returncode == 128 + signal.SIGTERM, stderr[-2000:]
+    message = stderr.strip().splitlines()[-1]
+    assert message.startswith("tfmeta: stopped: stopped by SIGTERM after step "), message
+    step = int(message.split("after step ")[1].split(";")[0])
+    assert step >= 1 and _checkpoint(out)[0] == step  # nothing lost
