@@ -44,6 +44,30 @@ def test_from_arrays_rejects_mismatched_labels():
         from_arrays(np.zeros((3, 8, 8), np.uint8), [0, 1])
 
 
+@pytest.mark.parametrize("images, labels, message", [
+    (np.zeros((4, 8), np.uint8), [0, 0, 1, 1], r"images must be \[N, H, W\] or \[N, H, W, C\] "
+                                               r"with C = 1 to 4, got shape \(4, 8\)"),
+    (np.zeros((4, 8, 8, 7), np.uint8), [0, 0, 1, 1], r"C = 1 to 4, got shape \(4, 8, 8, 7\)"),
+    (np.full((4, 8, 8), "x"), [0, 0, 1, 1], "images must be numbers .* got dtype <U1"),
+    (np.where(np.arange(4)[:, None, None] == 2, np.nan, np.zeros((4, 8, 8))), [0, 0, 1, 1],
+     r"1 images hold NaN or Inf pixels \(the first: index 2\)"),
+    (np.full((4, 8, 8), np.inf), [0, 0, 1, 1], "4 images hold NaN or Inf pixels"),
+    (np.zeros((4, 8, 8)), [[0], [0], [1], [1]], r"labels must be one per image \(\[N\]\), got "
+                                                r"shape \(4, 1\)"),
+    (np.zeros((4, 8, 8)), [0.0, 0.5, 1.0, 1.0], "labels must be integers or strings, got "
+                                                "non-integer numbers such as 0.5"),
+])
+def test_from_arrays_refuses_bad_arrays_in_one_line(images, labels, message):
+    with pytest.raises(DataError, match=message) as err:
+        from_arrays(images, labels)
+    assert "\n" not in str(err.value)
+
+
+def test_from_arrays_takes_whole_float_labels():
+    source = from_arrays(np.zeros((4, 8, 8), np.uint8), np.array([0.0, 0.0, 1.0, 1.0]))
+    assert source.class_names == ("0", "1")
+
+
 @pytest.mark.parametrize("layout", ["imagefolder", "omniglot"])
 def test_folder_and_zip_give_the_same_source(tmp_path, layout):
     root = tmp_path / "data"

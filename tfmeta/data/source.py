@@ -157,6 +157,9 @@ def from_arrays(images, labels, image_size: int | None = None, channels: int | N
     """A source from numpy ``images`` ``[N, H, W(, C)]`` and integer or string ``labels`` ``[N]``."""
     images = np.asarray(images)
     labels = np.asarray(labels)
+    check_arrays(images, labels)
+    if labels.dtype.kind == "f":
+        labels = labels.astype(np.int64)
     if len(images) != len(labels):
         raise DataError(f"{len(images)} images but {len(labels)} labels")
     if len(images) == 0:
@@ -174,6 +177,28 @@ def from_arrays(images, labels, image_size: int | None = None, channels: int | N
         raise DataError(f"{len(names)} class names for {len(values)} distinct labels")
     return ImageSource(images[order], names,
                        np.concatenate([[0], np.cumsum(counts)]).astype(np.int64))
+
+
+def check_arrays(images: np.ndarray, labels: np.ndarray) -> None:
+    """One :class:`DataError` line for arrays ``from_arrays`` cannot take: images not
+    ``[N, H, W]`` / ``[N, H, W, C]`` (C 1 to 4) numbers, NaN or Inf pixels, labels that are not
+    one integer or string per image."""
+    if images.ndim not in (3, 4) or (images.ndim == 4 and not 1 <= images.shape[-1] <= 4):
+        raise DataError(f"images must be [N, H, W] or [N, H, W, C] with C = 1 to 4, got shape "
+                        f"{images.shape}")
+    if images.dtype.kind not in "uif" and images.dtype != np.bool_:
+        raise DataError(f"images must be numbers (uint8 0-255 or floats), got dtype {images.dtype}")
+    if images.dtype.kind == "f" and not np.all(np.isfinite(images)):
+        bad = np.flatnonzero(~np.isfinite(images.reshape(len(images), -1)).all(axis=1))
+        raise DataError(f"{len(bad)} images hold NaN or Inf pixels (the first: index {bad[0]}); "
+                        "fix or drop them")
+    if labels.ndim != 1:
+        raise DataError(f"labels must be one per image ([N]), got shape {labels.shape}")
+    if labels.dtype.kind == "f" and not np.all(np.mod(labels, 1) == 0):
+        raise DataError("labels must be integers or strings, got non-integer numbers such as "
+                        f"{labels[np.mod(labels, 1) != 0][0]}")
+    if labels.dtype.kind not in "iufUSO":
+        raise DataError(f"labels must be integers or strings, got dtype {labels.dtype}")
 
 
 def _decode_files(named_bytes, image_size: int, channels: int,
