@@ -119,3 +119,42 @@ def test_second_process_is_refused_and_sigterm_saves(tmp_path):
     assert message.startswith("tfmeta: stopped: stopped by SIGTERM after step "), message
     step = int(message.split("after step ")[1].split(";")[0])
     assert step >= 1 and _checkpoint(out)[0] == step  # nothing lost
+
+
+FULL_DISK = """
+import resource, signal, sys
+sys.path.insert(0, {tests!r})
+from test_faults import _trainer
+from tfmeta.errors import TrainingStopped
+trainer = _trainer({out!r})
+trainer.fit(until=2)
+# Every file written from now on may hold 64 bytes at most: the next checkpoint's data file
+# cannot be written, as on a full disk (EFBIG instead of ENOSPC; SIGXFSZ ignored).
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (64, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+for part in ("logs", "checkpoint"):
+    if part == "checkpoint":  # TensorBoard logs elsewhere: the checkpoint is the first write
+        import tensorflow as tf
+        tf.summary.create_file_writer = lambda *_: tf.summary.create_noop_writer()
+    try:
+        trainer.fit()
+    except TrainingStopped as err:
+        print("STOPPED", err)
+"""
+
+
+def test_a_failed_checkpoint_write_is_one_line_and_keeps_the_previous_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    r = subprocess.run([sys.executable, "-c", FULL_DISK.format(
+        tests=os.path.dirname(__file__), out=str(out))], capture_output=True, text=True,
+        timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    logs, checkpoint = [x for x in r.stdout.splitlines() if x.startswith("STOPPED")]
+    assert logs.startswith(f"STOPPED could not write TensorBoard logs to {out} (File too "
+                           "large); the previous checkpoint ("), logs
+    assert checkpoint.startswith("STOPPED could not write the checkpoint of step 3 to "), checkpoint
+    for line in (logs, checkpoint):
+        assert line.endswith("ckpt-2) is intact: free some space and run the same command to "
+                             "resume"), line
+    step, values = _checkpoint(out)
+    assert step == 2 and len(values) > 10  # readable, complete

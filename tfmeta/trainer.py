@@ -33,6 +33,8 @@ from tfmeta.evaluation import evaluate
 
 NONFINITE = ("skip", "stop")
 MAX_SKIPPED_IN_A_ROW = 10
+WRITE_FAILURES = ("No space left on device", "Disk quota exceeded", "File too large",
+                  "Read-only file system", "Permission denied")
 
 
 
@@ -111,8 +113,11 @@ class MetaTrainer:
         with a checkpoint, as a kill would. Returns the last metrics."""
         start = self.restore()
         stop = self.steps if until is None else min(int(until), self.steps)
-        writer = (tf.summary.create_file_writer(os.path.join(self.out_dir, "tensorboard"))
-                  if self.chief else tf.summary.create_noop_writer())
+        try:
+            writer = (tf.summary.create_file_writer(os.path.join(self.out_dir, "tensorboard"))
+                      if self.chief else tf.summary.create_noop_writer())
+        except (tf.errors.OpError, OSError) as err:  # a full disk, a read-only mount
+            raise self._write_failed(f"TensorBoard logs to {self.out_dir}", err) from None
         bar = keras.utils.Progbar(self.steps, stateful_metrics=["val_acc"],
                                   verbose=1 if self.progress else 0)
         if start:
@@ -164,11 +169,11 @@ class MetaTrainer:
                     tf.summary.scalar("val/ci95", result["ci95"])
                 if result["accuracy"] > self.best_accuracy.numpy():
                     self.best_accuracy.assign(result["accuracy"])
-                    self.best.save(checkpoint_number=step)
+                    self._save(self.best, step)
             if step % self.checkpoint_every == 0 or step in (stop, self.steps) or received:
                 if self.val_sampler is None:
-                    self.best.save(checkpoint_number=step)
-                self.latest.save(checkpoint_number=step)
+                    self._save(self.best, step)
+                self._save(self.latest, step)
             bar.update(step, values=values)
             if received:
                 self.close()
@@ -177,6 +182,26 @@ class MetaTrainer:
                                       f"{self.latest.latest_checkpoint}; the same command "
                                       "resumes", received[0])
         return last
+
+    def _save(self, manager, step: int) -> None:
+        """Save a checkpoint; a failed write (a full disk, a quota, a lost mount) stops the run
+        with one line: TensorFlow writes the state file that names the latest checkpoint last and
+        atomically, so the previous checkpoint stays the one a resume uses."""
+        try:
+            manager.save(checkpoint_number=step)
+        except (tf.errors.OpError, OSError) as err:
+            raise self._write_failed(f"the checkpoint of step {step} to {manager.directory}",
+                                     err) from None
+
+    def _write_failed(self, what: str, err) -> TrainingStopped:
+        self.close()
+        message = getattr(err, "message", None) or str(err)
+        reason = next((cause for cause in WRITE_FAILURES if cause in message),
+                      (message.strip().splitlines() or [type(err).__name__])[0][:200])
+        return TrainingStopped(
+            f"could not write {what} ({reason}); the previous checkpoint "
+            f"({self.latest.latest_checkpoint or 'none'}) is intact: free some space and run "
+            "the same command to resume")
 
     def close(self) -> None:
         """Delete a non-chief worker's scratch checkpoints (the chief's are the run's)."""
