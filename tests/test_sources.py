@@ -107,6 +107,30 @@ def test_folder_errors_are_clear(tmp_path):
         from_zip(str(tmp_path / "fake.zip"))
 
 
+def test_skip_bad_files_leaves_them_out_and_counts_them(tmp_path):
+    arrays = _folder(str(tmp_path / "data"))
+    (tmp_path / "data" / "class0" / "notes.txt").write_text("x")
+    (tmp_path / "data" / "class1" / "broken.png").write_bytes(b"not a png")
+    os.makedirs(tmp_path / "data" / "class9")
+    (tmp_path / "data" / "class9" / "only.png").write_bytes(b"\x89PNG broken")
+    with pytest.raises(DataError, match="notes.txt is not an image"):
+        from_folder(str(tmp_path / "data"), image_size=20)
+    with pytest.warns(UserWarning, match=r"skipped 3 bad files \(first: class0/notes.txt is not an image\)"):
+        source = from_folder(str(tmp_path / "data"), image_size=20, skip_bad_files=True)
+    assert source.class_names == ("class0", "class1", "class2")  # class9 had nothing readable
+    assert list(source.counts) == [4, 4, 4]
+    np.testing.assert_array_equal(source.class_images(1)[..., 0], np.stack(arrays["class1"]))
+    archive = tmp_path / "data.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for root, _, names in os.walk(tmp_path / "data"):
+            for name in names:
+                full = os.path.join(root, name)
+                z.write(full, os.path.relpath(full, tmp_path / "data"))
+    with pytest.warns(UserWarning, match="skipped 3 bad files"):
+        zipped = from_zip(str(archive), image_size=20, skip_bad_files=True)
+    np.testing.assert_array_equal(zipped.images, source.images)
+
+
 def test_split_is_deterministic_and_disjoint(small_glyphs):
     a = small_glyphs.split((0.6, 0.2, 0.2), seed=1)
     b = small_glyphs.split((0.6, 0.2, 0.2), seed=1)

@@ -48,6 +48,8 @@ SETTING_FLAGS = {
 SWITCHES = {  # flags without a value: the setting becomes true
     "rotations": ("data.rotations", "add 90/180/270 degree rotations as new classes"),
     "xla": ("train.jit_compile", "compile the steps with XLA"),
+    "skip-bad-files": ("data.skip_bad_files", "folder/zip data: leave out unreadable or "
+                                              "non-image files (counted) instead of stopping"),
     "fce": ("learner.fce", "matching networks: full context embeddings"),
 }
 TASK_FLAGS = ("dataset", "image-size", "channels", "ways", "shots", "queries", "meta-batch")

@@ -45,6 +45,8 @@ class DataConfig:
         augment: random distortion of training images (``"affine"``: Koch et al.'s affine
             distortions, :mod:`tfmeta.data.augment`), ``None`` for none. Validation, test and
             served images are never augmented.
+        skip_bad_files: ``folder:`` and ``zip:`` datasets: leave out files that are not
+            readable images, counted in a warning, instead of stopping at the first one.
         data_dir: TFDS data directory (``None``: TFDS's default).
         polarity: ``"light-on-dark"`` or ``"dark-on-light"``: what the training images look like
             (``None``: measured from them when a run starts, and recorded in ``run.json``).
@@ -60,6 +62,7 @@ class DataConfig:
     data_dir: str | None = None
     polarity: str | None = None
     augment: str | None = None
+    skip_bad_files: bool = False
     class_splits: str | None = None
 
     def __post_init__(self):
@@ -96,7 +99,8 @@ def load_source(config: DataConfig):
         return glyphs(image_size=config.image_size)
     if kind in ("folder", "zip"):
         load = src.from_folder if kind == "folder" else src.from_zip
-        parts = [load(p, config.image_size, config.channels) for p in arg.split(",") if p]
+        parts = [load(p, config.image_size, config.channels, config.skip_bad_files)
+                 for p in arg.split(",") if p]
         return parts[0] if len(parts) == 1 else src.merge(parts)
     if kind == "tfds":
         return from_tfds(arg, "train", config.image_size, config.channels, config.data_dir)

@@ -202,18 +202,29 @@ def check_arrays(images: np.ndarray, labels: np.ndarray) -> None:
 
 
 def _decode_files(named_bytes, image_size: int, channels: int,
-                  same_size: bool = False) -> np.ndarray:
+                  same_size: bool = False, skipped: list | None = None) -> np.ndarray:
     """Decode and preprocess encoded images; a file that is not a readable image is an error, and
-    so are images of different heights and widths if ``same_size``."""
+    so are images of different heights and widths if ``same_size``. With a ``skipped`` list,
+    unreadable files are left out instead and appended to it as ``(name, reason)``."""
     import tensorflow as tf
 
-    decoded = []
+    decoded, kept = [], []
     for name, data in named_bytes:
-        check_image_size(name, data)
         try:
-            decoded.append(tf.io.decode_image(data, channels=0, expand_animations=False).numpy())
-        except (tf.errors.InvalidArgumentError, ValueError) as err:
-            raise DataError(f"{name}: not a readable image ({str(err).splitlines()[0]})") from None
+            check_image_size(name, data)
+            try:
+                image = tf.io.decode_image(data, channels=0, expand_animations=False).numpy()
+            except (tf.errors.InvalidArgumentError, ValueError) as err:
+                raise DataError(f"{name}: not a readable image "
+                                f"({str(err).splitlines()[0]})") from None
+        except DataError as err:
+            if skipped is None:
+                raise
+            skipped.append((name, str(err)))
+            continue
+        decoded.append(image)
+        kept.append((name, data))
+    named_bytes = kept
     sizes = {image.shape[:2]: name for (name, _), image in zip(named_bytes, decoded)}
     if same_size and len(sizes) > 1:
         (a, name_a), (b, name_b) = list(sizes.items())[:2]
@@ -296,11 +307,13 @@ def check_archive(path: str, archive: zipfile.ZipFile, max_bytes: int | None = N
     return members
 
 
-def _group_by_class(paths: Iterable[str], what: str, strip_top: bool = False) -> dict:
+def _group_by_class(paths: Iterable[str], what: str, strip_top: bool = False,
+                    skipped: list | None = None) -> dict:
     """``{class_name: [path, ...]}``: a class is a folder that directly holds image files.
 
-    Files with other extensions inside a class folder are an error; hidden files and files beside
-    class folders (a README, a LICENSE) are ignored.
+    Files with other extensions inside a class folder are an error (with a ``skipped`` list:
+    left out and appended to it); hidden files and files beside class folders (a README, a
+    LICENSE) are ignored.
     """
     files: dict = {}
     for path in paths:
@@ -315,7 +328,9 @@ def _group_by_class(paths: Iterable[str], what: str, strip_top: bool = False) ->
         if not images:
             continue
         others = sorted(set(members) - set(images))
-        if others:
+        if others and skipped is not None:
+            skipped.extend((other, f"{other} is not an image") for other in others)
+        elif others:
             raise DataError(f"{what}: {others[0]} is not an image "
                             f"(class folders may hold only {', '.join(IMAGE_EXTENSIONS)})")
         classes[folder] = sorted(images)
@@ -330,18 +345,36 @@ def _group_by_class(paths: Iterable[str], what: str, strip_top: bool = False) ->
 
 
 def from_files(grouped: dict, read, image_size: int, channels: int,
-               same_size: bool = False) -> ImageSource:
-    """A source from ``{class_name: [file, ...]}``, each file's bytes given by ``read(file)``."""
+               same_size: bool = False, skipped: list | None = None) -> ImageSource:
+    """A source from ``{class_name: [file, ...]}``, each file's bytes given by ``read(file)``;
+    with a ``skipped`` list, unreadable images are left out and listed in it."""
     names = sorted(grouped)
     files = [(p, read(p)) for name in names for p in grouped[name]]
-    counts = [len(grouped[name]) for name in names]
-    return ImageSource(_decode_files(files, image_size, channels, same_size), tuple(names),
+    before = len(skipped) if skipped is not None else 0
+    images = _decode_files(files, image_size, channels, same_size, skipped)
+    bad = {name for name, _ in (skipped or [])[before:]}
+    counts = [sum(p not in bad for p in grouped[name]) for name in names]
+    names, counts = [n for n, c in zip(names, counts) if c], [c for c in counts if c]
+    if not names:
+        raise DataError("no readable images")
+    return ImageSource(images, tuple(names),
                        np.concatenate([[0], np.cumsum(counts)]).astype(np.int64))
 
 
-def from_folder(path: str, image_size: int = 28, channels: int = 1) -> ImageSource:
+def _report_skipped(path: str, skipped: list) -> None:
+    if skipped:
+        import warnings
+
+        name, reason = skipped[0]
+        warnings.warn(f"{path}: skipped {len(skipped)} bad files (first: {reason})", stacklevel=3)
+
+
+def from_folder(path: str, image_size: int = 28, channels: int = 1,
+                skip_bad_files: bool = False) -> ImageSource:
     """A source from a folder in ImageFolder (``class/*.png``) or Omniglot
-    (``alphabet/character/*.png``) layout; every image is resized to ``image_size``."""
+    (``alphabet/character/*.png``) layout; every image is resized to ``image_size``. A file that
+    is not a readable image is an error naming it, or, with ``skip_bad_files``, left out and
+    counted in a warning."""
     if not os.path.isdir(path):
         raise DataError(f"{path}: no such folder")
     found = []
@@ -349,13 +382,16 @@ def from_folder(path: str, image_size: int = 28, channels: int = 1) -> ImageSour
         dirs.sort()
         for name in names:
             found.append(os.path.relpath(os.path.join(root, name), path))
-    grouped = _group_by_class(found, path)
+    skipped = [] if skip_bad_files else None
+    grouped = _group_by_class(found, path, skipped=skipped)
 
     def read(rel):
         with open(os.path.join(path, rel), "rb") as f:
             return f.read()
 
-    return from_files(grouped, read, image_size, channels)
+    source = from_files(grouped, read, image_size, channels, skipped=skipped)
+    _report_skipped(path, skipped)
+    return source
 
 
 def support_from_folder(path: str, image_size: int = 28, channels: int = 1,
@@ -391,20 +427,26 @@ def support_from_folder(path: str, image_size: int = 28, channels: int = 1,
     return from_files(grouped, read, image_size, channels, same_size)
 
 
-def from_zip(path: str, image_size: int = 28, channels: int = 1) -> ImageSource:
-    """A source from a ``.zip`` archive of a folder in ImageFolder or Omniglot layout."""
+def from_zip(path: str, image_size: int = 28, channels: int = 1,
+             skip_bad_files: bool = False) -> ImageSource:
+    """A source from a ``.zip`` archive of a folder in ImageFolder or Omniglot layout (bad files
+    as in :func:`from_folder`; an unsafe archive is always an error: :func:`check_archive`)."""
     if not os.path.isfile(path):
         raise DataError(f"{path}: no such file")
     try:
         archive = zipfile.ZipFile(path)
     except zipfile.BadZipFile:
         raise DataError(f"{path}: not a zip archive") from None
+    skipped = [] if skip_bad_files else None
     with archive:
-        grouped = _group_by_class(check_archive(path, archive), path, strip_top=True)
+        grouped = _group_by_class(check_archive(path, archive), path, strip_top=True,
+                                  skipped=skipped)
         try:
-            return from_files(grouped, archive.read, image_size, channels)
+            source = from_files(grouped, archive.read, image_size, channels, skipped=skipped)
         except (zipfile.BadZipFile, EOFError, OSError) as err:  # CRC, truncated, lying sizes
             raise DataError(f"{path}: a damaged zip archive ({err})") from None
+    _report_skipped(path, skipped)
+    return source
 
 
 def image_files(path: str) -> list:
