@@ -127,7 +127,7 @@ class RunConfig:
         if self.train.outer_lr is not None:
             if self.train.outer_lr <= 0:
                 raise ConfigError(f"outer_lr must be positive, got {self.train.outer_lr}")
-            cls.default_optimizer(learner_config, learning_rate=self.train.outer_lr)
+            cls.default_optimizer(learner_config, learning_rate=float(self.train.outer_lr))
         scheduled(cls.default_optimizer(learner_config, self.train.steps), self.train.lr_schedule,
                   self.train.steps, self.algorithm)
         return self

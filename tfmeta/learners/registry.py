@@ -178,7 +178,7 @@ def create(name: str, backbone="conv4", *, episode: EpisodeConfig | None = None,
                 backbone, tuple(input_shape), cls.backbone_output, episode.ways,
                 width=backbone_width)
         optimizer = cls.default_optimizer(config, total_steps, **(
-            {} if outer_lr is None else {"learning_rate": outer_lr}))
+            {} if outer_lr is None else {"learning_rate": float(outer_lr)}))
         optimizer = scheduled(optimizer, lr_schedule, total_steps, name)
         if precision == "mixed_float16":
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer, initial_scale=2.0 ** 10)
