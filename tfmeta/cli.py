@@ -38,6 +38,11 @@ SETTING_FLAGS = {
     "episodes": ("train.test_episodes", "test episodes (the protocol: 600 or more)"),
     "checkpoint-every": ("train.checkpoint_every", "steps between checkpoints"),
     "seed": ("train.seed", "seed of weights and episodes"),
+    "adversarial": ("train.adversarial", "fgsm or pgd: adversarial querying while "
+                                         "meta-training (Goldblum et al. 2020)"),
+    "epsilon": ("train.attack_epsilon", "L-infinity radius of the attack, images in [0, 1] "
+                                        "(default 8/255)"),
+    "attack-steps": ("train.attack_steps", "PGD steps (default 7)"),
     "on-nonfinite": ("train.on_nonfinite", "skip (default) or stop at a NaN/Inf meta-loss"),
     "precision": ("train.precision", "float32, mixed_bfloat16 or mixed_float16 (Keras mixed "
                                      "precision; float16 with dynamic loss scaling)"),
@@ -118,6 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None, help="seed of the test episodes")
     _add_setting_flags(p, TASK_FLAGS)
     p.add_argument("--out", default=None, help="JSON result file (default: RUN/evaluation.json)")
+    p.add_argument("--attack", choices=("fgsm", "pgd"), default=None,
+                   help="also report robust accuracy under this attack on the queries, computed "
+                        "through the adaptation")
+    p.add_argument("--epsilon", type=float, default=8 / 255,
+                   help="the attack's L-infinity radius, images in [0, 1] (default 8/255)")
+    p.add_argument("--attack-steps", type=int, default=7, help="PGD steps (default 7)")
 
     p = sub.add_parser("benchmark", help="train and evaluate a learner on a named benchmark "
                                          "(omniglot-small)")
@@ -214,8 +225,13 @@ def _evaluate(args):
     from tfmeta.run import evaluate_run
 
     out = args.out or os.path.join(args.checkpoint, "evaluation.json")
+    attack = None
+    if args.attack:
+        from tfmeta.learners.adversarial import Attack
+
+        attack = Attack(args.attack, args.epsilon, args.attack_steps)
     print(format_result(evaluate_run(args.checkpoint, args.episodes, args.seed, _settings(args),
-                                     out)))
+                                     out, attack=attack)))
     print(f"written to {out}")
 
 

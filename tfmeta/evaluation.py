@@ -25,9 +25,11 @@ def confidence_interval(accuracies) -> tuple:
     return float(a.mean()), float(1.96 * std / math.sqrt(a.size))
 
 
-def evaluate(learner, sampler, episodes: int = 600) -> dict:
+def evaluate(learner, sampler, episodes: int = 600, attack=None) -> dict:
     """Evaluate ``learner`` on ``episodes`` episodes of ``sampler`` (a fixed seed gives the same
-    episodes every run). Returns ``{"accuracy", "ci95", "loss", "episodes", ...}``."""
+    episodes every run). Returns ``{"accuracy", "ci95", "loss", "episodes", ...}``; with an
+    ``attack`` (:class:`tfmeta.learners.adversarial.Attack`) also ``robust_accuracy`` and
+    ``robust_ci95`` on the same episodes, their queries perturbed against the adapted model."""
     if episodes < 1:
         raise ValueError(f"episodes must be positive, got {episodes}")
     learner.check_ways([sampler.episode.ways - 1])
@@ -36,6 +38,9 @@ def evaluate(learner, sampler, episodes: int = 600) -> dict:
     for batch in sampler.dataset(num_batches=batches):
         for name, values in learner.meta_test_step(batch).items():
             per_episode.setdefault(name, []).append(values.numpy())
+        if attack is not None:
+            robust = learner.robust_test_step(batch, attack)
+            per_episode.setdefault("robust_accuracy", []).append(robust["accuracy"].numpy())
     per_episode = {name: np.concatenate(v)[:episodes] for name, v in per_episode.items()}
     mean, ci95 = confidence_interval(per_episode["accuracy"])
     e = sampler.episode
@@ -44,6 +49,11 @@ def evaluate(learner, sampler, episodes: int = 600) -> dict:
         t_mean, t_ci95 = confidence_interval(per_episode["transductive_accuracy"])
         result.update(transductive_accuracy=t_mean, transductive_ci95=t_ci95,
                       transductive_loss=float(per_episode["transductive_loss"].mean()))
+    if attack is not None:
+        r_mean, r_ci95 = confidence_interval(per_episode["robust_accuracy"])
+        result.update(robust_accuracy=r_mean, robust_ci95=r_ci95,
+                      attack={"kind": attack.kind, "epsilon": attack.epsilon,
+                              "steps": attack.iterations})
     result.update(episodes=int(episodes), ways=e.ways, shots=e.shots, queries=e.queries,
                   seed=sampler.seed, classes=sampler.source.num_classes)
     return result
@@ -57,6 +67,10 @@ def format_result(result: dict) -> str:
         line += (f"; transductive (query-batch BatchNorm, as the paper evaluates): "
                  f"{100 * result['transductive_accuracy']:.2f}% +- "
                  f"{100 * result['transductive_ci95']:.2f}%")
+    if "robust_accuracy" in result:
+        a = result["attack"]
+        line += (f"; robust to {a['kind']} (epsilon {a['epsilon']:.4g}, {a['steps']} steps): "
+                 f"{100 * result['robust_accuracy']:.2f}% +- {100 * result['robust_ci95']:.2f}%")
     return line
 
 

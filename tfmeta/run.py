@@ -28,6 +28,7 @@ from tfmeta.evaluation import evaluate, format_result, write_result
 from tfmeta.files import run_lock, write_json
 from tfmeta.info import environment
 from tfmeta.learners import create, learner_class, make_config, options
+from tfmeta.learners.adversarial import Attack
 from tfmeta.learners.registry import PRECISIONS, check_lr_schedule, scheduled
 from tfmeta.models import BACKBONES
 from tfmeta.pretrain import pretrain
@@ -53,6 +54,10 @@ class TrainConfig:
         jit_compile: compile the steps with XLA.
         precision: ``"float32"``, ``"mixed_bfloat16"`` or ``"mixed_float16"`` (Keras mixed
             precision of the backbone; :func:`tfmeta.learners.create`).
+        adversarial: ``"fgsm"`` or ``"pgd"``: adversarial querying while meta-training
+            (:mod:`tfmeta.learners.adversarial`; queries perturbed within an L-infinity ball of
+            ``attack_epsilon``, PGD in ``attack_steps`` steps); the test evaluation then reports
+            robust accuracy under the same attack beside the clean one. ``None``: clean queries.
         on_nonfinite: ``"skip"`` a meta-batch whose loss or meta-gradient is NaN / Inf (no
             update; ten in a row stop the run) or ``"stop"`` the run at the first one; none
             reaches a checkpoint (:class:`tfmeta.trainer.MetaTrainer`).
@@ -75,6 +80,9 @@ class TrainConfig:
     jit_compile: bool = False
     precision: str = "float32"
     on_nonfinite: str = "skip"
+    adversarial: str | None = None
+    attack_epsilon: float = 8 / 255
+    attack_steps: int = 7
     lr_schedule: str = "constant"
     pretrain_steps: int = 0
     pretrain_batch: int = 64
@@ -93,9 +101,16 @@ class TrainConfig:
         if self.on_nonfinite not in NONFINITE:
             raise ConfigError(f"train.on_nonfinite must be one of {', '.join(NONFINITE)}, got "
                               f"{self.on_nonfinite!r}")
+        self.attack()  # a bad attack setting: one clear error
         if self.precision not in PRECISIONS:
             raise ConfigError(f"train.precision must be one of {', '.join(PRECISIONS)}, got "
                               f"{self.precision!r}")
+
+    def attack(self) -> Attack | None:
+        """The adversarial-querying attack of ``adversarial`` (``None`` without one)."""
+        if self.adversarial is None:
+            return None
+        return Attack(self.adversarial, float(self.attack_epsilon), self.attack_steps)
 
 
 @dataclasses.dataclass
@@ -124,6 +139,9 @@ class RunConfig:
         learner_config = self.learner_config()  # unknown or invalid options: one clear error
         cls.check_test_episode(self.train_episode, self.episode)
         cls.check_episode(learner_config, self.learner_episode)
+        if self.train.adversarial is not None and not cls.adversarial_queries:
+            raise ConfigError(f"{self.algorithm} has no query loss to attack: adversarial "
+                              "querying is for the MAML family and the metric learners")
         if self.train.outer_lr is not None:
             if self.train.outer_lr <= 0:
                 raise ConfigError(f"outer_lr must be positive, got {self.train.outer_lr}")
@@ -245,6 +263,7 @@ def build_learner(config: RunConfig, input_shape, seed: bool = True, strategy=No
                      jit_compile=t.jit_compile, strategy=strategy, precision=t.precision,
                      **config.learner)
     learner.polarity = config.data.polarity
+    learner.attack = t.attack()
     return learner
 
 
@@ -336,7 +355,8 @@ def _meta_train_and_test(config, learner, streams, splits, out_dir, progress, lo
             return fit
         barrier(strategy)  # every worker reads the best checkpoint once the chief has written it
         restore(learner, out_dir)
-        result = evaluate(learner, streams["test"], config.train.test_episodes)
+        result = evaluate(learner, streams["test"], config.train.test_episodes,
+                          attack=config.train.attack())
     result.update(algorithm=config.algorithm, dataset=config.data.dataset,
                   checkpoint=checkpoint_path(out_dir))
     if chief:
@@ -386,16 +406,17 @@ def load(out_dir: str, which: str = "best"):
 
 
 def evaluate_run(out_dir: str, episodes: int = 600, seed: int | None = None, settings=(),
-                 result_file: str | None = None) -> dict:
+                 result_file: str | None = None, attack=None) -> dict:
     """Evaluate a run's best checkpoint on its test classes (``tfmeta evaluate``), on test
     episodes of seed ``seed`` (default: every run's ``TEST_SEED``). ``settings`` (``KEY=VALUE``)
-    change the data or the episodes, e.g. ``episode.shots=5``. Writes ``result_file`` (default
-    ``out_dir/evaluation.json``) and returns the result."""
+    change the data or the episodes, e.g. ``episode.shots=5``. With an ``attack``
+    (:class:`tfmeta.learners.adversarial.Attack`) robust accuracy is reported beside the clean
+    one. Writes ``result_file`` (default ``out_dir/evaluation.json``) and returns the result."""
     config = load_config(out_dir).with_settings(settings)
     learner = load(out_dir)
     sampler = EpisodeSampler(load_splits(config.data)["test"], config.episode,
                              config.train.meta_batch, TEST_SEED if seed is None else seed, "test")
-    result = evaluate(learner, sampler, episodes)
+    result = evaluate(learner, sampler, episodes, attack=attack)
     result.update(algorithm=config.algorithm, dataset=config.data.dataset)
     write_result(result, result_file or os.path.join(out_dir, "evaluation.json"))
     return result

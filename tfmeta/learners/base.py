@@ -38,6 +38,7 @@ import tensorflow as tf
 from tfmeta.data.episodes import EpisodeConfig
 from tfmeta.data.images import other_polarity, to_uint8_images
 from tfmeta.errors import ConfigError, DataError
+from tfmeta.learners.adversarial import perturb
 from tfmeta.learners.batchnorm import (batchnorm_momentum_zero, exact_batchnorm_moments,  # noqa: F401
                                       freeze_batchnorm_statistics)
 from tfmeta.learners.inner import sgd_inner_loop
@@ -79,6 +80,10 @@ class Learner:
     polarity: str | None = None  # of the meta-training images; set by tfmeta.run from the run
     # Why XLA cannot compile this learner's meta-steps (None: it can; tests/test_xla.py).
     xla_unsupported: str | None = None
+    # Adversarial querying while meta-training (tfmeta.learners.adversarial.Attack; None: clean
+    # queries); a learner without a query loss (Reptile) sets adversarial_queries = False.
+    attack = None
+    adversarial_queries = True
 
     def __init__(self, model: keras.Model, config=None, *, episode: EpisodeConfig | None = None,
                  optimizer=None, compiled: bool = True, jit_compile: bool = False,
@@ -107,6 +112,7 @@ class Learner:
                               else self.default_optimizer(self.config))
             self.optimizer.build(self.meta_variables)
         self.compiled = compiled
+        self._robust_fns: dict = {}  # attack -> compiled robust test step
         if strategy is None:
             self._train_fn = tf.function(self._meta_train_step, jit_compile=jit_compile)
             self._test_fn = tf.function(self._meta_test_step, jit_compile=jit_compile)
@@ -167,7 +173,14 @@ class Learner:
         """``(gradients, loss, accuracy)`` of one task (``support_x [N*K, H, W, C]``, ...; its
         ``index`` in the meta-batch): the gradient of its loss with respect to
         ``meta_variables``. With a loss-scaling optimizer (mixed precision) the loss is scaled
-        here and the optimizer unscales the gradients."""
+        here and the optimizer unscales the gradients. With an ``attack``, the task's queries
+        are perturbed first to raise its loss (adversarial querying)."""
+        if self.attack is not None:
+            seed = tf.stack([tf.cast(self.optimizer.iterations, tf.int32),
+                             104729 + tf.cast(index, tf.int32)])
+            query_x = perturb(lambda q: tf.reduce_sum(self.task_losses(
+                support_x[None], support_y[None], q[None], query_y[None])[0]), query_x,
+                self.attack, seed)
         with tf.GradientTape() as tape:
             losses, accuracies = self.task_losses(support_x[None], support_y[None],
                                                   query_x[None], query_y[None])
@@ -291,6 +304,23 @@ class Learner:
             fn = self._test_fn if self.compiled else self._replicated_test_step
         else:
             fn = self._test_fn if self.compiled else self._meta_test_step
+        return fn(*batch)
+
+    def robust_test_step(self, batch, attack) -> dict:
+        """``meta_test_step``'s figures on queries perturbed by ``attack`` (an
+        :class:`~tfmeta.learners.adversarial.Attack`) to raise each episode's deployed loss,
+        through the adaptation to the clean support set."""
+        if self.strategy is not None:
+            raise ConfigError("robust evaluation runs on one device: load the run without a "
+                              "strategy")
+        fn = self._robust_fns.get(attack)
+        if fn is None:
+            def step(support_x, support_y, query_x, query_y):
+                adversarial = perturb(lambda q: tf.reduce_sum(self._meta_test_step(
+                    support_x, support_y, q, query_y)["loss"]), query_x, attack, (0, 104729))
+                return self._meta_test_step(support_x, support_y, adversarial, query_y)
+
+            fn = self._robust_fns[attack] = tf.function(step) if self.compiled else step
         return fn(*batch)
 
     # -- distribution (see the module docstring) ------------------------------------------------

@@ -84,6 +84,7 @@ class Reptile(OptimizationLearner):
 
     name = "reptile"
     xla_unsupported = "it picks each class's training images with shapes read from the labels"
+    adversarial_queries = False  # no query loss to attack: its inner loop is its objective
     config_class = ReptileConfig
     @classmethod
     def default_optimizer(cls, config, total_steps: int | None = None,
