@@ -46,9 +46,9 @@ def state(out):
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--kills", type=int, default=50)
-    p.add_argument("--steps", type=int, default=1500)
-    p.add_argument("--min-delay", type=float, default=2.0, help="seconds after a start")
-    p.add_argument("--max-delay", type=float, default=14.0)
+    p.add_argument("--steps", type=int, default=4000)
+    p.add_argument("--min-delay", type=float, default=1.0, help="seconds after a start")
+    p.add_argument("--max-delay", type=float, default=10.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/soak")
     args = p.parse_args()
