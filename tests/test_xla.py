@@ -24,7 +24,8 @@ def batch(small_glyphs):
 def _figures(algorithm, batch, jit_compile):
     keras.utils.set_random_seed(0)
     learner = create(algorithm, "conv4", episode=EPISODE, input_shape=batch[0].shape[2:],
-                     backbone_width=4, jit_compile=jit_compile)
+                     backbone_width=4, jit_compile=jit_compile,
+                     compiled=jit_compile)  # the reference runs eagerly: no tracing to wait for
     test = learner.meta_test_step(batch)  # before training: the same weights
     losses = [float(learner.meta_train_step(batch)["loss"]) for _ in range(2)]
     return losses, {k: np.asarray(v) for k, v in test.items()}
