@@ -158,3 +158,25 @@ def test_a_failed_checkpoint_write_is_one_line_and_keeps_the_previous_checkpoint
                              "resume"), line
     step, values = _checkpoint(out)
     assert step == 2 and len(values) > 10  # readable, complete
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garble"])
+def test_a_damaged_checkpoint_is_one_line(tmp_path, damage):
+    from tfmeta.errors import DataError
+    from tfmeta.run import restore
+
+    trainer = _trainer(tmp_path)
+    trainer.fit(until=2)
+    folder = tmp_path / "checkpoints" / "latest"
+    data = next(folder.glob("ckpt-2.data-*"))
+    index = folder / "ckpt-2.index"
+    if damage == "truncate":  # a copy cut short
+        data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
+    else:  # tampered: the index no longer describes the data
+        index.write_bytes(bytes(reversed(index.read_bytes())))
+    for attempt in (lambda: _trainer(tmp_path).restore(),
+                    lambda: restore(_trainer(tmp_path).learner, str(tmp_path), "latest")):
+        with pytest.raises(DataError, match=r"ckpt-2: a damaged checkpoint, or one of another "
+                                            r"model \(.*\); restore the run directory") as err:
+            attempt()
+        assert "\n" not in str(err.value)

@@ -33,7 +33,7 @@ from tfmeta.learners.registry import PRECISIONS, check_lr_schedule, scheduled
 from tfmeta.models import BACKBONES
 from tfmeta.pretrain import pretrain
 from tfmeta.settings import check_value
-from tfmeta.trainer import NONFINITE, MetaTrainer
+from tfmeta.trainer import NONFINITE, MetaTrainer, read_checkpoint
 
 RUN_FILE = "run.json"
 ENVIRONMENT_FILE = "environment.json"  # versions, devices, strategy, op determinism (last start)
@@ -384,7 +384,7 @@ def restore(learner, out_dir: str, which: str = "best") -> str:
     if path is None:
         raise FileNotFoundError(f"{out_dir}: no checkpoint found")
     items = {k: v for k, v in learner.checkpoint_items().items() if k != "optimizer"}
-    tf.train.Checkpoint(**items).restore(path).expect_partial()
+    read_checkpoint(tf.train.Checkpoint(**items), path)
     return path
 
 

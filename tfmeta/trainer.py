@@ -28,7 +28,7 @@ import time
 import keras
 import tensorflow as tf
 
-from tfmeta.errors import TrainingStopped
+from tfmeta.errors import DataError, TrainingStopped
 from tfmeta.evaluation import evaluate
 
 NONFINITE = ("skip", "stop")
@@ -102,7 +102,7 @@ class MetaTrainer:
         the step to continue from."""
         path = tf.train.latest_checkpoint(os.path.join(self.out_dir, "checkpoints", "latest"))
         if path:
-            self.checkpoint.restore(path).assert_existing_objects_matched()
+            read_checkpoint(self.checkpoint, path, exact=True)
         return int(self.step.numpy())
 
     def validate(self) -> dict:
@@ -207,6 +207,23 @@ class MetaTrainer:
         """Delete a non-chief worker's scratch checkpoints (the chief's are the run's)."""
         if not self.chief:
             shutil.rmtree(self.write_dir, ignore_errors=True)
+
+
+def read_checkpoint(checkpoint: tf.train.Checkpoint, path: str, exact: bool = False) -> None:
+    """Restore ``checkpoint`` from ``path``; a truncated, tampered or foreign checkpoint (a
+    missing or short file, values of other shapes, with ``exact`` objects it lacks) is one
+    :class:`~tfmeta.errors.DataError` line, never a traceback from TensorFlow's reader."""
+    try:
+        status = checkpoint.restore(path)
+        if exact:
+            status.assert_existing_objects_matched()
+        else:
+            status.expect_partial()
+    except (tf.errors.OpError, ValueError, AssertionError, IndexError, OSError) as err:
+        message = (getattr(err, "message", None) or str(err)).strip().splitlines()
+        raise DataError(f"{path}: a damaged checkpoint, or one of another model "
+                        f"({(message or [type(err).__name__])[0][:160]}); restore the run "
+                        "directory from a copy or start a new --out") from None
 
 
 @contextlib.contextmanager
