@@ -69,7 +69,8 @@ def test_every_class_comes_from_the_split_and_all_are_used():
 
 def test_small_classes_are_left_out_with_a_warning():
     source = _indexed_source([3, 10, 10, 10, 2, 10])
-    with pytest.warns(UserWarning, match="2 of 6 classes have fewer than"):
+    with pytest.warns(UserWarning, match=r"2 of 6 classes have fewer than shots \+ queries = 5 "
+                                         r"images and are left out: c0 \(3\), c4 \(2\)"):
         sampler = EpisodeSampler(source, EpisodeConfig(3, 2, 3), 2)
     classes = set(_decode(next(iter(sampler.dataset()))[0].numpy())[0].ravel())
     assert classes <= {1, 2, 3, 5}

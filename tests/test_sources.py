@@ -107,6 +107,15 @@ def test_folder_errors_are_clear(tmp_path):
         from_zip(str(tmp_path / "fake.zip"))
 
 
+def test_an_empty_class_folder_is_named_in_a_warning(tmp_path):
+    _folder(str(tmp_path / "data"))
+    os.makedirs(tmp_path / "data" / "class7")
+    with pytest.warns(UserWarning, match="1 class folders hold no images and are left out: "
+                                         "class7"):
+        source = from_folder(str(tmp_path / "data"), image_size=20)
+    assert source.class_names == ("class0", "class1", "class2")
+
+
 def test_skip_bad_files_leaves_them_out_and_counts_them(tmp_path):
     arrays = _folder(str(tmp_path / "data"))
     (tmp_path / "data" / "class0" / "notes.txt").write_text("x")

@@ -71,9 +71,13 @@ class EpisodeSampler:
         need = episode.shots + episode.queries
         usable = source.drop_small_classes(need)
         if usable.num_classes < source.num_classes:
+            small = [f"{c} ({n})" for c, n in zip(source.class_names, source.counts)
+                     if n < need]
+            listed = ", ".join(small[:5]) + (f" and {len(small) - 5} more" if len(small) > 5
+                                             else "")
             warnings.warn(f"{name}: {source.num_classes - usable.num_classes} of "
                           f"{source.num_classes} classes have fewer than shots + queries = {need} "
-                          "images and are left out", stacklevel=2)
+                          f"images and are left out: {listed}", stacklevel=2)
         if usable.num_classes < episode.ways:
             raise DataError(
                 f"{name}: {episode.ways}-way episodes with {episode.shots} shots + "

@@ -377,11 +377,18 @@ def from_folder(path: str, image_size: int = 28, channels: int = 1,
     counted in a warning."""
     if not os.path.isdir(path):
         raise DataError(f"{path}: no such folder")
-    found = []
+    found, empty = [], []
     for root, dirs, names in os.walk(path):
         dirs.sort()
+        if not dirs and not names and root != path:
+            empty.append(os.path.relpath(root, path))
         for name in names:
             found.append(os.path.relpath(os.path.join(root, name), path))
+    if empty:
+        import warnings
+
+        warnings.warn(f"{path}: {len(empty)} class folders hold no images and are left out: "
+                      f"{', '.join(sorted(empty)[:5])}", stacklevel=2)
     skipped = [] if skip_bad_files else None
     grouped = _group_by_class(found, path, skipped=skipped)
 
