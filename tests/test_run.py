@@ -14,6 +14,7 @@ import tensorflow as tf
 import tfmeta
 from tfmeta.learners import ALGORITHMS
 from tfmeta.data import DataConfig, EpisodeConfig
+from tfmeta.errors import ConfigError
 from tfmeta.run import RunConfig, TrainConfig, train
 
 TINY = dict(steps=12, meta_batch=2, val_every=6, val_episodes=4, test_episodes=6,
@@ -117,6 +118,14 @@ def test_load_and_predict_on_numpy_of_any_size(tmp_path):
     np.testing.assert_allclose(probabilities.sum(1), 1, atol=1e-5)
     with pytest.raises(ValueError, match="at least 2 classes"):
         learner.predict(support, ["cat"] * 6, query)
+    # Evaluation settings cannot change what the model takes (before: a shape traceback)
+    from tfmeta.run import evaluate_run
+
+    for setting, message in (("data.image_size=32", "trained on data.image_size=28; its model "
+                                                    "cannot take 32"),
+                             ("data.channels=3", "trained on data.channels=1")):
+        with pytest.raises(ConfigError, match=message):
+            evaluate_run(str(tmp_path), episodes=2, settings=[setting])
 
 
 def _write_glyph_folders(root, names, images_per_class):

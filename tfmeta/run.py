@@ -412,7 +412,13 @@ def evaluate_run(out_dir: str, episodes: int = 600, seed: int | None = None, set
     change the data or the episodes, e.g. ``episode.shots=5``. With an ``attack``
     (:class:`tfmeta.learners.adversarial.Attack`) robust accuracy is reported beside the clean
     one. Writes ``result_file`` (default ``out_dir/evaluation.json``) and returns the result."""
-    config = load_config(out_dir).with_settings(settings)
+    trained = load_config(out_dir)
+    config = trained.with_settings(settings)
+    for name in ("image_size", "channels"):
+        if getattr(config.data, name) != getattr(trained.data, name):
+            raise ConfigError(f"{out_dir} was trained on data.{name}="
+                              f"{getattr(trained.data, name)}; its model cannot take "
+                              f"{getattr(config.data, name)} (leave data.{name} out)")
     learner = load(out_dir)
     sampler = EpisodeSampler(load_splits(config.data)["test"], config.episode,
                              config.train.meta_batch, TEST_SEED if seed is None else seed, "test")
