@@ -20,11 +20,11 @@ TPUs are not supported yet: the name is refused with one clear line rather than 
 
 from __future__ import annotations
 
-from tfmeta.errors import ConfigError, WorkerLost
-
 import contextlib
 import json
 import os
+
+from tfmeta.errors import ConfigError, WorkerLost
 
 STRATEGIES = ("default", "mirrored", "multiworker")
 NOT_YET = ("tpu",)

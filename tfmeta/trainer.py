@@ -37,8 +37,6 @@ WRITE_FAILURES = ("No space left on device", "Disk quota exceeded", "File too la
                   "Read-only file system", "Permission denied")
 
 
-
-
 class MetaTrainer:
     """Meta-trains a learner on an episode sampler.
 
