@@ -75,3 +75,22 @@ def test_bad_attack_settings_are_one_line():
         TrainConfig(adversarial="cw")
     with pytest.raises(ConfigError, match=r"epsilon must be in \(0, 1\]"):
         TrainConfig(adversarial="fgsm", attack_epsilon=8)
+
+
+def test_weight_decay_subtracts_its_term_from_the_outer_step(sampler):
+    """Decoupled weight decay (a regulariser beside adversarial querying): from the same weights
+    and meta-batch, the decayed step ends ``learning_rate * decay * w`` below the plain one."""
+    batch = [t.numpy() for t in next(iter(sampler.dataset()))]
+    learners = []
+    for decay in (0.0, 0.5):
+        keras.utils.set_random_seed(0)
+        learners.append(create("protonet", "conv4", episode=EPISODE, backbone_width=8,
+                               outer_lr=0.01, weight_decay=decay))
+    before = [v.numpy().copy() for v in learners[0].meta_variables]
+    for learner in learners:
+        learner.meta_train_step(batch)
+    for w0, plain, decayed in zip(before, *(lr.meta_variables for lr in learners)):
+        np.testing.assert_allclose(decayed.numpy(), plain.numpy() - 0.01 * 0.5 * w0,
+                                   rtol=1e-4, atol=1e-6)
+    with pytest.raises(ConfigError, match="weight_decay must be >= 0"):
+        TrainConfig(weight_decay=-1)

@@ -43,6 +43,7 @@ SETTING_FLAGS = {
     "epsilon": ("train.attack_epsilon", "L-infinity radius of the attack, images in [0, 1] "
                                         "(default 8/255)"),
     "attack-steps": ("train.attack_steps", "PGD steps (default 7)"),
+    "weight-decay": ("train.weight_decay", "decoupled weight decay of the outer optimizer"),
     "on-nonfinite": ("train.on_nonfinite", "skip (default) or stop at a NaN/Inf meta-loss"),
     "precision": ("train.precision", "float32, mixed_bfloat16 or mixed_float16 (Keras mixed "
                                      "precision; float16 with dynamic loss scaling)"),

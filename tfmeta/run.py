@@ -54,6 +54,7 @@ class TrainConfig:
         jit_compile: compile the steps with XLA.
         precision: ``"float32"``, ``"mixed_bfloat16"`` or ``"mixed_float16"`` (Keras mixed
             precision of the backbone; :func:`tfmeta.learners.create`).
+        weight_decay: decoupled weight decay of the outer optimizer (0: none).
         adversarial: ``"fgsm"`` or ``"pgd"``: adversarial querying while meta-training
             (:mod:`tfmeta.learners.adversarial`; queries perturbed within an L-infinity ball of
             ``attack_epsilon``, PGD in ``attack_steps`` steps); the test evaluation then reports
@@ -79,6 +80,7 @@ class TrainConfig:
     seed: int = 0
     jit_compile: bool = False
     precision: str = "float32"
+    weight_decay: float = 0.0
     on_nonfinite: str = "skip"
     adversarial: str | None = None
     attack_epsilon: float = 8 / 255
@@ -102,6 +104,8 @@ class TrainConfig:
             raise ConfigError(f"train.on_nonfinite must be one of {', '.join(NONFINITE)}, got "
                               f"{self.on_nonfinite!r}")
         self.attack()  # a bad attack setting: one clear error
+        if not self.weight_decay >= 0:
+            raise ConfigError(f"train.weight_decay must be >= 0, got {self.weight_decay}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"train.precision must be one of {', '.join(PRECISIONS)}, got "
                               f"{self.precision!r}")
@@ -261,6 +265,7 @@ def build_learner(config: RunConfig, input_shape, seed: bool = True, strategy=No
                      input_shape=tuple(input_shape), backbone_width=config.width,
                      outer_lr=t.outer_lr, lr_schedule=t.lr_schedule, total_steps=t.steps,
                      jit_compile=t.jit_compile, strategy=strategy, precision=t.precision,
+                     weight_decay=t.weight_decay,
                      **config.learner)
     learner.polarity = config.data.polarity
     learner.attack = t.attack()

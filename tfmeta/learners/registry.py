@@ -27,7 +27,7 @@ from tfmeta.settings import check_value
 ALGORITHMS: dict = {}
 CREATE_ARGUMENTS = {"name", "backbone", "episode", "input_shape", "backbone_width", "outer_lr",
                     "lr_schedule", "total_steps", "compiled", "jit_compile", "strategy",
-                    "precision"}
+                    "precision", "weight_decay"}
 LR_SCHEDULES = ("constant", "cosine")
 
 
@@ -132,7 +132,8 @@ def dtype_policy(name: str):
 def create(name: str, backbone="conv4", *, episode: EpisodeConfig | None = None,
            input_shape=(28, 28, 1), backbone_width: int = 64, outer_lr: float | None = None,
            lr_schedule: str = "constant", total_steps: int | None = None, compiled: bool = True,
-           jit_compile: bool = False, strategy=None, precision: str = "float32", **options):
+           jit_compile: bool = False, strategy=None, precision: str = "float32",
+           weight_decay: float = 0.0, **options):
     """Learner ``name`` on ``backbone``, ready to meta-train.
 
     Args:
@@ -157,6 +158,8 @@ def create(name: str, backbone="conv4", *, episode: EpisodeConfig | None = None,
             BatchNorm statistics; losses, heads and learner parts in float32); with
             ``mixed_float16`` the outer optimizer is a ``LossScaleOptimizer`` (dynamic loss
             scaling) whose scale the inner loops use too. A given model keeps its own policy.
+        weight_decay: decoupled weight decay of the outer optimizer (Keras' ``weight_decay``:
+            each outer step also subtracts ``learning_rate * weight_decay * weight``); 0: none.
         **options: the learner's options (``tfmeta.learners.options(name)``); an unknown one is
             an error naming the valid ones. (No option may share a name with the arguments
             above: ``register`` refuses such a learner.)
@@ -172,6 +175,8 @@ def create(name: str, backbone="conv4", *, episode: EpisodeConfig | None = None,
                           f"{type(backbone).__name__}")
     if precision not in PRECISIONS:
         raise ConfigError(f"unknown precision '{precision}': use {', '.join(PRECISIONS)}")
+    if not weight_decay >= 0:
+        raise ConfigError(f"weight_decay must be >= 0, got {weight_decay}")
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
         with dtype_policy(precision):
             model = backbone if isinstance(backbone, keras.Model) else build_model(
@@ -180,6 +185,9 @@ def create(name: str, backbone="conv4", *, episode: EpisodeConfig | None = None,
         optimizer = cls.default_optimizer(config, total_steps, **(
             {} if outer_lr is None else {"learning_rate": float(outer_lr)}))
         optimizer = scheduled(optimizer, lr_schedule, total_steps, name)
+        if weight_decay:
+            optimizer = optimizer.__class__.from_config(
+                dict(optimizer.get_config(), weight_decay=float(weight_decay)))
         if precision == "mixed_float16":
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer, initial_scale=2.0 ** 10)
     learner = cls(model, config, episode=episode, optimizer=optimizer, compiled=compiled,
