@@ -90,13 +90,17 @@ def _multiworker():
             implementation=implementation, timeout_seconds=COLLECTIVE_TIMEOUT))
 
 
+def is_multiworker(strategy) -> bool:
+    import tensorflow as tf
+
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+
 def is_chief(strategy) -> bool:
     """Whether this process writes the run directory: always, except for the non-chief workers
     of a multi-worker strategy (TensorFlow's convention: the ``chief`` task, or worker 0 when the
     cluster has no chief)."""
-    import tensorflow as tf
-
-    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+    if not is_multiworker(strategy):
         return True
     resolver = strategy.cluster_resolver
     if not resolver.task_type:  # no TF_CONFIG: one worker
@@ -112,7 +116,7 @@ def barrier(strategy) -> None:
     of ones); a no-op otherwise."""
     import tensorflow as tf
 
-    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+    if is_multiworker(strategy):
         strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(lambda: tf.constant(1.0)),
                         axis=None)
 
@@ -124,7 +128,7 @@ def lost_workers_reported(strategy, out_dir: str):
     how to resume; other strategies are left alone."""
     import tensorflow as tf
 
-    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+    if not is_multiworker(strategy):
         yield
         return
     try:

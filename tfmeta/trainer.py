@@ -109,6 +109,12 @@ class MetaTrainer:
     def fit(self, until: int | None = None) -> dict:
         """Train to ``steps`` (from the latest checkpoint, if any), or pause after step ``until``
         with a checkpoint, as a kill would. Returns the last metrics."""
+        try:
+            return self._fit(until)
+        finally:
+            self.close()
+
+    def _fit(self, until: int | None) -> dict:
         start = self.restore()
         stop = self.steps if until is None else min(int(until), self.steps)
         try:
@@ -122,13 +128,11 @@ class MetaTrainer:
             bar.update(start)
         last = {"step": start}
         if start >= stop:
-            self.close()
             return last
         began = time.time()
         with _signals_deferred() as received:
             last = self._loop(start, stop, writer, bar, received, last)
         writer.flush()
-        self.close()
         last["seconds"] = time.time() - began
         last["tasks_per_second"] = (last["step"] - start) * self.train_sampler.meta_batch / max(
             last["seconds"], 1e-9)
@@ -146,7 +150,6 @@ class MetaTrainer:
             self.skipped += skipped
             if skipped and (self.on_nonfinite == "stop" or "skipped" not in metrics
                             or in_a_row >= MAX_SKIPPED_IN_A_ROW):
-                self.close()
                 raise TrainingStopped(
                     f"non-finite meta-loss or meta-gradient at step {step} ({in_a_row} in a "
                     f"row; loss {loss}); nothing of it was saved: the latest checkpoint "
@@ -174,7 +177,6 @@ class MetaTrainer:
                 self._save(self.latest, step)
             bar.update(step, values=values)
             if received:
-                self.close()
                 name = signal.Signals(received[0]).name
                 raise TrainingStopped(f"stopped by {name} after step {step}; saved "
                                       f"{self.latest.latest_checkpoint}; the same command "
@@ -192,7 +194,6 @@ class MetaTrainer:
                                      err) from None
 
     def _write_failed(self, what: str, err) -> TrainingStopped:
-        self.close()
         message = getattr(err, "message", None) or str(err)
         reason = next((cause for cause in WRITE_FAILURES if cause in message),
                       (message.strip().splitlines() or [type(err).__name__])[0][:200])
