@@ -44,6 +44,9 @@ SETTING_FLAGS = {
                                         "(default 8/255)"),
     "attack-steps": ("train.attack_steps", "PGD steps (default 7)"),
     "weight-decay": ("train.weight_decay", "decoupled weight decay of the outer optimizer"),
+    "dropout": ("dropout", "dropout of the backbone while meta-training (conv4: after each "
+                           "block; resnet12: DropBlock)"),
+    "label-smoothing": ("train.label_smoothing", "label smoothing of the meta-training loss"),
     "on-nonfinite": ("train.on_nonfinite", "skip (default) or stop at a NaN/Inf meta-loss"),
     "precision": ("train.precision", "float32, mixed_bfloat16 or mixed_float16 (Keras mixed "
                                      "precision; float16 with dynamic loss scaling)"),

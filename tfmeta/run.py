@@ -36,6 +36,9 @@ from tfmeta.settings import check_value
 from tfmeta.trainer import NONFINITE, MetaTrainer, read_checkpoint
 
 RUN_FILE = "run.json"
+# The layout of run directories this tfmeta writes and reads (run.json's "run_format"; a run.json
+# without one is format 1). Raise it when a run directory changes in a way older code misreads.
+RUN_FORMAT = 1
 ENVIRONMENT_FILE = "environment.json"  # versions, devices, strategy, op determinism (last start)
 
 
@@ -55,6 +58,8 @@ class TrainConfig:
         precision: ``"float32"``, ``"mixed_bfloat16"`` or ``"mixed_float16"`` (Keras mixed
             precision of the backbone; :func:`tfmeta.learners.create`).
         weight_decay: decoupled weight decay of the outer optimizer (0: none).
+        label_smoothing: of the meta-training objective, every learner (0: none; a regulariser,
+            with ``weight_decay`` and ``RunConfig.dropout``).
         adversarial: ``"fgsm"`` or ``"pgd"``: adversarial querying while meta-training
             (:mod:`tfmeta.learners.adversarial`; queries perturbed within an L-infinity ball of
             ``attack_epsilon``, PGD in ``attack_steps`` steps); the test evaluation then reports
@@ -81,6 +86,7 @@ class TrainConfig:
     jit_compile: bool = False
     precision: str = "float32"
     weight_decay: float = 0.0
+    label_smoothing: float = 0.0
     on_nonfinite: str = "skip"
     adversarial: str | None = None
     attack_epsilon: float = 8 / 255
@@ -106,6 +112,9 @@ class TrainConfig:
         self.attack()  # a bad attack setting: one clear error
         if not self.weight_decay >= 0:
             raise ConfigError(f"train.weight_decay must be >= 0, got {self.weight_decay}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ConfigError(f"train.label_smoothing must be in [0, 1), got "
+                              f"{self.label_smoothing}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"train.precision must be one of {', '.join(PRECISIONS)}, got "
                               f"{self.precision!r}")
@@ -121,7 +130,9 @@ class TrainConfig:
 class RunConfig:
     """Everything that defines a run. ``learner`` holds overrides of the algorithm's config
     (e.g. ``{"inner_steps": 5, "inner_lr": 0.1}``). ``train_ways`` (metric learners only) makes
-    training episodes wider than validation and test ones, as Prototypical Networks do."""
+    training episodes wider than validation and test ones, as Prototypical Networks do.
+    ``dropout``: of the named backbone while meta-training (0: none, as the papers;
+    :func:`tfmeta.models.build_model`)."""
 
     algorithm: str = "maml"
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
@@ -129,6 +140,7 @@ class RunConfig:
     train_ways: int | None = None
     model: str = "conv4"
     width: int = 64
+    dropout: float = 0.0
     learner: dict = dataclasses.field(default_factory=dict)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
 
@@ -140,6 +152,8 @@ class RunConfig:
         if self.width < 1 or (self.train_ways is not None and self.train_ways < 2):
             raise ConfigError(f"width must be positive and train_ways at least 2, got "
                               f"width={self.width}, train_ways={self.train_ways}")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
         learner_config = self.learner_config()  # unknown or invalid options: one clear error
         cls.check_test_episode(self.train_episode, self.episode)
         cls.check_episode(learner_config, self.learner_episode)
@@ -177,10 +191,10 @@ class RunConfig:
         return dataclasses.replace(self, learner={k: values[k] for k in options(self.algorithm)})
 
     def to_dict(self) -> dict:
-        """The config tree as plain values (what ``run.json`` holds)."""
+        """The config tree as plain values (what ``run.json`` holds), with the run format."""
         d = dataclasses.asdict(self)
         d["data"]["split"] = list(self.data.split)
-        return d
+        return {"run_format": RUN_FORMAT, **d}
 
     def with_values(self, values: dict) -> "RunConfig":
         """A copy with ``{dotted key: value}`` applied (``"learner.inner_steps": 5``,
@@ -225,6 +239,13 @@ class RunConfig:
         their defaults, an unknown one is an error naming ``where``."""
         if not isinstance(tree, dict):
             raise ConfigError(f"{where}: expected a mapping of settings, got {type(tree).__name__}")
+        tree = dict(tree)
+        check_run_format(tree.pop("run_format", RUN_FORMAT), where)
+        learner, train = tree.get("learner"), tree.get("train", {})
+        if isinstance(learner, dict) and "label_smoothing" in learner and isinstance(train, dict):
+            # ridge / svm had it as an option before train.label_smoothing served every learner.
+            tree["learner"] = {k: v for k, v in learner.items() if k != "label_smoothing"}
+            tree["train"] = {"label_smoothing": learner["label_smoothing"], **train}
         values = {}
         for key, value in tree.items():
             if key in SECTIONS or key == "learner":
@@ -246,9 +267,37 @@ class RunConfig:
 SECTIONS = {"data": DataConfig, "episode": EpisodeConfig, "train": TrainConfig}
 
 
+def check_run_format(run_format, where: str) -> None:
+    """One clear error if a config of ``run_format`` is not one this tfmeta reads."""
+    from tfmeta import __version__
+
+    if run_format == RUN_FORMAT and not isinstance(run_format, bool):
+        return
+    if isinstance(run_format, int) and not isinstance(run_format, bool) and \
+            run_format > RUN_FORMAT:
+        raise ConfigError(f"{where}: written by a newer tfmeta (run format {run_format}; "
+                          f"tfmeta {__version__} reads format {RUN_FORMAT}): upgrade tfmeta, "
+                          "or start a new --out")
+    raise ConfigError(f"{where}: run format {run_format!r} is not one tfmeta {__version__} "
+                      f"reads (format {RUN_FORMAT}): start a new --out")
+
+
+def read_run_file(path: str) -> "RunConfig":
+    """The config a run directory's ``run.json`` holds; a damaged file, or one written by
+    another tfmeta in a format this one does not read, is one clear error."""
+    try:
+        with open(path) as f:
+            tree = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: a damaged run file ({err}); restore it from a copy or "
+                          "start a new --out") from None
+    return RunConfig.from_tree(tree, where=path)
+
+
 def _keys(config: RunConfig) -> list:
     d = config.to_dict()
-    return [f"{k}.{n}" if k in SECTIONS else k for k, v in d.items() if k != "learner"
+    return [f"{k}.{n}" if k in SECTIONS else k for k, v in d.items()
+            if k not in ("learner", "run_format")
             for n in (v if k in SECTIONS else [None])]
 
 
@@ -265,7 +314,8 @@ def build_learner(config: RunConfig, input_shape, seed: bool = True, strategy=No
                      input_shape=tuple(input_shape), backbone_width=config.width,
                      outer_lr=t.outer_lr, lr_schedule=t.lr_schedule, total_steps=t.steps,
                      jit_compile=t.jit_compile, strategy=strategy, precision=t.precision,
-                     weight_decay=t.weight_decay,
+                     weight_decay=t.weight_decay, dropout=config.dropout,
+                     label_smoothing=t.label_smoothing,
                      **config.learner)
     learner.polarity = config.data.polarity
     learner.attack = t.attack()
@@ -318,9 +368,7 @@ def train(config: RunConfig, out_dir: str, progress: bool = True, log=print,
             config.data, polarity=polarity(splits["train"].images)))
     run_file = os.path.join(out_dir, RUN_FILE)
     if os.path.exists(run_file):
-        with open(run_file) as f:
-            previous = json.load(f)
-        previous = RunConfig.from_dict(previous).resolved().to_dict()
+        previous = read_run_file(run_file).resolved().to_dict()
         if _as_json(previous) != _as_json(config.to_dict()):
             raise ConfigError(f"{out_dir} holds a run with another config; use a new --out")
     log(f"classes: {splits['train'].num_classes} train, {splits['val'].num_classes} val, "
@@ -397,8 +445,7 @@ def load_config(out_dir: str) -> RunConfig:
     path = os.path.join(out_dir, RUN_FILE)
     if not os.path.exists(path):
         raise FileNotFoundError(f"{out_dir}: not a tfmeta run ({RUN_FILE} missing)")
-    with open(path) as f:
-        return RunConfig.from_dict(json.load(f))
+    return read_run_file(path)
 
 
 def load(out_dir: str, which: str = "best"):

@@ -69,6 +69,20 @@ def stochastic_layers_off(model: keras.Model):
             setattr(layer, name, value)
 
 
+def seed_state_positions(model: keras.Model) -> list:
+    """Where in ``model.non_trainable_variables`` the states of Keras seed generators are (those
+    of ``Dropout`` and other random layers)."""
+    from tfmeta.models import nested_layers
+
+    states = set()
+    for layer in nested_layers(model):
+        for value in vars(layer).values():
+            for item in value if isinstance(value, (list, tuple)) else [value]:
+                if isinstance(item, keras.random.SeedGenerator):
+                    states.add(id(item.state))
+    return [i for i, v in enumerate(model.non_trainable_variables) if id(v) in states]
+
+
 class Learner:
     """Base class of meta-learners (see the module docstring for the verbs)."""
 
@@ -84,6 +98,9 @@ class Learner:
     # queries); a learner without a query loss (Reptile) sets adversarial_queries = False.
     attack = None
     adversarial_queries = True
+    # Label smoothing of the meta-training objective (its query loss; Reptile's inner loss), a
+    # regulariser; 0: none. Set by tfmeta.learners.create(label_smoothing=).
+    label_smoothing = 0.0
 
     def __init__(self, model: keras.Model, config=None, *, episode: EpisodeConfig | None = None,
                  optimizer=None, compiled: bool = True, jit_compile: bool = False,
@@ -429,10 +446,16 @@ class OptimizationLearner(Learner):
         super().__init__(model, *args, **kwargs)
         # Inner loops are differentiated twice: BatchNorm's moments must allow it.
         exact_batchnorm_moments(self.model)
+        self._seed_states = seed_state_positions(self.model)
 
     def forward(self, params, images):
         """Logits of ``images`` under weights ``params``; BatchNorm uses batch statistics."""
         non_trainable = [v.value for v in self.model.non_trainable_variables]
+        # stateless_call returns a random layer's advanced seed, which a pure forward drops: each
+        # call gets a fresh seed instead, or every Dropout mask would be the same.
+        for i in self._seed_states:
+            non_trainable[i] = tf.random.uniform(tf.shape(non_trainable[i]), maxval=2 ** 31 - 1,
+                                                 dtype=non_trainable[i].dtype)
         logits, _ = self.model.stateless_call(list(params), non_trainable, images, training=True)
         return full_precision(logits)
 

@@ -3,10 +3,26 @@
 import tensorflow as tf
 
 
-def cross_entropy(logits, labels, axis=None):
-    """Mean softmax cross-entropy of integer ``labels`` (over ``axis``; ``None``: all)."""
-    return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
-        labels=labels, logits=full_precision(logits)), axis)
+def cross_entropy(logits, labels, axis=None, smoothing: float = 0.0):
+    """Mean softmax cross-entropy of integer ``labels`` (over ``axis``; ``None``: all).
+
+    ``smoothing`` (label smoothing, Szegedy et al. 2016): the target is ``1 - smoothing`` on the
+    label plus ``smoothing / classes`` on every class (Keras' ``label_smoothing``)."""
+    logits = full_precision(logits)
+    if not smoothing:
+        return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+            labels=labels, logits=logits), axis)
+    return tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(
+        labels=smoothed_one_hot(labels, tf.shape(logits)[-1], smoothing), logits=logits), axis)
+
+
+def smoothed_one_hot(labels, classes, smoothing: float = 0.0, dtype=tf.float32):
+    """One-hot targets of ``labels`` over ``classes``, smoothed: ``1 - smoothing`` on the label
+    plus ``smoothing / classes`` everywhere."""
+    targets = tf.one_hot(labels, classes, dtype=dtype)
+    if not smoothing:
+        return targets
+    return targets * (1.0 - smoothing) + smoothing / tf.cast(classes, dtype)
 
 
 def accuracy(logits, labels, axis=None):

@@ -89,4 +89,5 @@ class MAML(OptimizationLearner):
         """One task: adapt theta on the support set (inner loop), then the query loss."""
         phi = self.inner_loop(theta, support_x, support_y, self.config.inner_steps)
         logits = self.forward(phi, query_x)
-        return cross_entropy(logits, query_y), accuracy(logits, query_y)
+        return (cross_entropy(logits, query_y, smoothing=self.label_smoothing),
+                accuracy(logits, query_y))

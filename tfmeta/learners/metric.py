@@ -129,7 +129,7 @@ class MetricLearner(Learner):
         """``(losses [tasks], logits)`` of a meta-batch while training: each task's query
         cross-entropy under ``score``."""
         logits = self.score(support, support_y, query, ways, training=True)
-        return cross_entropy(logits, query_y, axis=-1), logits
+        return cross_entropy(logits, query_y, axis=-1, smoothing=self.label_smoothing), logits
 
     @staticmethod
     def ways_of(support_y):
@@ -206,8 +206,7 @@ class MetricLearner(Learner):
 class CalibratedMetricLearner(MetricLearner):
     """A metric learner whose logits get a meta-learned scale: ``scale * s`` (R2-D2, MetaOptNet;
     their bias, one number added to every class's logit, is dropped: softmax cannot see it).
-    ``config.scale`` is the initial scale; ``config.label_smoothing`` (if any) smooths the
-    meta-training loss."""
+    ``config.scale`` is the initial scale."""
 
     def build_parts(self) -> dict:
         self.calibration = tf.Module(name="calibration")
@@ -216,12 +215,3 @@ class CalibratedMetricLearner(MetricLearner):
 
     def calibrate(self, scores):
         return self.calibration.scale * scores
-
-    def episode_loss(self, support, support_y, query, query_y, ways):
-        logits = self.score(support, support_y, query, ways, training=True)
-        smoothing = getattr(self.config, "label_smoothing", 0.0)
-        if not smoothing:
-            return cross_entropy(logits, query_y, axis=-1), logits
-        targets = tf.one_hot(query_y, tf.shape(logits)[-1], dtype=logits.dtype)
-        return tf.reduce_mean(keras.losses.categorical_crossentropy(
-            targets, logits, from_logits=True, label_smoothing=smoothing), -1), logits

@@ -27,7 +27,7 @@ from tfmeta.settings import check_value
 ALGORITHMS: dict = {}
 CREATE_ARGUMENTS = {"name", "backbone", "episode", "input_shape", "backbone_width", "outer_lr",
                     "lr_schedule", "total_steps", "compiled", "jit_compile", "strategy",
-                    "precision", "weight_decay"}
+                    "precision", "weight_decay", "dropout", "label_smoothing"}
 LR_SCHEDULES = ("constant", "cosine")
 
 
@@ -133,7 +133,8 @@ def create(name: str, backbone="conv4", *, episode: EpisodeConfig | None = None,
            input_shape=(28, 28, 1), backbone_width: int = 64, outer_lr: float | None = None,
            lr_schedule: str = "constant", total_steps: int | None = None, compiled: bool = True,
            jit_compile: bool = False, strategy=None, precision: str = "float32",
-           weight_decay: float = 0.0, **options):
+           weight_decay: float = 0.0, dropout: float = 0.0, label_smoothing: float = 0.0,
+           **options):
     """Learner ``name`` on ``backbone``, ready to meta-train.
 
     Args:
@@ -160,6 +161,10 @@ def create(name: str, backbone="conv4", *, episode: EpisodeConfig | None = None,
             scaling) whose scale the inner loops use too. A given model keeps its own policy.
         weight_decay: decoupled weight decay of the outer optimizer (Keras' ``weight_decay``:
             each outer step also subtracts ``learning_rate * weight_decay * weight``); 0: none.
+        dropout: a named backbone's dropout while meta-training (conv4: ``Dropout`` ending each
+            block; resnet12: DropBlock on its last two blocks); 0: none, as the papers.
+        label_smoothing: of the meta-training objective, every learner (the query loss; Reptile's
+            inner loss); 0: none.
         **options: the learner's options (``tfmeta.learners.options(name)``); an unknown one is
             an error naming the valid ones. (No option may share a name with the arguments
             above: ``register`` refuses such a learner.)
@@ -177,11 +182,16 @@ def create(name: str, backbone="conv4", *, episode: EpisodeConfig | None = None,
         raise ConfigError(f"unknown precision '{precision}': use {', '.join(PRECISIONS)}")
     if not weight_decay >= 0:
         raise ConfigError(f"weight_decay must be >= 0, got {weight_decay}")
+    for setting, value in (("dropout", dropout), ("label_smoothing", label_smoothing)):
+        if not 0 <= value < 1:
+            raise ConfigError(f"{setting} must be in [0, 1), got {value}")
+    if dropout and isinstance(backbone, keras.Model):
+        raise ConfigError("dropout is for a named backbone: put Dropout layers in your own model")
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
         with dtype_policy(precision):
             model = backbone if isinstance(backbone, keras.Model) else build_model(
                 backbone, tuple(input_shape), cls.backbone_output, episode.ways,
-                width=backbone_width)
+                width=backbone_width, dropout=dropout)
         optimizer = cls.default_optimizer(config, total_steps, **(
             {} if outer_lr is None else {"learning_rate": float(outer_lr)}))
         optimizer = scheduled(optimizer, lr_schedule, total_steps, name)
@@ -193,4 +203,5 @@ def create(name: str, backbone="conv4", *, episode: EpisodeConfig | None = None,
     learner = cls(model, config, episode=episode, optimizer=optimizer, compiled=compiled,
                   jit_compile=jit_compile, strategy=strategy)
     learner.name = name
+    learner.label_smoothing = float(label_smoothing)
     return learner

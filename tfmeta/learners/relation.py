@@ -19,6 +19,7 @@ import dataclasses
 import keras
 import tensorflow as tf
 
+from tfmeta.learners.losses import smoothed_one_hot
 from tfmeta.learners.metric import MetricLearner
 from tfmeta.learners.registry import register
 
@@ -84,5 +85,5 @@ class RelationNetwork(MetricLearner):
 
     def episode_loss(self, support, support_y, query, query_y, ways):
         scores = self.score(support, support_y, query, ways, training=True)
-        targets = tf.one_hot(query_y, ways, dtype=scores.dtype)
+        targets = smoothed_one_hot(query_y, ways, self.label_smoothing, scores.dtype)
         return tf.reduce_mean(tf.reduce_sum(tf.square(scores - targets), -1), -1), scores

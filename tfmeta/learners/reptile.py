@@ -33,7 +33,7 @@ import keras
 import tensorflow as tf
 
 from tfmeta.errors import ConfigError
-from tfmeta.learners.base import OptimizationLearner
+from tfmeta.learners.base import OptimizationLearner, cross_entropy
 from tfmeta.learners.inner import adam_inner_loop, check_inner_options, sgd_inner_loop
 from tfmeta.learners.registry import register
 
@@ -107,15 +107,15 @@ class Reptile(OptimizationLearner):
                               "raise --queries or set learner.train_shots")
 
     def inner_loop(self, theta, x, y, steps, differentiable=False, batch_size=None, seed=(0, 0),
-                   with_metrics=False):
+                   with_metrics=False, loss_fn=cross_entropy):
         """phi from theta: ``steps`` steps of the inner optimizer on minibatches of (x, y);
         ``with_metrics``: ``(phi, loss, accuracy)`` of the last step's minibatch."""
         if self.config.inner_optimizer == "sgd":  # full-batch (checked by the config)
             return sgd_inner_loop(self.forward, theta, x, y, steps, self.config.inner_lr,
                                   differentiable=False, with_metrics=with_metrics,
-                                  loss_scale=self.inner_loss_scale())
+                                  loss_fn=loss_fn, loss_scale=self.inner_loss_scale())
         return adam_inner_loop(self.forward, theta, x, y, steps, self.config.inner_lr,
-                               batch_size, seed, with_metrics=with_metrics,
+                               batch_size, seed, with_metrics=with_metrics, loss_fn=loss_fn,
                                loss_scale=self.inner_loss_scale())
 
     def test_adaptation(self, theta, support_x, support_y, seed=(0, 0)):
@@ -142,7 +142,9 @@ class Reptile(OptimizationLearner):
         validation reports accuracy on held-out queries)."""
         x, y = self.training_images(support_x, support_y, query_x, query_y)
         return self.inner_loop(theta, x, y, self.config.inner_steps,
-                               batch_size=self.config.inner_batch, seed=seed, with_metrics=True)
+                               batch_size=self.config.inner_batch, seed=seed, with_metrics=True,
+                               loss_fn=lambda logits, labels: cross_entropy(
+                                   logits, labels, smoothing=self.label_smoothing))
 
     def task_gradient(self, support_x, support_y, query_x, query_y, index):
         """Reptile's "gradient" of one task, ``theta - phi_i`` (nothing is differentiated): its

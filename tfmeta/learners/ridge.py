@@ -32,13 +32,13 @@ class RidgeConfig:
         l2: the ridge penalty lambda (50 in MetaOptNet-RR); the initial one with ``learn_l2``.
         learn_l2: meta-learn lambda, as R2-D2 does.
         scale: initial output scale (meta-learned; 1 in MetaOptNet's code).
-        label_smoothing: of the meta-training query loss (0 by default).
+
+    Label smoothing, as for every learner: ``train.label_smoothing`` (``create(label_smoothing=)``).
     """
 
     l2: float = 50.0
     learn_l2: bool = False
     scale: float = 1.0
-    label_smoothing: float = 0.0
 
     def __post_init__(self):
         if self.l2 <= 0:

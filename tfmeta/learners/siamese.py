@@ -62,5 +62,6 @@ class SiameseNetwork(MetricLearner):
         positives = tf.reduce_sum(same, [1, 2], keepdims=True)                 # per task
         negatives = tf.cast(tf.reduce_prod(tf.shape(same)[1:]), pairs.dtype) - positives
         weights = same / (2 * positives) + (1 - same) / (2 * negatives)
-        losses = tf.nn.sigmoid_cross_entropy_with_logits(labels=same, logits=pairs)
+        targets = same * (1.0 - self.label_smoothing) + self.label_smoothing / 2  # smoothed
+        losses = tf.nn.sigmoid_cross_entropy_with_logits(labels=targets, logits=pairs)
         return tf.reduce_sum(weights * losses, [1, 2]), class_logits(pairs, support_y, ways)

@@ -34,21 +34,19 @@ class SVMConfig:
         tolerance: the solver stops once the duality gap is at most this fraction of the primal
             objective (1e-3; 5-way 5-shot Conv4 episodes need about 300 iterations).
         scale: initial meta-learned logit scale (1.0 in MetaOptNet's code).
-        label_smoothing: of the meta-training query loss (MetaOptNet uses 0.1 on mini-ImageNet;
-            0 by default).
+
+    Label smoothing (MetaOptNet uses 0.1 on mini-ImageNet), as for every learner:
+    ``train.label_smoothing`` (``create(label_smoothing=)``).
     """
 
     C: float = 0.1
     iterations: int = 1000
     tolerance: float = 1e-3
     scale: float = 1.0
-    label_smoothing: float = 0.0
 
     def __post_init__(self):
         if self.C <= 0 or self.iterations < 1 or self.tolerance < 0:
             raise ValueError("C must be positive, iterations at least 1, tolerance >= 0")
-        if not 0 <= self.label_smoothing < 1:
-            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
 
 
 def project_to_simplex(v, radius):

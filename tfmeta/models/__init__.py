@@ -11,7 +11,7 @@ OUTPUTS = ("logits", "features", "feature_maps")
 
 
 def build_model(name: str, input_shape, output: str = "features", ways: int | None = None,
-                width: int = 64):
+                width: int = 64, dropout: float = 0.0):
     """Backbone ``name`` (``conv4``, ``resnet12``) for images of ``input_shape``, ending as a
     learner asks (``Learner.backbone_output``):
 
@@ -21,7 +21,11 @@ def build_model(name: str, input_shape, output: str = "features", ways: int | No
       first two blocks, as that paper's network does).
 
     ``width`` scales the filters (conv4: filters per layer; resnet12: the first block's, 64 in the
-    paper, the others in proportion 64-160-320-640)."""
+    paper, the others in proportion 64-160-320-640). ``dropout`` regularises while meta-training
+    (0: off, the papers' networks): conv4 ends each block with ``Dropout`` of that rate, resnet12
+    puts DropBlock of that rate on its last two blocks (MetaOptNet's 0.1)."""
+    if not 0 <= dropout < 1:
+        raise ConfigError(f"dropout must be in [0, 1), got {dropout}")
     if output not in OUTPUTS:
         raise ConfigError(f"backbone output must be one of {', '.join(OUTPUTS)}, got {output!r}")
     if output == "logits" and not ways:
@@ -30,10 +34,10 @@ def build_model(name: str, input_shape, output: str = "features", ways: int | No
     maps = output == "feature_maps"
     if name == "conv4":
         return conv4(input_shape, outputs=outputs, width=width, flatten=not maps,
-                     pooled_blocks=2 if maps else None)
+                     pooled_blocks=2 if maps else None, dropout=dropout)
     if name == "resnet12":
         widths = tuple(int(round(width * f)) for f in (1, 2.5, 5, 10))
-        return resnet12(input_shape, outputs=outputs, widths=widths,
+        return resnet12(input_shape, outputs=outputs, widths=widths, dropblock=dropout,
                         pooling="none" if maps else "avg")
     raise ConfigError(f"unknown model '{name}': use {' or '.join(BACKBONES)}")
 
