@@ -119,7 +119,7 @@ def test_bad_regulariser_settings_are_one_line_errors(tmp_path, capsys):
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1, err
         assert not out.exists()
-    with pytest.raises(ConfigError, match="dropout is for a named backbone"):
+    with pytest.raises(ConfigError, match="dropout, weights and freeze_backbone are for a named backbone"):
         create("protonet", keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]),
                dropout=0.1)
 

@@ -30,7 +30,7 @@ from tfmeta.info import environment
 from tfmeta.learners import create, learner_class, make_config, options
 from tfmeta.learners.adversarial import Attack
 from tfmeta.learners.registry import PRECISIONS, check_lr_schedule, scheduled
-from tfmeta.models import BACKBONES
+from tfmeta.models import check_backbone
 from tfmeta.pretrain import pretrain
 from tfmeta.settings import check_value
 from tfmeta.trainer import NONFINITE, MetaTrainer, read_checkpoint
@@ -131,8 +131,10 @@ class RunConfig:
     """Everything that defines a run. ``learner`` holds overrides of the algorithm's config
     (e.g. ``{"inner_steps": 5, "inner_lr": 0.1}``). ``train_ways`` (metric learners only) makes
     training episodes wider than validation and test ones, as Prototypical Networks do.
-    ``dropout``: of the named backbone while meta-training (0: none, as the papers;
-    :func:`tfmeta.models.build_model`)."""
+    ``model``: ``conv4``, ``resnet12`` or ``keras_applications:NAME``; ``dropout``: of a
+    built-in backbone while meta-training (0: none, as the papers); ``weights``: a local file of
+    pretrained weights of a ``keras_applications`` network, ``freeze_backbone``: keep them fixed
+    (:func:`tfmeta.models.build_model`)."""
 
     algorithm: str = "maml"
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
@@ -141,19 +143,17 @@ class RunConfig:
     model: str = "conv4"
     width: int = 64
     dropout: float = 0.0
+    weights: str | None = None
+    freeze_backbone: bool = False
     learner: dict = dataclasses.field(default_factory=dict)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
 
     def validate(self) -> "RunConfig":
         """Raise ``ConfigError`` with one clear line if the parts do not fit together."""
         cls = learner_class(self.algorithm)
-        if self.model not in BACKBONES:
-            raise ConfigError(f"unknown model '{self.model}': use {' or '.join(BACKBONES)}")
-        if self.width < 1 or (self.train_ways is not None and self.train_ways < 2):
-            raise ConfigError(f"width must be positive and train_ways at least 2, got "
-                              f"width={self.width}, train_ways={self.train_ways}")
-        if not 0 <= self.dropout < 1:
-            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        check_backbone(self.model, self.width, self.dropout, self.weights, self.freeze_backbone)
+        if self.train_ways is not None and self.train_ways < 2:
+            raise ConfigError(f"train_ways must be at least 2, got {self.train_ways}")
         learner_config = self.learner_config()  # unknown or invalid options: one clear error
         cls.check_test_episode(self.train_episode, self.episode)
         cls.check_episode(learner_config, self.learner_episode)
@@ -315,7 +315,8 @@ def build_learner(config: RunConfig, input_shape, seed: bool = True, strategy=No
                      outer_lr=t.outer_lr, lr_schedule=t.lr_schedule, total_steps=t.steps,
                      jit_compile=t.jit_compile, strategy=strategy, precision=t.precision,
                      weight_decay=t.weight_decay, dropout=config.dropout,
-                     label_smoothing=t.label_smoothing,
+                     label_smoothing=t.label_smoothing, freeze_backbone=config.freeze_backbone,
+                     weights=config.weights if seed else None,  # load(): a checkpoint's
                      **config.learner)
     learner.polarity = config.data.polarity
     learner.attack = t.attack()

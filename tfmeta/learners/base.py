@@ -125,6 +125,11 @@ class Learner:
         self.strategy = strategy
         with strategy.scope() if strategy is not None else contextlib.nullcontext():
             self.parts = dict(self.build_parts())
+            if not self.meta_variables:
+                raise ConfigError(f"{self.name} has nothing to meta-learn: the model has no "
+                                  "trainable weights (a frozen backbone?) and the learner none "
+                                  "of its own; leave the backbone trainable or use a learner "
+                                  "with a head (ridge, svm, relation, ...)")
             self.optimizer = (optimizer if optimizer is not None
                               else self.default_optimizer(self.config))
             self.optimizer.build(self.meta_variables)

@@ -27,7 +27,8 @@ from tfmeta.settings import check_value
 ALGORITHMS: dict = {}
 CREATE_ARGUMENTS = {"name", "backbone", "episode", "input_shape", "backbone_width", "outer_lr",
                     "lr_schedule", "total_steps", "compiled", "jit_compile", "strategy",
-                    "precision", "weight_decay", "dropout", "label_smoothing"}
+                    "precision", "weight_decay", "dropout", "label_smoothing", "weights",
+                    "freeze_backbone"}
 LR_SCHEDULES = ("constant", "cosine")
 
 
@@ -134,12 +135,13 @@ def create(name: str, backbone="conv4", *, episode: EpisodeConfig | None = None,
            lr_schedule: str = "constant", total_steps: int | None = None, compiled: bool = True,
            jit_compile: bool = False, strategy=None, precision: str = "float32",
            weight_decay: float = 0.0, dropout: float = 0.0, label_smoothing: float = 0.0,
-           **options):
+           weights: str | None = None, freeze_backbone: bool = False, **options):
     """Learner ``name`` on ``backbone``, ready to meta-train.
 
     Args:
         name: a registered learner (``tfmeta.learners.ALGORITHMS``).
-        backbone: ``"conv4"``, ``"resnet12"`` (built as the learner asks: a ``ways``-unit
+        backbone: ``"conv4"``, ``"resnet12"``, ``"keras_applications:NAME"`` (any
+            ``keras.applications`` network; built as the learner asks: a ``ways``-unit
             classifier, feature vectors or feature maps), or any built Keras model.
         episode: the (largest) meta-training episode; the learner sizes what depends on it (a
             ``ways``-unit head, SNAIL's sequence length). Default 5-way 1-shot 15-query.
@@ -165,6 +167,8 @@ def create(name: str, backbone="conv4", *, episode: EpisodeConfig | None = None,
             block; resnet12: DropBlock on its last two blocks); 0: none, as the papers.
         label_smoothing: of the meta-training objective, every learner (the query loss; Reptile's
             inner loss); 0: none.
+        weights, freeze_backbone: a ``keras_applications:NAME`` backbone's local pretrained
+            weights file (nothing is downloaded) and whether they stay fixed.
         **options: the learner's options (``tfmeta.learners.options(name)``); an unknown one is
             an error naming the valid ones. (No option may share a name with the arguments
             above: ``register`` refuses such a learner.)
@@ -182,16 +186,17 @@ def create(name: str, backbone="conv4", *, episode: EpisodeConfig | None = None,
         raise ConfigError(f"unknown precision '{precision}': use {', '.join(PRECISIONS)}")
     if not weight_decay >= 0:
         raise ConfigError(f"weight_decay must be >= 0, got {weight_decay}")
-    for setting, value in (("dropout", dropout), ("label_smoothing", label_smoothing)):
-        if not 0 <= value < 1:
-            raise ConfigError(f"{setting} must be in [0, 1), got {value}")
-    if dropout and isinstance(backbone, keras.Model):
-        raise ConfigError("dropout is for a named backbone: put Dropout layers in your own model")
+    if not 0 <= label_smoothing < 1:
+        raise ConfigError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+    if isinstance(backbone, keras.Model) and (dropout or weights or freeze_backbone):
+        raise ConfigError("dropout, weights and freeze_backbone are for a named backbone: "
+                          "set them on your own model")
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
         with dtype_policy(precision):
             model = backbone if isinstance(backbone, keras.Model) else build_model(
                 backbone, tuple(input_shape), cls.backbone_output, episode.ways,
-                width=backbone_width, dropout=dropout)
+                width=backbone_width, dropout=dropout, weights=weights,
+                freeze=freeze_backbone)
         optimizer = cls.default_optimizer(config, total_steps, **(
             {} if outer_lr is None else {"learning_rate": float(outer_lr)}))
         optimizer = scheduled(optimizer, lr_schedule, total_steps, name)

@@ -1,0 +1,92 @@
+"""Any keras.applications network as a backbone (issue 14): its input convention inside the model
+matches Keras' own preprocess_input, pretrained weights come from a local file and can stay
+frozen, and a run on such a backbone trains, reloads and predicts by name. Random weights here
+(nothing can be downloaded on these machines)."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from tfmeta.data import EpisodeConfig, EpisodeSampler, generate_glyphs
+from tfmeta.errors import ConfigError
+from tfmeta.learners import create
+from tfmeta.models.applications import ApplicationInput
+
+MOBILENET = "keras_applications:MobileNetV3Small"
+EPISODE = EpisodeConfig(3, 1, 2)
+
+
+@pytest.mark.parametrize("mode, module", [("caffe", keras.applications.resnet50),
+                                          ("torch", keras.applications.densenet),
+                                          ("tf", keras.applications.mobilenet_v2)])
+def test_application_input_is_kerass_preprocess_input_on_0_to_1_images(mode, module):
+    rgb = np.random.default_rng(0).uniform(size=(2, 5, 5, 3)).astype(np.float32)
+    expected = module.preprocess_input(rgb * 255.0)
+    got = ApplicationInput(mode)(rgb)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(expected), rtol=1e-5, atol=1e-4)
+    gray = rgb[..., :1]
+    np.testing.assert_allclose(np.asarray(ApplicationInput(mode)(gray)), np.asarray(
+        module.preprocess_input(np.repeat(gray, 3, -1) * 255.0)), rtol=1e-5, atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def batch():
+    glyphs = generate_glyphs(num_classes=12, samples_per_class=4, image_size=32, seed=3)
+    sampler = EpisodeSampler(glyphs, EPISODE, meta_batch=2, seed=4)
+    return [t.numpy() for t in next(iter(sampler.dataset()))]
+
+
+def test_pretrained_weights_load_from_a_file_and_stay_frozen(batch, tmp_path):
+    network = keras.applications.MobileNetV3Small(include_top=False, weights=None,
+                                                  input_shape=(32, 32, 3), pooling="avg")
+    path = str(tmp_path / "mobilenet.weights.h5")
+    network.save_weights(path)
+    learner = create("maml", MOBILENET, episode=EPISODE, input_shape=(32, 32, 1), weights=path,
+                     freeze_backbone=True)
+    inner = next(layer for layer in learner.model.layers if isinstance(layer, keras.Model))
+    for loaded, saved in zip(inner.get_weights(), network.get_weights()):
+        np.testing.assert_array_equal(loaded, saved)
+    head = learner.model.get_layer("head")
+    assert learner.meta_variables == head.trainable_variables  # only the 3-way head learns
+    before = head.get_weights()
+    assert np.isfinite(float(learner.meta_train_step(batch)["loss"]))
+    assert not np.array_equal(head.get_weights()[1], before[1])
+    for loaded, saved in zip(inner.get_weights(), network.get_weights()):
+        np.testing.assert_array_equal(loaded, saved)
+
+
+def test_bad_backbone_settings_are_one_line_errors(tmp_path):
+    for settings, message in (
+            ({"backbone": "keras_applications:NoSuchNet"}, "unknown keras.applications network"),
+            ({"backbone": MOBILENET, "weights": str(tmp_path / "none.h5")}, "no such file"),
+            ({"backbone": MOBILENET, "freeze_backbone": True}, "nothing to meta-learn"),
+            ({"backbone": "conv4", "weights": str(tmp_path)}, "are for keras_applications"),
+            ({"backbone": MOBILENET, "dropout": 0.2}, "dropout is for the built-in"),
+            ({"backbone": MOBILENET, "input_shape": (8, 8, 1)}, "cannot take 8x8x1 images")):
+        kwargs = dict({"episode": EPISODE, "input_shape": (32, 32, 1)}, **settings)
+        with pytest.raises(ConfigError, match=message):
+            create("protonet", kwargs.pop("backbone"), **kwargs)
+    (tmp_path / "junk.weights.h5").write_bytes(b"not weights")
+    with pytest.raises(ConfigError, match="not weights of MobileNetV3Small"):
+        create("protonet", MOBILENET, episode=EPISODE, input_shape=(32, 32, 1),
+               weights=str(tmp_path / "junk.weights.h5"))
+
+
+def test_a_run_on_a_keras_applications_backbone_trains_reloads_and_predicts(tmp_path, batch):
+    import tfmeta
+    from tfmeta.cli import main
+
+    out = str(tmp_path / "run")
+    assert main(["train", "--algorithm", "protonet", "--model", MOBILENET, "--image-size", "32",
+                 "--ways", "3", "--shots", "1", "--queries", "2", "--steps", "2",
+                 "--meta-batch", "2", "--val-every", "2", "--val-episodes", "2",
+                 "--episodes", "2", "--no-progress", "--out", out]) == 0
+    assert os.path.exists(os.path.join(out, "results.json"))
+    learner = tfmeta.load(out)
+    assert learner.model.layers[1].name == "application_input"
+    sx, sy, qx, _ = batch
+    a = learner.predict_proba(sx[0], sy[0], qx[0])[1]
+    np.testing.assert_allclose(tfmeta.load(out).predict_proba(sx[0], sy[0], qx[0])[1], a,
+                               atol=1e-6)
