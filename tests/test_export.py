@@ -311,3 +311,77 @@ def test_a_format_that_cannot_be_converted_is_an_error_and_writes_nothing(tmp_pa
         tfmeta.export.fewshot_saved_model(_learner("maml"), str(export_dir), "fs", ["onnx"],
                                           ways=3, shots=1, fresh_process=False)
     assert not export_dir.exists()
+
+
+@pytest.mark.parametrize("algorithm", ["protonet", "maml", "relation"])
+def test_embedding_export_gives_the_meta_learned_features_in_every_runtime(tmp_path, algorithm):
+    """``embed`` (SavedModel), embedding.keras and ONNX give the features the learner computes:
+    a metric learner's model in inference mode; for MAML the body below the head with the
+    support set's BatchNorm statistics, as the classifier adapt() builds from theta has them."""
+    learner = _learner(algorithm)
+    support, _, query, _ = _episode(5, 2, 3, seed=31)
+    images = learner.preprocess(support).numpy()
+    queries = learner.preprocess(query).numpy()
+    version = tfmeta.export.embedding_saved_model(learner, images, str(tmp_path), "embed",
+                                                  formats=["onnx"] if algorithm == "maml" else ())
+    if algorithm == "maml":
+        classifier = learner.adapted_classifier(learner.weights(), images)
+        expected = keras.Model(classifier.inputs, classifier.layers[-1].input)(queries)
+    else:
+        expected = learner.model(queries, training=False)
+    expected = np.reshape(np.asarray(expected), (len(queries), -1))
+    loaded = tf.saved_model.load(version)
+    for name in ("embed", "serving_default"):
+        got = loaded.signatures[name](images=tf.constant(queries))["embeddings"].numpy()
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+    reloaded = keras.models.load_model(os.path.join(version, "embedding.keras"))
+    np.testing.assert_allclose(np.asarray(reloaded(queries)), expected, atol=1e-5)
+    facts = tfmeta.export.read_metadata(version)
+    assert facts["kind"] == "embedding" and facts["embedding_size"] == expected.shape[1]
+    if algorithm == "maml":
+        np.testing.assert_allclose(_onnx(os.path.join(version, "model.onnx"),
+                                         images=queries)["embeddings"], expected, atol=1e-5)
+
+
+def test_embedding_export_from_the_command_line(tmp_path, capsys):
+    from tfmeta.cli import main
+    from tfmeta.run import RunConfig, TrainConfig, train
+
+    run = str(tmp_path / "run")
+    train(RunConfig(algorithm="maml", episode=EpisodeConfig(3, 1, 2), width=8,
+                    train=TrainConfig(steps=2, meta_batch=2, val_every=2, val_episodes=2,
+                                      test_episodes=2)), run, progress=False)
+    support = tmp_path / "support"
+    for name, (image, *_) in zip(NAMES[:3], np.split(_episode(3, 2, 1, seed=5)[0], 3)):
+        (support / name).mkdir(parents=True)
+        tf.io.write_file(str(support / name / "a.png"), tf.io.encode_png(image))
+    out = str(tmp_path / "models")
+    assert main(["export", "--embedding", "--checkpoint", run, "--name", "feat",
+                 "--export-dir", out]) == 2
+    assert "give images (a support folder)" in capsys.readouterr().err
+    assert not os.path.exists(out)
+    assert main(["export", "--embedding", "--checkpoint", run, "--name", "feat",
+                 "--export-dir", out, "--support", str(support)]) == 0
+    assert "embedding.keras" in capsys.readouterr().out
+    assert sorted(os.listdir(os.path.join(out, "feat", "1")))[:3] == [
+        "assets", "assets.extra", "embedding.keras"]
+    assert main(["export", "--name", "x"]) == 2  # neither a conversion nor --embedding
+
+
+def test_without_the_onnx_extra_savedmodels_export_and_onnx_says_what_to_install(
+        tmp_path, monkeypatch, capsys):
+    """``pip install tfmeta`` has no ONNX stack: SavedModel exports work, an ONNX export is one
+    line naming the extra, and nothing is written."""
+    import sys
+
+    learner = _learner("protonet")
+    support, names, _, _ = _episode(5, 2, 1, seed=3)
+    images, labels, classes = learner.prepare_support(support, names)
+    classifier = learner.adapt(images, labels)
+    monkeypatch.setitem(sys.modules, "tf2onnx", None)  # import tf2onnx raises ImportError
+    with pytest.raises(ExportError, match=r"ONNX export needs tf2onnx: pip install 'tfmeta\[onnx\]'"):
+        tfmeta.export.saved_model(classifier, classes, images, str(tmp_path), "m", ["onnx"])
+    assert not os.path.exists(tmp_path / "m")
+    version = tfmeta.export.saved_model(classifier, classes, images, str(tmp_path), "m",
+                                        fresh_process=False)
+    assert os.path.isfile(os.path.join(version, "saved_model.pb"))

@@ -171,9 +171,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resize", action="store_true",
                    help="accept support images of different sizes (each is resized)")
 
-    p = sub.add_parser("export", help="convert an exported version to ONNX or TFLite")
-    p.add_argument("--model", required=True, help="version folder, e.g. savedmodels/NAME/1")
-    p.add_argument("--format", required=True, choices=FORMATS[1:])
+    p = sub.add_parser("export", help="convert an exported version to ONNX or TFLite; with "
+                                      "--embedding, export a run's meta-learned features")
+    p.add_argument("--model", help="version folder to convert, e.g. savedmodels/NAME/1")
+    p.add_argument("--format", choices=FORMATS, help="onnx, tflite or all (converting); with "
+                                                     "--embedding, besides the SavedModel")
+    p.add_argument("--embedding", action="store_true",
+                   help="write --checkpoint's backbone as a SavedModel with an embed signature "
+                        "(images -> embeddings) and embedding.keras, as EXPORT_DIR/NAME/<version>")
+    p.add_argument("--checkpoint", help="run directory (--embedding)")
+    p.add_argument("--name", help="model name (--embedding)")
+    p.add_argument("--support", help="--embedding: a folder of your images (one subfolder per "
+                                     "class); the MAML family takes its BatchNorm statistics, "
+                                     "every file is verified on them")
+    p.add_argument("--export-dir", default="savedmodels")
 
     p = sub.add_parser("export-fewshot",
                        help="export a servable that adapts to the support set of each request")
@@ -273,7 +284,7 @@ def _predict(args):
 def _formats(choice):
     from tfmeta.export import FORMATS as TARGETS
 
-    return list(TARGETS) if choice == "all" else [] if choice == "savedmodel" else [choice]
+    return list(TARGETS) if choice == "all" else [] if choice in (None, "savedmodel") else [choice]
 
 
 def _report(version_dir, what):
@@ -318,8 +329,38 @@ def _adapt(args):
 def _export(args):
     import tfmeta.export as export
 
+    if args.embedding:
+        return _export_embedding(args)
+    if not args.model or args.format in (None, "savedmodel"):
+        raise ValueError("export: give --model VERSION_DIR --format onnx|tflite|all, or "
+                         "--embedding --checkpoint RUN --name NAME")
     targets = export.convert(args.model, _formats(args.format))
     _report(args.model, "added " + ", ".join(targets.values()))
+
+
+def _export_embedding(args):
+    import numpy as np
+
+    import tfmeta.export as export
+    from tfmeta.data import support_from_folder
+    from tfmeta.data.images import other_polarity
+
+    if not args.checkpoint or not args.name:
+        raise ValueError("export --embedding needs --checkpoint RUN and --name NAME")
+    config, learner, facts = _loaded_run(args)
+    images = None
+    if args.support:
+        height, _, channels = learner.input_shape
+        images = np.asarray(learner.preprocess(
+            support_from_folder(args.support, height, channels, same_size=False).images))
+        if learner.polarity is not None and bool(other_polarity(images, learner.polarity)):
+            images = 1.0 - images  # to the training images' polarity, which the embedding takes
+        facts.update(support=os.path.abspath(args.support))
+    facts.update(polarity=learner.polarity)
+    version_dir = export.embedding_saved_model(learner, images, args.export_dir, args.name,
+                                               _formats(args.format), facts)
+    _report(version_dir, f"the meta-learned features of {config.algorithm} "
+                         f"({export.read_metadata(version_dir)['embedding_size']} per image)")
 
 
 def _export_fewshot(args):

@@ -7,6 +7,7 @@ Every export writes ``EXPORT_DIR/NAME/<version>/`` (the next integer; see :mod:`
     model.onnx, model.tflite        with formats=("onnx", "tflite") or tfmeta.export.convert
     assets.extra/tfmeta.json        what it is: kind, algorithm, classes, input shape, checks
     assets.extra/verification.npz   inputs + the Keras model's probabilities on them
+    embedding.keras                 an embedding export's Keras model (embedding_saved_model)
 
 Nothing is reported as written before it is verified: the SavedModel and each converted file are
 reloaded (``tf.saved_model.load``, onnxruntime, the TFLite interpreter) and must reproduce the
@@ -22,15 +23,18 @@ Python API::
     version_dir = tfmeta.export.saved_model(classifier, classes, images, name="glyphs")
     tfmeta.export.convert(version_dir, ["onnx", "tflite"])
     fewshot_dir = tfmeta.export.fewshot_saved_model(learner, name="glyphs-fewshot")
+    embedding_dir = tfmeta.export.embedding_saved_model(learner, images, name="glyphs-embed")
 """
 
 from tfmeta.errors import ExportError
 from tfmeta.export.layout import check_name, next_version, versions
-from tfmeta.export.servables import ClassifierServable, FewShotServable
-from tfmeta.export.writer import (FORMATS, METADATA_FILE, convert, describe,
-                                  fewshot_saved_model, read_metadata, reference_episode,
-                                  saved_model, verify, verify_in_fresh_process)
+from tfmeta.export.servables import ClassifierServable, EmbeddingServable, FewShotServable
+from tfmeta.export.writer import (EMBEDDING_FILE, FORMATS, METADATA_FILE, convert, describe,
+                                  embedding_saved_model, fewshot_saved_model, read_metadata,
+                                  reference_episode, saved_model, verify,
+                                  verify_in_fresh_process)
 
-__all__ = ["ClassifierServable", "ExportError", "FORMATS", "FewShotServable", "METADATA_FILE",
-           "check_name", "convert", "describe", "fewshot_saved_model", "next_version", "read_metadata",
+__all__ = ["ClassifierServable", "EMBEDDING_FILE", "EmbeddingServable", "ExportError", "FORMATS",
+           "FewShotServable", "METADATA_FILE", "check_name", "convert", "describe",
+           "embedding_saved_model", "fewshot_saved_model", "next_version", "read_metadata",
            "reference_episode", "saved_model", "verify", "verify_in_fresh_process", "versions"]

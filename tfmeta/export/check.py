@@ -8,8 +8,8 @@ run in a fresh Python process on a machine without tfmeta::
 It loads the SavedModel with ``tf.saved_model.load`` and runs its ``serving_default`` signature
 (and ``serving_bytes`` on the same images encoded as PNG), runs each ``.onnx`` file with
 onnxruntime and each ``.tflite`` file with the TFLite interpreter, all on the inputs stored in
-``assets.extra/verification.npz``, and compares their ``probabilities`` with the ones stored there
-(computed by the Keras model at export time). It prints one JSON object of maximum absolute
+``assets.extra/verification.npz``, and compares their ``probabilities`` (an embedding export's
+``embeddings``) with the ones stored there (computed by the Keras model at export time). It prints one JSON object of maximum absolute
 differences and exits with status 1 if any exceeds the tolerance (default 1e-4).
 """
 
@@ -25,35 +25,41 @@ VERIFICATION_FILE = os.path.join("assets.extra", "verification.npz")
 
 
 def load_verification(version_dir):
+    """``(inputs, output name, expected values)`` stored with an export."""
     with np.load(os.path.join(version_dir, VERIFICATION_FILE)) as data:
         inputs = {key[len("input:"):]: data[key] for key in data.files if key.startswith("input:")}
-        return inputs, data["expected:probabilities"]
+        (key,) = [key for key in data.files if key.startswith("expected:")]
+        return inputs, key[len("expected:"):], data[key]
 
 
-def run_savedmodel(version_dir, inputs):
+def run_savedmodel(version_dir, inputs, output="probabilities"):
     import tensorflow as tf
 
     loaded = tf.saved_model.load(version_dir)
     outputs = {"savedmodel": loaded.signatures["serving_default"](
-        **{k: tf.constant(v) for k, v in inputs.items()})["probabilities"].numpy()}
+        **{k: tf.constant(v) for k, v in inputs.items()})[output].numpy()}
+    for name in loaded.signatures:  # other signatures of the same inputs (an embedding's embed)
+        if name not in ("serving_default", "serving_bytes"):
+            outputs[f"savedmodel_{name}"] = loaded.signatures[name](
+                **{k: tf.constant(v) for k, v in inputs.items()})[output].numpy()
     if "serving_bytes" in loaded.signatures:
         pixels = np.round(inputs["images"] * 255).astype(np.uint8)
         encoded = tf.stack([tf.io.encode_png(image) for image in pixels])
         outputs["savedmodel_bytes"] = loaded.signatures["serving_bytes"](
-            image_bytes=encoded)["probabilities"].numpy()
+            image_bytes=encoded)[output].numpy()
     return outputs
 
 
-def run_onnx(path, inputs):
+def run_onnx(path, inputs, output="probabilities"):
     import onnxruntime
 
     session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
     values = session.run(None, {i.name: inputs[i.name] for i in session.get_inputs()})
-    return dict(zip(names, values))["probabilities"]
+    return dict(zip(names, values))[output]
 
 
-def run_tflite(path, inputs):
+def run_tflite(path, inputs, output="probabilities"):
     try:  # the LiteRT runtime where installed, else TensorFlow's interpreter
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
@@ -64,13 +70,13 @@ def run_tflite(path, inputs):
         warnings.simplefilter("ignore")
         interpreter = Interpreter(model_path=path)
     runner = interpreter.get_signature_runner("serving_default")
-    return runner(**inputs)["probabilities"]  # the runner resizes inputs to their shapes
+    return runner(**inputs)[output]  # the runner resizes inputs to their shapes
 
 
 def check(version_dir, files=(), tolerance=TOLERANCE):
-    """``{runtime: max |probabilities - expected|}`` and whether all are within ``tolerance``."""
-    inputs, expected = load_verification(version_dir)
-    results = run_savedmodel(version_dir, inputs)
+    """``{runtime: max |output - expected|}`` and whether all are within ``tolerance``."""
+    inputs, output, expected = load_verification(version_dir)
+    results = run_savedmodel(version_dir, inputs, output)
     runtimes = {".onnx": run_onnx, ".tflite": run_tflite}
     for path in files:
         key = os.path.basename(path)
@@ -78,7 +84,7 @@ def check(version_dir, files=(), tolerance=TOLERANCE):
         if run is None:
             raise ValueError(f"{path}: not an .onnx or .tflite file")
         try:
-            results[key] = run(path, inputs)
+            results[key] = run(path, inputs, output)
         except Exception as err:  # say which file a runtime could not load or run
             raise RuntimeError(f"{key}: {err}") from err
     differences = {key: float(np.max(np.abs(value - expected))) if value.shape == expected.shape

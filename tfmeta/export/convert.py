@@ -17,9 +17,26 @@ import tensorflow as tf
 
 from tfmeta.errors import ExportError  # noqa: F401  (re-exported)
 
-NUMERIC_OUTPUTS = ("logits", "probabilities", "class_ids")
+NUMERIC_OUTPUTS = ("logits", "probabilities", "class_ids", "embeddings")
 FILES = {"onnx": "model.onnx", "tflite": "model.tflite"}
 ONNX_OPSET = 17
+
+
+def require(fmt: str) -> None:
+    """One clear error if the packages converting to and checking ``fmt`` are not installed."""
+    if fmt != "onnx":
+        return  # TFLite: TensorFlow converts, its interpreter checks (LiteRT's where installed)
+    import importlib
+
+    missing = []
+    for package in ("tf2onnx", "onnxruntime"):
+        try:
+            importlib.import_module(package)
+        except ImportError:
+            missing.append(package)
+    if missing:
+        raise ExportError(f"ONNX export needs {' and '.join(missing)}: pip install 'tfmeta[onnx]' "
+                          "(or --format savedmodel / tflite)")
 
 
 def first_line(err: BaseException) -> str:
@@ -56,7 +73,7 @@ def numeric_function(loaded):
     specs = signature.structured_input_signature[1]
 
     def pick(outputs):
-        return {key: outputs[key] for key in NUMERIC_OUTPUTS}
+        return {key: outputs[key] for key in NUMERIC_OUTPUTS if key in outputs}
 
     if set(specs) == {"images"}:
         def classify(images):

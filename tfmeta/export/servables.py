@@ -11,6 +11,8 @@
   (int32 ``0..n-1``, every label present) and ``query_images`` ``[Q, H, W, C]`` and returns
   ``logits``, ``probabilities`` ``[Q, n]`` and ``class_ids`` ``[Q]``. A request whose support
   images have the other polarity than the training images is inverted (support and query).
+* :class:`EmbeddingServable` -- the meta-learned features: ``serving_default`` and ``embed`` take
+  ``images`` (float32 ``[batch, H, W, C]`` in ``[0, 1]``) and return ``embeddings`` ``[batch, D]``.
 """
 
 from __future__ import annotations
@@ -96,3 +98,21 @@ class FewShotServable(tf.Module):
 
     def signatures(self) -> dict:
         return {"serving_default": self.classify.get_concrete_function()}
+
+
+class EmbeddingServable(tf.Module):
+    """A Keras embedding model (``Learner.embedding_model``; see the module docstring)."""
+
+    def __init__(self, embedder):
+        super().__init__(name="embedding_servable")
+        self.embedder = embedder
+        self.input_shape = tuple(int(d) for d in embedder.inputs[0].shape[1:])
+        self.embed = tf.function(self._embed, input_signature=[
+            tf.TensorSpec((None,) + self.input_shape, tf.float32, name="images")])
+
+    def _embed(self, images):
+        return {"embeddings": tf.cast(self.embedder(images, training=False), tf.float32)}
+
+    def signatures(self) -> dict:
+        embed = self.embed.get_concrete_function()
+        return {"serving_default": embed, "embed": embed}

@@ -16,19 +16,22 @@ import tensorflow as tf
 
 from tfmeta.export import check as checks
 from tfmeta.errors import ExportError
-from tfmeta.export.convert import CONVERTERS, FILES, first_line
+from tfmeta.export.convert import CONVERTERS, FILES, first_line, require
 from tfmeta.export.layout import check_name, publish
-from tfmeta.export.servables import ClassifierServable, FewShotServable
+from tfmeta.export.servables import ClassifierServable, EmbeddingServable, FewShotServable
 from tfmeta.files import write_json
 
 FORMATS = tuple(FILES)
 METADATA_FILE = os.path.join("assets.extra", "tfmeta.json")
+EMBEDDING_FILE = "embedding.keras"
 
 def _formats(formats) -> list:
     formats = [formats] if isinstance(formats, str) else list(formats or ())
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown:
         raise ValueError(f"unknown export format {unknown[0]!r}: use {', '.join(FORMATS)}")
+    for fmt in formats:
+        require(fmt)
     return [f for f in FORMATS if f in formats]
 
 
@@ -68,8 +71,8 @@ def saved_model(classifier, class_names, images, export_dir: str = "savedmodels"
                             "serving_bytes": "image_bytes -> the same"},
              **(metadata or {})}
     return publish(export_dir, name, lambda staging: _write(
-        staging, servable, {"images": images}, expected, facts, formats, fresh_process,
-        class_names))
+        staging, servable, {"images": images}, {"probabilities": expected}, facts, formats,
+        fresh_process, class_names))
 
 
 def reference_episode(input_shape, ways: int = 5, shots: int = 2, queries: int = 3,
@@ -109,7 +112,47 @@ def fewshot_saved_model(learner, export_dir: str = "savedmodels", name: str = "f
              **(metadata or {})}
     inputs = {"support_images": support_x, "support_labels": support_y, "query_images": query_x}
     return publish(export_dir, name, lambda staging: _write(
-        staging, servable, inputs, expected, facts, formats, fresh_process))
+        staging, servable, inputs, {"probabilities": expected}, facts, formats, fresh_process))
+
+
+def embedding_saved_model(learner, images=None, export_dir: str = "savedmodels",
+                          name: str = "embedding", formats=(), metadata: dict | None = None,
+                          fresh_process: bool = True) -> str:
+    """Export a meta-trained learner's features (``learner.embedding_model``) as the next
+    version of ``name``: a SavedModel whose ``serving_default`` and ``embed`` signatures map
+    ``images`` to ``embeddings``, and ``embedding.keras`` beside it (for a user's own Keras model).
+
+    ``images`` (float32 ``[n, H, W, C]`` in [0, 1]): a support set of the user's domain; the MAML
+    family needs them for its BatchNorm statistics, the others only to verify on (default: a
+    generated reference episode). Every file is verified on them. Returns the version folder."""
+    import keras
+
+    formats = _formats(formats)
+    check_name(name)
+    embedder = learner.embedding_model(images)
+    if images is None:
+        images = reference_episode(learner.input_shape)[0]
+    images = np.asarray(images, np.float32)
+    expected = tf.cast(embedder(images, training=False), tf.float32).numpy()
+    facts = {"kind": "embedding", "algorithm": learner.name,
+             "embedding_size": int(expected.shape[-1]),
+             "signatures": {"serving_default": "images -> embeddings", "embed": "the same"},
+             **(metadata or {})}
+
+    def write(staging):
+        path = os.path.join(staging, EMBEDDING_FILE)
+        embedder.save(path)
+        reloaded = keras.models.load_model(path)
+        difference = float(np.max(np.abs(tf.cast(reloaded(images, training=False),
+                                                 tf.float32).numpy() - expected)))
+        if not difference <= checks.TOLERANCE:
+            raise ExportError(f"{EMBEDDING_FILE} reloads with other embeddings (max abs "
+                              f"difference {difference:.3g}); nothing written")
+        _write(staging, EmbeddingServable(embedder), {"images": images},
+               {"embeddings": expected}, dict(facts, keras_max_abs_difference=difference),
+               formats, fresh_process)
+
+    return publish(export_dir, name, write)
 
 
 def _write(staging, servable, inputs, expected, facts, formats, fresh_process,
@@ -117,7 +160,8 @@ def _write(staging, servable, inputs, expected, facts, formats, fresh_process,
     tf.saved_model.save(servable, staging, signatures=servable.signatures())
     os.makedirs(os.path.join(staging, "assets.extra"), exist_ok=True)
     np.savez(os.path.join(staging, checks.VERIFICATION_FILE),
-             **{f"input:{k}": v for k, v in inputs.items()}, **{"expected:probabilities": expected})
+             **{f"input:{k}": v for k, v in inputs.items()},
+             **{f"expected:{k}": v for k, v in expected.items()})
     if class_names is not None:
         with open(os.path.join(staging, "labels.txt"), "w") as f:
             f.write("".join(f"{name}\n" for name in class_names))
@@ -153,13 +197,15 @@ def describe(version_dir: str) -> str:
     """One line on what an export holds and how it was checked."""
     facts = read_metadata(version_dir)
     worst = max(facts["max_abs_difference"].values())
-    files = ", ".join(["SavedModel"] + sorted(facts["formats"]))
+    files = ", ".join(["SavedModel"] + sorted(facts["formats"]) + (
+        [EMBEDDING_FILE] if facts.get("kind") == "embedding" else []))
+    output = "embeddings" if facts.get("kind") == "embedding" else "probabilities"
     return (f"{files}; each reloaded (here and in a fresh process) and matching the Keras model "
-            f"(max abs difference of probabilities {worst:.2g})")
+            f"(max abs difference of {output} {worst:.2g})")
 
 
 def verify(version_dir: str, files=(), fresh_process: bool = True) -> dict:
-    """Max abs differences of probabilities from the stored Keras ones for the SavedModel and
+    """Max abs differences of outputs from the stored Keras ones for the SavedModel and
     ``files``; raises :class:`ExportError` if any exceeds 1e-4, here or in a fresh process."""
     try:
         differences, ok = checks.check(version_dir, list(files))
@@ -167,7 +213,7 @@ def verify(version_dir: str, files=(), fresh_process: bool = True) -> dict:
         raise ExportError(f"reloading the export failed ({first_line(err)})") from None
     if not ok:
         raise ExportError(f"exported model disagrees with the Keras model: max abs difference "
-                          f"of probabilities {_worst(differences)} (tolerance {checks.TOLERANCE})")
+                          f"{_worst(differences)} (tolerance {checks.TOLERANCE})")
     if fresh_process:
         fresh = verify_in_fresh_process(version_dir, files)
         differences.update({f"fresh_process:{k}": v for k, v in fresh.items()})

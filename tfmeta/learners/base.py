@@ -286,6 +286,14 @@ class Learner:
         """``adapt`` for support images in the learner's own polarity."""
         raise NotImplementedError
 
+    def embedding_model(self, images=None) -> keras.Model:
+        """The meta-learned features as a self-contained Keras model: images ``[n, H, W, C]`` in
+        [0, 1] (as the training pipeline saw them) -> feature vectors ``[n, D]`` (feature maps
+        flattened), in inference mode, for a user's own model or a vector search
+        (``tfmeta export --embedding``). Here the model's BatchNorm statistics are the ones
+        meta-training kept and ``images`` is not needed."""
+        return _embedding_copy(self.model, self.model.output)
+
     def adapt(self, support_x, support_y) -> keras.Model:
         """A plain Keras classifier (logits) for the classes of one support set (``support_x``
         ``[S, H, W, C]`` preprocessed, ``support_y`` ``[S]`` labels ``0..n-1``).
@@ -426,6 +434,21 @@ class Learner:
         return dataclasses.asdict(self.config)
 
 
+def _embedding_copy(model: keras.Model, features, images=None) -> keras.Model:
+    """A copy of ``model`` from its inputs to ``features`` (a tensor of its graph), flattened;
+    with ``images``, BatchNorm keeps their statistics."""
+    body = keras.Model(model.inputs, features)
+    copy = keras.models.clone_model(body)
+    copy.set_weights(body.get_weights())
+    if images is not None:
+        with stochastic_layers_off(copy):
+            freeze_batchnorm_statistics(copy, tf.convert_to_tensor(images, tf.float32))
+    outputs = copy.outputs[0]
+    if len(outputs.shape) > 2:
+        outputs = keras.layers.Flatten(name="flatten_features")(outputs)
+    return keras.Model(copy.inputs, outputs, name="embedding")
+
+
 class OptimizationLearner(Learner):
     """Learners that adapt by gradient steps on the model's weights (MAML, Reptile, ...).
 
@@ -473,6 +496,17 @@ class OptimizationLearner(Learner):
                                                       training=True)
         logits, _ = self.model.stateless_call(list(params), statistics, query_x, training=False)
         return full_precision(logits)
+
+    def embedding_model(self, images=None) -> keras.Model:
+        """The features below the classifier head (see ``Learner.embedding_model``). These
+        learners normalise with the statistics of the images at hand (BatchNorm never kept
+        moving statistics in meta-training), so ``images`` -- a support set of the user's
+        domain -- give the BatchNorm statistics the embedding keeps, as ``adapt()`` does."""
+        if images is None:
+            raise ValueError(f"{self.name} normalises with the statistics of the images at hand: "
+                             "give images (a support folder) whose BatchNorm statistics the "
+                             "embedding keeps")
+        return _embedding_copy(self.model, self.model.layers[-1].input, images)
 
     def weights(self) -> list:
         """The model's trainable weights as tensors (read inside a tape, they are watched)."""
