@@ -184,6 +184,29 @@ def test_tfds_offline_fails_fast_with_one_clear_line(tmp_path, monkeypatch):
     assert "\n" not in message and "folder:PATH" in message and "omniglot" in message
 
 
+def test_the_network_probe_goes_through_the_https_proxy(monkeypatch):
+    """Downloads go through HTTPS_PROXY where one is set, so the probe asks the proxy (before, a
+    raw socket to the download hosts called a machine behind a proxy offline)."""
+    import socket
+
+    monkeypatch.setattr(tfds_source, "_PROBE_HOSTS", ("download.invalid",))  # never resolves
+    for name in ("HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    assert not tfds_source._network_answers(timeout=1.0)
+    with socket.socket() as proxy:
+        proxy.bind(("127.0.0.1", 0))
+        proxy.listen()
+        monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{proxy.getsockname()[1]}")
+        assert tfds_source._network_answers(timeout=1.0)
+        monkeypatch.setenv("NO_PROXY", "download.invalid")  # this host bypasses the proxy
+        assert not tfds_source._network_answers(timeout=1.0)
+    monkeypatch.delenv("NO_PROXY")
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))  # bound, not listening: connections are refused
+        monkeypatch.setenv("HTTPS_PROXY", f"127.0.0.1:{closed.getsockname()[1]}")
+        assert not tfds_source._network_answers(timeout=1.0)
+
+
 def test_tfds_really_offline(tmp_path):
     if tfds_source._network_answers(timeout=2.0):
         pytest.skip("this machine has network: TFDS would download")
@@ -288,3 +311,13 @@ def test_damaged_zip_and_pixel_bomb_are_one_line(tmp_path):
     with pytest.raises(DataError, match=r"huge.png: the image is 100000x100000 pixels, more "
                                         r"than the limit"):
         from_folder(str(tmp_path / "pixels"))
+
+
+def test_tfmeta_datasets_lists_the_sources_and_what_works_offline(capsys, monkeypatch):
+    from tfmeta.cli import main
+
+    monkeypatch.setattr(tfds_source, "_network_answers", lambda timeout=3.0: False)
+    assert main(["datasets"]) == 0
+    out = capsys.readouterr().out
+    assert "glyphs              yes" in out and "tfds:NAME" in out
+    assert "network for downloads: no" in out

@@ -1,5 +1,5 @@
 """``tfmeta`` command line: train, quickstart, evaluate, benchmark, predict, adapt, export,
-export-fewshot, info.
+export-fewshot, info, datasets.
 
 A run is one config tree (``tfmeta.run.RunConfig``): ``--config`` starts from a preset, a file or a
 run, ``--set KEY=VALUE`` changes any setting, and the short flags below are aliases of settings.
@@ -194,6 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="savedmodel", choices=FORMATS)
 
     sub.add_parser("info", help="versions, devices, caches, presets, learners, offline datasets")
+    sub.add_parser("datasets", help="the --dataset sources, which work offline, and whether "
+                                    "downloads can reach the network now")
     return parser
 
 
@@ -380,9 +382,15 @@ def _info(args):
     print(report())
 
 
+def _datasets(args):
+    from tfmeta.info import datasets_report
+
+    print("\n".join(datasets_report(probe_network=True)))
+
+
 COMMANDS = {"train": _train, "quickstart": _quickstart, "evaluate": _evaluate,
             "benchmark": _benchmark, "predict": _predict, "adapt": _adapt, "export": _export,
-            "export-fewshot": _export_fewshot, "info": _info}
+            "export-fewshot": _export_fewshot, "info": _info, "datasets": _datasets}
 
 
 def main(argv=None) -> int:

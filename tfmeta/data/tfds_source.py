@@ -13,6 +13,8 @@ use local data instead.
 from __future__ import annotations
 
 import socket
+import urllib.parse
+import urllib.request
 
 import numpy as np
 
@@ -33,12 +35,20 @@ def _offline_message(name: str) -> str:
 
 
 def _network_answers(timeout: float = 3.0) -> bool:
+    """Whether a download host answers, the way downloads go: through the proxy the
+    environment names for HTTPS (``HTTPS_PROXY`` / ``https_proxy``; ``NO_PROXY`` respected), else
+    directly."""
+    proxies = urllib.request.getproxies()
     for host in _PROBE_HOSTS:
+        proxy = proxies.get("https") if not urllib.request.proxy_bypass(host) else None
+        target = (host, 443)
+        if proxy:
+            parsed = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+            target = (parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 80))
         try:
-            socket.getaddrinfo(host, 443)
-            with socket.create_connection((host, 443), timeout=timeout):
+            with socket.create_connection(target, timeout=timeout):
                 return True
-        except OSError:
+        except (OSError, ValueError):
             continue
     return False
 
