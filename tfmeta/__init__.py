@@ -22,11 +22,13 @@ SUBPACKAGES = ("configs", "data", "errors", "export", "learners", "models", "run
 
 
 def __getattr__(name):  # `import tfmeta; tfmeta.export.saved_model(...)` without importing TF early
-    if name in SUBPACKAGES:
-        import importlib
+    import importlib
 
+    if name in SUBPACKAGES:
         return importlib.import_module(f"tfmeta.{name}")
+    if name == "MetaModel":  # a learner as a keras.Model (fit, callbacks): tfmeta.keras_model
+        return importlib.import_module("tfmeta.keras_model").MetaModel
     raise AttributeError(f"module 'tfmeta' has no attribute {name!r}")
 
 
-__all__ = ["__version__", "load", *SUBPACKAGES]
+__all__ = ["__version__", "MetaModel", "load", *SUBPACKAGES]

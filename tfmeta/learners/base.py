@@ -133,7 +133,7 @@ class Learner:
             self.optimizer = (optimizer if optimizer is not None
                               else self.default_optimizer(self.config))
             self.optimizer.build(self.meta_variables)
-        self.compiled = compiled
+        self.compiled, self.jit_compile = compiled, jit_compile
         self._robust_fns: dict = {}  # attack -> compiled robust test step
         if strategy is None:
             self._train_fn = tf.function(self._meta_train_step, jit_compile=jit_compile)

@@ -1,0 +1,19 @@
+"""The examples' smoke modes run as a user would run them (a fresh process, from the repository
+root)."""
+
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_keras_fit_example_smoke(tmp_path):
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "keras_fit.py"),
+                           "--smoke", "--out", str(tmp_path / "run")], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "validation accuracy by epoch:" in done.stdout
+    assert "5-way 1-shot accuracy (as deployed)" in done.stdout
+    assert (tmp_path / "run" / "log.csv").exists()
