@@ -1,5 +1,5 @@
 """``tfmeta`` command line: train, quickstart, evaluate, benchmark, predict, adapt, export,
-export-fewshot, info, datasets.
+export-fewshot, show-episode, plot, info, datasets.
 
 A run is one config tree (``tfmeta.run.RunConfig``): ``--config`` starts from a preset, a file or a
 run, ``--set KEY=VALUE`` changes any setting, and the short flags below are aliases of settings.
@@ -193,6 +193,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--export-dir", default="savedmodels")
     p.add_argument("--format", default="savedmodel", choices=FORMATS)
 
+    p = sub.add_parser("show-episode", help="draw one episode as a PNG grid (with --checkpoint: "
+                                            "the run's predictions, mistakes marked)")
+    p.add_argument("--checkpoint", help="run directory: its data, episode shape and predictions")
+    p.add_argument("--split", default="test", choices=("train", "val", "test"))
+    p.add_argument("--index", type=int, default=0, help="which episode of the split's stream")
+    p.add_argument("--out", default="episode.png", help="PNG file to write")
+    _add_setting_flags(p, ["dataset", "image-size", "channels", "ways", "shots", "queries"])
+
+    p = sub.add_parser("plot", help="draw a run's learning curves as a PNG")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--out", default=None, help="PNG file (default RUN/curves.png)")
+
     sub.add_parser("info", help="versions, devices, caches, presets, learners, offline datasets")
     sub.add_parser("datasets", help="the --dataset sources, which work offline, and whether "
                                     "downloads can reach the network now")
@@ -382,6 +394,48 @@ def _info(args):
     print(report())
 
 
+def _show_episode(args):
+    import numpy as np
+
+    from tfmeta.data import EpisodeSampler, load_splits
+    from tfmeta.data.episodes import TEST_SEED
+    from tfmeta.plots import _pyplot, save_episode
+    from tfmeta.run import RunConfig, load, load_config
+
+    _pyplot()  # say what to install before any data is loaded
+    if args.checkpoint:
+        if _settings(args):
+            raise ValueError("show-episode --checkpoint draws the run's own data and episodes: "
+                             "leave out --dataset, --ways, ...")
+        config = load_config(args.checkpoint)
+    else:
+        config = RunConfig().with_settings(_settings(args))
+    sampler = EpisodeSampler(load_splits(config.data)[args.split], config.episode, 1,
+                             TEST_SEED, args.split)
+    support_x, support_y, query_x, query_y = (
+        np.asarray(t[0]) for t in next(iter(sampler.dataset(args.index, 1))))
+    predicted, title = None, f"{config.data.dataset} {args.split} episode {args.index}"
+    if args.checkpoint:
+        learner = load(args.checkpoint)
+        logits = learner.adapt(support_x, support_y)(query_x, training=False)
+        predicted = np.asarray(logits)[:, :config.episode.ways].argmax(-1)
+        title += (f": {config.algorithm}, {np.sum(predicted == query_y)} of {len(query_y)} "
+                  "queries right (red: mistakes)")
+    drawn = save_episode(args.out, support_x, support_y, query_x, query_y, predicted,
+                         class_names=[f"class {c}" for c in range(config.episode.ways)],
+                         title=title)
+    print(f"wrote {args.out}: {drawn['ways']} classes, {drawn['queries']} queries"
+          + (f", {drawn['mistakes']} mistakes" if predicted is not None else ""))
+
+
+def _plot(args):
+    from tfmeta.plots import save_learning_curves
+
+    out = args.out or os.path.join(args.run, "curves.png")
+    points = save_learning_curves(args.run, out)
+    print(f"wrote {out}: " + ", ".join(f"{tag} ({n} points)" for tag, n in sorted(points.items())))
+
+
 def _datasets(args):
     from tfmeta.info import datasets_report
 
@@ -390,7 +444,8 @@ def _datasets(args):
 
 COMMANDS = {"train": _train, "quickstart": _quickstart, "evaluate": _evaluate,
             "benchmark": _benchmark, "predict": _predict, "adapt": _adapt, "export": _export,
-            "export-fewshot": _export_fewshot, "info": _info, "datasets": _datasets}
+            "export-fewshot": _export_fewshot, "info": _info, "datasets": _datasets,
+            "show-episode": _show_episode, "plot": _plot}
 
 
 def main(argv=None) -> int:

@@ -4,7 +4,8 @@ Layout of ``out_dir``::
 
     checkpoints/latest/   the last ``keep`` checkpoints (weights, optimizer state, step)
     checkpoints/best/     the checkpoint with the best validation accuracy
-    tensorboard/          scalars: train/loss, train/accuracy, val/accuracy, val/ci95
+    tensorboard/          scalars: train/loss, train/accuracy, val/accuracy, val/ci95; images:
+                          val/episode (the first validation episode, mistakes framed in red)
 
 Under a multi-worker strategy only the chief writes ``out_dir``; the other workers save their
 checkpoints (every worker must take part in a save) to a temporary folder they delete at the end,
@@ -106,6 +107,19 @@ class MetaTrainer:
     def validate(self) -> dict:
         return evaluate(self.learner, self.val_sampler, self.val_episodes)
 
+    def validation_grid(self):
+        """The first validation episode as an image (:func:`tfmeta.plots.episode_grid`: a row
+        per class, support then queries, mistakes of the adapted classifier framed in red)."""
+        import numpy as np
+
+        from tfmeta.plots import episode_grid
+
+        support_x, support_y, query_x, query_y = (
+            np.asarray(t[0]) for t in next(iter(self.val_sampler.dataset(0, 1))))
+        logits = self.learner.adapt(support_x, support_y)(query_x, training=False)
+        predicted = np.asarray(logits)[:, :int(support_y.max()) + 1].argmax(-1)
+        return episode_grid(support_x, support_y, query_x, query_y, predicted)
+
     def fit(self, until: int | None = None) -> dict:
         """Train to ``steps`` (from the latest checkpoint, if any), or pause after step ``until``
         with a checkpoint, as a kill would. Returns the last metrics."""
@@ -168,6 +182,8 @@ class MetaTrainer:
                 with writer.as_default(step=step):
                     tf.summary.scalar("val/accuracy", result["accuracy"])
                     tf.summary.scalar("val/ci95", result["ci95"])
+                    if self.learner.strategy is None:  # one device: adapt() runs here
+                        tf.summary.image("val/episode", self.validation_grid()[None])
                 if result["accuracy"] > self.best_accuracy.numpy():
                     self.best_accuracy.assign(result["accuracy"])
                     self._save(self.best, step)
