@@ -355,3 +355,19 @@ def test_sigkilled_cli_run_resumes_to_the_uninterrupted_state(tmp_path, algorith
     # 0.027 (ANIL) to 0.29 (ProtoNet) away.
     for a, b in zip(_state(straight.learner), _state(resumed.learner), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=5e-3)
+
+
+def test_output_off_a_terminal_is_plain_lines_and_quiet_is_silent(tmp_path, capsys):
+    """Logs go through the "tfmeta" logger: off a terminal (here, captured) progress is a plain
+    line per validation, never terminal codes; --quiet prints nothing, the run is still written."""
+    from tfmeta.cli import main
+
+    base = ["train", "--steps", "4", "--meta-batch", "2", "--ways", "3", "--queries", "2",
+            "--width", "8", "--episodes", "4", "--val-every", "2", "--val-episodes", "2"]
+    assert main(base + ["--out", str(tmp_path / "a")]) == 0
+    out = capsys.readouterr().out
+    assert "step 2/4: loss " in out and "step 4/4: loss " in out and "replay this run" in out
+    assert not any(code in out for code in ("\r", "\b", "\x1b"))
+    assert main(base + ["--quiet", "--out", str(tmp_path / "b")]) == 0
+    assert capsys.readouterr().out == ""
+    assert (tmp_path / "b" / "results.json").exists()

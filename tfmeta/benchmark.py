@@ -13,6 +13,7 @@ one; ``--config`` and ``--set`` change it like ``tfmeta train``'s.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import time
 
@@ -72,9 +73,10 @@ def run_name(name: str, algorithm: str) -> str:
 
 
 def evaluate_settings(learner, test_source, bench: Protocol, meta_batch: int = 4,
-                      episodes: int | None = None, log=print) -> list:
+                      episodes: int | None = None, log=None) -> list:
     """One result per setting of ``bench`` on ``test_source`` (a setting the learner cannot run,
     e.g. 20 ways for a MAML trained for 5, is reported as skipped, with the reason)."""
+    log = log or logging.getLogger("tfmeta").info  # the CLI shows it; --quiet hides it
     from tfmeta.data import EpisodeConfig, EpisodeSampler
     from tfmeta.data.episodes import parent_folder
     from tfmeta.evaluation import evaluate
@@ -126,9 +128,10 @@ def markdown(report: dict) -> str:
 
 def run_benchmark(name: str, algorithm: str, data_dir: str, out_dir: str, config=None,
                   settings=(), episodes: int | None = None, progress: bool = True,
-                  command: str = "", log=print) -> dict:
+                  command: str = "", log=None) -> dict:
     """Train (or resume) ``algorithm`` on benchmark ``name`` with data from ``data_dir`` in
     ``out_dir``, evaluate every test setting, write ``benchmark.json`` and ``benchmark.md``."""
+    log = log or logging.getLogger("tfmeta").info  # the CLI shows it; --quiet hides it
     import platform
 
     from tfmeta import run

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 
@@ -87,6 +88,30 @@ def _add_setting_flags(p, flags):
                            help=f"{text} (= --set {setting}=VALUE)")
 
 
+def _add_output_flags(p):
+    p.add_argument("--no-progress", action="store_true", help="no progress bar or lines")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress and no log lines (warnings and errors only)")
+
+
+def _progress(args) -> bool:
+    return not (args.no_progress or args.quiet)
+
+
+def _configure_logging(quiet: bool) -> None:
+    """The "tfmeta" logger (what the library logs: loading, resuming, results) to standard output
+    as plain lines; ``--quiet``: warnings only. Replaces the handler of an earlier call."""
+    logger = logging.getLogger("tfmeta")
+    for handler in [h for h in logger.handlers if getattr(h, "tfmeta_cli", False)]:
+        logger.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stdout)
+    handler.tfmeta_cli = True
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    logger.propagate = False
+
+
 def _settings(args) -> list:
     """The ``KEY=VALUE`` settings the alias flags of ``args`` stand for, then ``--set``'s."""
     aliases = {s for s, _ in SETTING_FLAGS.values()} | {s for s, _ in SWITCHES.values()}
@@ -119,12 +144,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--deterministic", action="store_true",
                    help="deterministic TensorFlow ops: the same run gives the same losses")
     p.add_argument("--out", default="runs/latest", help="run directory")
-    p.add_argument("--no-progress", action="store_true")
+    _add_output_flags(p)
 
     p = sub.add_parser("quickstart", help="meta-train MAML on the built-in glyphs (~6 min on CPU)")
     p.add_argument("--out", default="runs/quickstart")
     p.add_argument("--steps", type=int, default=None, help="meta-iterations (preset: 1000)")
-    p.add_argument("--no-progress", action="store_true")
+    _add_output_flags(p)
 
     p = sub.add_parser("evaluate", help="evaluate a run on its test classes (600+ episodes)")
     p.add_argument("--checkpoint", required=True, help="run directory")
@@ -153,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-episodes", type=int, default=None,
                    help="episodes per test setting (the protocol: 600)")
     p.add_argument("--out", default=None, help="run directory (default: runs/<name>_<algorithm>)")
-    p.add_argument("--no-progress", action="store_true")
+    _add_output_flags(p)
 
     p = sub.add_parser("predict", help="classify query images given a support folder")
     p.add_argument("--checkpoint", required=True, help="run directory")
@@ -233,9 +258,10 @@ def _train(args):
     if args.print_config:
         print(json.dumps(config.resolved().to_dict(), indent=2))
         return
-    train(config, args.out, progress=not args.no_progress, strategy=strategy)
-    print(f"replay this run: tfmeta train --config {os.path.join(args.out, 'run.json')} "
-          "--out NEW_DIR")
+    train(config, args.out, progress=_progress(args), strategy=strategy)
+    logging.getLogger("tfmeta").info(
+        f"replay this run: tfmeta train --config {os.path.join(args.out, 'run.json')} "
+        "--out NEW_DIR")
 
 
 def _quickstart(args):
@@ -248,10 +274,11 @@ def _quickstart(args):
     if args.steps is not None:
         config = config.with_values({"train.steps": args.steps})
     began = time.time()
-    train(config.validate(), args.out, progress=not args.no_progress)
-    print(f"quickstart finished in {time.time() - began:.0f} s; run saved in {args.out}\n"
-          f"next: tfmeta evaluate --checkpoint {args.out}   |   tfmeta predict --checkpoint "
-          f"{args.out} --support SUPPORT_DIR --query QUERY_DIR")
+    train(config.validate(), args.out, progress=_progress(args))
+    logging.getLogger("tfmeta").info(
+        f"quickstart finished in {time.time() - began:.0f} s; run saved in {args.out}\n"
+        f"next: tfmeta evaluate --checkpoint {args.out}   |   tfmeta predict --checkpoint "
+        f"{args.out} --support SUPPORT_DIR --query QUERY_DIR")
 
 
 def _evaluate(args):
@@ -278,7 +305,7 @@ def _benchmark(args):
     report = run_benchmark(args.name, args.algorithm, args.data_dir, out,
                            config=load(args.config) if args.config else None,
                            settings=args.set, episodes=args.test_episodes,
-                           progress=not args.no_progress,
+                           progress=_progress(args),
                            command="tfmeta " + " ".join(sys.argv[1:]))
     print(markdown(report))
     print(f"written to {os.path.join(out, 'benchmark.json')} and benchmark.md")
@@ -451,6 +478,7 @@ COMMANDS = {"train": _train, "quickstart": _quickstart, "evaluate": _evaluate,
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    _configure_logging(getattr(args, "quiet", False))
     from tfmeta.errors import TfmetaError, TrainingStopped, WorkerLost
 
     try:

@@ -15,6 +15,8 @@ pre-trains the layers below that head; the head is left as initialised.
 
 from __future__ import annotations
 
+import logging
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -33,10 +35,11 @@ def body_of(learner) -> keras.Model:
 
 
 def pretrain(learner, source, steps: int, batch_size: int = 64, learning_rate: float = 1e-3,
-             augment: str | None = None, seed: int = 0, log=print) -> dict:
+             augment: str | None = None, seed: int = 0, log=None) -> dict:
     """Train ``body_of(learner)`` with a temporary linear head over every class of ``source`` for
     ``steps`` minibatches (Adam, cosine-decayed learning rate). Returns the last loss and
     accuracy."""
+    log = log or logging.getLogger("tfmeta").info  # the CLI shows it; --quiet hides it
     body = body_of(learner)
     inputs = keras.Input(learner.input_shape)
     features = keras.layers.Flatten()(body(inputs, training=True))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
 import os
 
 import keras
@@ -344,7 +345,7 @@ def trainer_for(config: RunConfig, learner, streams: dict, out_dir: str,
                        progress=progress, chief=chief, on_nonfinite=t.on_nonfinite)
 
 
-def train(config: RunConfig, out_dir: str, progress: bool = True, log=print,
+def train(config: RunConfig, out_dir: str, progress: bool = True, log=None,
           test: bool = True, strategy=None) -> dict:
     """Meta-train (resuming from ``out_dir`` if it holds a run of the same config), then evaluate
     the best checkpoint on the test classes. Returns the test result (with ``test=False``, no
@@ -352,6 +353,7 @@ def train(config: RunConfig, out_dir: str, progress: bool = True, log=print,
     ``None``: one device); a run resumes under any strategy, its checkpoints do not depend on it.
     Under a multi-worker strategy every worker calls this with the same ``out_dir``; only the
     chief writes there."""
+    log = log or logging.getLogger("tfmeta").info  # the CLI shows it; --quiet hides it
     config = config.validate().resolved()
     chief = is_chief(strategy)
     if strategy is not None:

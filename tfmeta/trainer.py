@@ -18,10 +18,12 @@ Resume is exact: the step is in the checkpoint and the episode stream is a pure 
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -136,8 +138,11 @@ class MetaTrainer:
                       if self.chief else tf.summary.create_noop_writer())
         except (tf.errors.OpError, OSError) as err:  # a full disk, a read-only mount
             raise self._write_failed(f"TensorBoard logs to {self.out_dir}", err) from None
+        # A live bar on a terminal; elsewhere (a log file, a pipe) plain lines at each validation
+        # through the "tfmeta" logger, never terminal codes.
+        self._live = self.progress and sys.stdout.isatty()
         bar = keras.utils.Progbar(self.steps, stateful_metrics=["val_acc"],
-                                  verbose=1 if self.progress else 0)
+                                  verbose=1 if self._live else 0)
         if start:
             bar.update(start)
         last = {"step": start}
@@ -192,6 +197,10 @@ class MetaTrainer:
                     self._save(self.best, step)
                 self._save(self.latest, step)
             bar.update(step, values=values)
+            if self.progress and not self._live and "val_accuracy" in last:
+                logging.getLogger("tfmeta").info(
+                    f"step {step}/{self.steps}: loss {loss:.4f}, accuracy {acc:.4f}, "
+                    f"validation accuracy {last['val_accuracy']:.4f}")
             if received:
                 name = signal.Signals(received[0]).name
                 raise TrainingStopped(f"stopped by {name} after step {step}; saved "
