@@ -385,3 +385,30 @@ def test_without_the_onnx_extra_savedmodels_export_and_onnx_says_what_to_install
     version = tfmeta.export.saved_model(classifier, classes, images, str(tmp_path), "m",
                                         fresh_process=False)
     assert os.path.isfile(os.path.join(version, "saved_model.pb"))
+
+
+def test_quantized_tflite_is_smaller_agrees_and_is_reported(tmp_path):
+    learner = _learner("protonet", width=32)
+    support, names, _, _ = _episode(5, 2, 1, seed=8)
+    images, labels, classes = learner.prepare_support(support, names)
+    version = tfmeta.export.saved_model(learner.adapt(images, labels), classes, images,
+                                        str(tmp_path), "q", fresh_process=False)
+    report = tfmeta.export.quantize(version, ["dynamic", "int8"])
+    for mode in ("dynamic", "int8"):
+        r = report[mode]
+        assert os.path.getsize(os.path.join(version, f"model_{mode}.tflite")) == r["bytes"]
+        assert r["bytes"] < 0.5 * r["float_tflite_bytes"]  # 4-byte weights became 1-byte ones
+        assert r["top1_agreement"] >= 0.8 and r["max_abs_difference"] < 0.2
+        # the report is the file's own behaviour: run it here
+        probabilities = _tflite(os.path.join(version, r["file"]),
+                                images=images.numpy())["probabilities"]
+        expected = tf.nn.softmax(learner.adapt(images, labels)(images)).numpy()
+        assert np.mean(probabilities.argmax(-1) == expected.argmax(-1)) == r["top1_agreement"]
+    assert tfmeta.export.read_metadata(version)["quantized"]["int8"] == report["int8"]
+    assert "top-1 agreement with the Keras model" in tfmeta.export.describe_quantized(report)
+    with pytest.raises(ExportError, match="exists"):
+        tfmeta.export.quantize(version, "dynamic")
+    fewshot = tfmeta.export.fewshot_saved_model(learner, str(tmp_path), "f",
+                                                fresh_process=False)
+    with pytest.raises(ExportError, match="quantization is for adapted classifiers"):
+        tfmeta.export.quantize(fewshot, "dynamic")

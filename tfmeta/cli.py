@@ -210,6 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
                                      "class); the MAML family takes its BatchNorm statistics, "
                                      "every file is verified on them")
     p.add_argument("--export-dir", default="savedmodels")
+    p.add_argument("--quantize", choices=("dynamic", "int8", "all"),
+                   help="with --model: quantized TFLite beside it (dynamic range, or int8 "
+                        "calibrated on the support images), size and agreement measured")
 
     p = sub.add_parser("export-fewshot",
                        help="export a servable that adapts to the support set of each request")
@@ -372,11 +375,15 @@ def _export(args):
 
     if args.embedding:
         return _export_embedding(args)
-    if not args.model or args.format in (None, "savedmodel"):
-        raise ValueError("export: give --model VERSION_DIR --format onnx|tflite|all, or "
-                         "--embedding --checkpoint RUN --name NAME")
-    targets = export.convert(args.model, _formats(args.format))
-    _report(args.model, "added " + ", ".join(targets.values()))
+    if not args.model or (args.format in (None, "savedmodel") and not args.quantize):
+        raise ValueError("export: give --model VERSION_DIR --format onnx|tflite|all and / or "
+                         "--quantize dynamic|int8|all, or --embedding --checkpoint RUN --name NAME")
+    if args.format not in (None, "savedmodel"):
+        targets = export.convert(args.model, _formats(args.format))
+        _report(args.model, "added " + ", ".join(targets.values()))
+    if args.quantize:
+        modes = ["dynamic", "int8"] if args.quantize == "all" else [args.quantize]
+        print(export.describe_quantized(export.quantize(args.model, modes)))
 
 
 def _export_embedding(args):

@@ -5,6 +5,7 @@ Every export writes ``EXPORT_DIR/NAME/<version>/`` (the next integer; see :mod:`
     saved_model.pb, variables/      the SavedModel TF Serving loads (signatures: .servables)
     labels.txt                      class names, line i = class id i (classifiers)
     model.onnx, model.tflite        with formats=("onnx", "tflite") or tfmeta.export.convert
+    model_dynamic.tflite, model_int8.tflite   quantized (tfmeta.export.quantize), measured
     assets.extra/tfmeta.json        what it is: kind, algorithm, classes, input shape, checks
     assets.extra/verification.npz   inputs + the Keras model's probabilities on them
     embedding.keras                 an embedding export's Keras model (embedding_saved_model)
@@ -30,11 +31,13 @@ from tfmeta.errors import ExportError
 from tfmeta.export.layout import check_name, next_version, versions
 from tfmeta.export.servables import ClassifierServable, EmbeddingServable, FewShotServable
 from tfmeta.export.writer import (EMBEDDING_FILE, FORMATS, METADATA_FILE, convert, describe,
-                                  embedding_saved_model, fewshot_saved_model, read_metadata,
+                                  describe_quantized, embedding_saved_model,
+                                  fewshot_saved_model, quantize, read_metadata,
                                   reference_episode, saved_model, verify,
                                   verify_in_fresh_process)
 
 __all__ = ["ClassifierServable", "EMBEDDING_FILE", "EmbeddingServable", "ExportError", "FORMATS",
            "FewShotServable", "METADATA_FILE", "check_name", "convert", "describe",
-           "embedding_saved_model", "fewshot_saved_model", "next_version", "read_metadata",
+           "describe_quantized", "embedding_saved_model", "fewshot_saved_model", "next_version",
+           "quantize", "read_metadata",
            "reference_episode", "saved_model", "verify", "verify_in_fresh_process", "versions"]

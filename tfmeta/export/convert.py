@@ -128,3 +128,27 @@ def to_tflite(version_dir: str, path: str) -> dict:
 
 
 CONVERTERS = {"onnx": to_onnx, "tflite": to_tflite}
+QUANTIZATIONS = ("dynamic", "int8")
+
+
+def to_quantized_tflite(version_dir: str, path: str, mode: str, images) -> dict:
+    """A quantized TFLite file of a one-input export (``images``): ``"dynamic"``, weights in
+    int8 (dynamic-range quantization); ``"int8"``, weights and activations in int8, calibrated on
+    ``images`` (the export's support images: the representative dataset), with float kernels
+    where an op has no int8 one. Inputs and outputs stay float."""
+    if mode not in QUANTIZATIONS:
+        raise ValueError(f"unknown quantization {mode!r}: use {', '.join(QUANTIZATIONS)}")
+    loaded = tf.saved_model.load(version_dir)
+    concrete = numeric_function(loaded).get_concrete_function()
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], loaded)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if mode == "int8":
+        converter.representative_dataset = lambda: ([image[None]] for image in images)
+    try:
+        with _quiet_converter():
+            model = converter.convert()
+    except Exception as err:  # the converter raises ConverterError and others
+        raise ExportError(f"{mode} TFLite quantization failed ({first_line(err)})") from None
+    with open(path, "wb") as f:
+        f.write(model)
+    return {"bytes": len(model)}
