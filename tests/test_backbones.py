@@ -90,3 +90,52 @@ def test_a_run_on_a_keras_applications_backbone_trains_reloads_and_predicts(tmp_
     a = learner.predict_proba(sx[0], sy[0], qx[0])[1]
     np.testing.assert_allclose(tfmeta.load(out).predict_proba(sx[0], sy[0], qx[0])[1], a,
                                atol=1e-6)
+
+
+def _own_model(path, input_shape=(28, 28, 1)):
+    keras.utils.set_random_seed(1)
+    inputs = keras.Input(input_shape)
+    x = keras.layers.Conv2D(8, 3, strides=2, activation="relu")(inputs)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.Conv2D(8, 3, strides=2, activation="relu")(x)  # feature maps: flattened
+    model = keras.Model(inputs, x)
+    model.save(path)
+    return model
+
+
+@pytest.mark.parametrize("algorithm", ["protonet", "maml"])
+def test_your_own_keras_file_is_a_backbone_and_the_run_keeps_a_copy(algorithm, tmp_path, batch):
+    import tfmeta
+    from tfmeta.cli import main
+
+    path = tmp_path / "mine.keras"
+    own = _own_model(str(path))
+    out = str(tmp_path / "run")
+    assert main(["train", "--algorithm", algorithm, "--model", f"keras_file:{path}",
+                 "--ways", "3", "--shots", "1", "--queries", "2", "--steps", "2",
+                 "--meta-batch", "2", "--val-every", "2", "--val-episodes", "2",
+                 "--episodes", "2", "--no-progress", "--out", out]) == 0
+    path.unlink()  # the run reloads from its own copy
+    assert os.path.exists(os.path.join(out, "backbone.keras"))
+    learner = tfmeta.load(out)
+    inner = next(layer for layer in learner.model.layers if isinstance(layer, keras.Model))
+    assert [w.shape for w in inner.get_weights()] == [w.shape for w in own.get_weights()]
+    assert not np.allclose(inner.get_weights()[0], own.get_weights()[0])  # meta-trained
+    images = np.random.default_rng(0).uniform(size=(6, 28, 28, 1)).astype(np.float32)
+    labels = np.array([0, 1, 2] * 2)
+    a = learner.predict_proba(images, labels, images)[1]
+    np.testing.assert_allclose(tfmeta.load(out).predict_proba(images, labels, images)[1], a,
+                               atol=1e-6)
+
+
+def test_a_keras_file_that_does_not_fit_is_one_line(tmp_path):
+    path = str(tmp_path / "rgb.keras")
+    _own_model(path, input_shape=(32, 32, 3))
+    with pytest.raises(ConfigError, match=r"takes images of shape \(32, 32, 3\), the data are "
+                                          r"\(28, 28, 1\)"):
+        create("protonet", f"keras_file:{path}", episode=EPISODE, input_shape=(28, 28, 1))
+    (tmp_path / "junk.keras").write_bytes(b"junk")
+    with pytest.raises(ConfigError, match="not a Keras model file"):
+        create("protonet", f"keras_file:{tmp_path / 'junk.keras'}", episode=EPISODE)
+    with pytest.raises(ConfigError, match="no such file"):
+        create("protonet", f"keras_file:{tmp_path / 'none.keras'}", episode=EPISODE)

@@ -29,8 +29,9 @@ SETTING_FLAGS = {
     "shots": ("episode.shots", "support images per class"),
     "queries": ("episode.queries", "query images per class"),
     "train-ways": ("train_ways", "ways of training episodes (metric learners)"),
-    "model": ("model", "backbone: conv4, resnet12 or keras_applications:NAME (any "
-                       "keras.applications network, e.g. keras_applications:MobileNetV3Small)"),
+    "model": ("model", "backbone: conv4, resnet12, keras_applications:NAME (any "
+                       "keras.applications network, e.g. keras_applications:MobileNetV3Small) "
+                       "or keras_file:PATH (your own saved .keras model)"),
     "weights": ("weights", "local pretrained weights of a keras_applications backbone "
                            "(without its top; nothing is downloaded)"),
     "width": ("width", "filters per layer (conv4) or of the first block (resnet12)"),
@@ -64,7 +65,7 @@ SWITCHES = {  # flags without a value: the setting becomes true
     "skip-bad-files": ("data.skip_bad_files", "folder/zip data: leave out unreadable or "
                                               "non-image files (counted) instead of stopping"),
     "fce": ("learner.fce", "matching networks: full context embeddings"),
-    "freeze-backbone": ("freeze_backbone", "keep a keras_applications backbone's (pretrained) "
+    "freeze-backbone": ("freeze_backbone", "keep a keras_applications / keras_file backbone's "
                                            "weights fixed; only the learner's head learns"),
 }
 TASK_FLAGS = ("dataset", "image-size", "channels", "ways", "shots", "queries", "meta-batch")

@@ -16,6 +16,7 @@ import dataclasses
 import json
 import logging
 import os
+import shutil
 
 import keras
 import tensorflow as tf
@@ -31,7 +32,7 @@ from tfmeta.info import environment
 from tfmeta.learners import create, learner_class, make_config, options
 from tfmeta.learners.adversarial import Attack
 from tfmeta.learners.registry import PRECISIONS, check_lr_schedule, scheduled
-from tfmeta.models import check_backbone
+from tfmeta.models import KERAS_FILE, check_backbone
 from tfmeta.pretrain import pretrain
 from tfmeta.settings import check_value
 from tfmeta.trainer import NONFINITE, MetaTrainer, read_checkpoint
@@ -40,6 +41,7 @@ RUN_FILE = "run.json"
 # The layout of run directories this tfmeta writes and reads (run.json's "run_format"; a run.json
 # without one is format 1). Raise it when a run directory changes in a way older code misreads.
 RUN_FORMAT = 1
+BACKBONE_FILE = "backbone.keras"  # a keras_file: backbone, copied into the run directory
 ENVIRONMENT_FILE = "environment.json"  # versions, devices, strategy, op determinism (last start)
 
 
@@ -132,7 +134,7 @@ class RunConfig:
     """Everything that defines a run. ``learner`` holds overrides of the algorithm's config
     (e.g. ``{"inner_steps": 5, "inner_lr": 0.1}``). ``train_ways`` (metric learners only) makes
     training episodes wider than validation and test ones, as Prototypical Networks do.
-    ``model``: ``conv4``, ``resnet12`` or ``keras_applications:NAME``; ``dropout``: of a
+    ``model``: ``conv4``, ``resnet12``, ``keras_applications:NAME`` or ``keras_file:PATH``; ``dropout``: of a
     built-in backbone while meta-training (0: none, as the papers); ``weights``: a local file of
     pretrained weights of a ``keras_applications`` network, ``freeze_backbone``: keep them fixed
     (:func:`tfmeta.models.build_model`)."""
@@ -378,7 +380,8 @@ def train(config: RunConfig, out_dir: str, progress: bool = True, log=None,
         f"{splits['test'].num_classes} test ({config.data.dataset}, "
         f"{'x'.join(map(str, splits['train'].image_shape))})")
     streams = samplers(config, splits)
-    learner = build_learner(config, streams["train"].image_shape, strategy=strategy)
+    learner = build_learner(with_run_backbone(config, out_dir), streams["train"].image_shape,
+                            strategy=strategy)
     # One process per run directory: a second one started on it is refused here, before it
     # writes anything (a lock the system drops when the holder dies, even by SIGKILL).
     with run_lock(out_dir) if chief else contextlib.nullcontext():
@@ -392,6 +395,9 @@ def _meta_train_and_test(config, learner, streams, splits, out_dir, progress, lo
     run_file = os.path.join(out_dir, RUN_FILE)
     if chief:
         write_json(config.to_dict(), run_file)
+        if config.model.startswith(KERAS_FILE) and not os.path.exists(
+                os.path.join(out_dir, BACKBONE_FILE)):  # the run reloads without the original
+            shutil.copyfile(config.model[len(KERAS_FILE):], os.path.join(out_dir, BACKBONE_FILE))
         write_json(environment(strategy), os.path.join(out_dir, ENVIRONMENT_FILE))
     t = config.train
     if t.pretrain_steps and checkpoint_path(out_dir, "latest") is None:  # not when resuming
@@ -451,9 +457,18 @@ def load_config(out_dir: str) -> RunConfig:
     return read_run_file(path)
 
 
+def with_run_backbone(config: RunConfig, out_dir: str) -> RunConfig:
+    """``config`` building a ``keras_file:`` backbone from the run directory's copy
+    (``backbone.keras``) where there is one, so a run outlives the file it started from."""
+    copy = os.path.join(out_dir, BACKBONE_FILE)
+    if config.model.startswith(KERAS_FILE) and os.path.exists(copy):
+        return dataclasses.replace(config, model=KERAS_FILE + copy)
+    return config
+
+
 def load(out_dir: str, which: str = "best"):
     """The meta-trained learner of a run directory, ready for ``predict`` / ``adapt``."""
-    config = load_config(out_dir)
+    config = with_run_backbone(load_config(out_dir), out_dir)
     d = config.data
     learner = build_learner(config, (d.image_size, d.image_size, d.channels), seed=False)
     restore(learner, out_dir, which)

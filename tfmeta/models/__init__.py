@@ -1,14 +1,17 @@
 """Backbones. Learners accept any Keras model; these are the field's standard ones."""
 
+import os
+
 from tfmeta.errors import ConfigError
 from tfmeta.models.applications import PREFIX as APPLICATIONS, application_backbone
 from tfmeta.models.conv4 import conv4
 from tfmeta.models.resnet12 import DropBlock, resnet12
 
-__all__ = ["BACKBONES", "DropBlock", "application_backbone", "build_model", "check_backbone",
-           "conv4", "resnet12"]
+__all__ = ["BACKBONES", "DropBlock", "KERAS_FILE", "application_backbone", "build_model",
+           "check_backbone", "conv4", "file_backbone", "resnet12"]
 
 BACKBONES = ("conv4", "resnet12")
+KERAS_FILE = "keras_file:"  # a user's own saved Keras model (images -> features)
 OUTPUTS = ("logits", "features", "feature_maps")
 
 
@@ -37,6 +40,8 @@ def build_model(name: str, input_shape, output: str = "features", ways: int | No
         raise ConfigError("a logits backbone needs the number of ways")
     if name.startswith(APPLICATIONS):
         return application_backbone(name, input_shape, output, ways, weights, freeze)
+    if name.startswith(KERAS_FILE):
+        return file_backbone(name[len(KERAS_FILE):], input_shape, output, ways, freeze)
     outputs = ways if output == "logits" else None
     maps = output == "feature_maps"
     if name == "conv4":
@@ -53,20 +58,56 @@ def check_backbone(name: str, width: int = 64, dropout: float = 0.0, weights: st
                    freeze: bool = False) -> None:
     """One clear error if backbone ``name`` or its settings are not valid (before a run starts);
     the network of ``keras_applications:NAME`` is checked when it is built."""
-    if not isinstance(name, str) or not (name in BACKBONES or name.startswith(APPLICATIONS)):
-        raise ConfigError(f"unknown model {name!r}: use {', '.join(BACKBONES)} or "
-                          f"{APPLICATIONS}NAME (a keras.applications network)")
+    if not isinstance(name, str) or not (name in BACKBONES or name.startswith(
+            (APPLICATIONS, KERAS_FILE))):
+        raise ConfigError(f"unknown model {name!r}: use {', '.join(BACKBONES)}, "
+                          f"{APPLICATIONS}NAME (a keras.applications network) or "
+                          f"{KERAS_FILE}PATH (your own saved Keras model)")
     if not 0 <= dropout < 1:
         raise ConfigError(f"dropout must be in [0, 1), got {dropout}")
     if width < 1:
         raise ConfigError(f"width must be positive, got {width}")
-    if name.startswith(APPLICATIONS):
+    if name.startswith((APPLICATIONS, KERAS_FILE)):
         if dropout:
             raise ConfigError(f"dropout is for the built-in backbones ({', '.join(BACKBONES)}), "
                               f"not {name}")
+        if weights is not None and name.startswith(KERAS_FILE):
+            raise ConfigError(f"{name}: the .keras file holds its weights; leave out --weights")
     elif weights is not None or freeze:
-        raise ConfigError(f"pretrained weights and freezing are for {APPLICATIONS}NAME "
-                          f"backbones; {name} starts from random weights")
+        raise ConfigError(f"pretrained weights and freezing are for {APPLICATIONS}NAME and "
+                          f"{KERAS_FILE}PATH backbones; {name} starts from random weights")
+
+
+def file_backbone(path: str, input_shape, output: str = "features", ways: int | None = None,
+                  freeze: bool = False):
+    """A user's saved Keras model (``.keras``: images ``input_shape`` in [0, 1] -> features or
+    feature maps) as a backbone, its weights the starting point (``freeze``: kept fixed), ending
+    as :func:`build_model` says (a ``ways``-unit head added for ``logits``, maps flattened for
+    ``features``). Loaded with Keras' safe mode: no code from the file runs."""
+    import keras
+
+    if not os.path.isfile(path):
+        raise ConfigError(f"{KERAS_FILE}{path}: no such file")
+    try:
+        network = keras.models.load_model(path, compile=False, safe_mode=True)
+    except Exception as err:  # Keras raises several types for a file it cannot read
+        raise ConfigError(f"{KERAS_FILE}{path}: not a Keras model file "
+                          f"({str(err).strip().splitlines()[0][:200]})") from None
+    expected = tuple(network.inputs[0].shape[1:])
+    if expected != tuple(input_shape):
+        raise ConfigError(f"{KERAS_FILE}{path} takes images of shape {expected}, the data are "
+                          f"{tuple(input_shape)}: set --image-size / --channels to match")
+    if output == "feature_maps" and len(network.outputs[0].shape) != 4:
+        raise ConfigError(f"{KERAS_FILE}{path} gives {network.outputs[0].shape}: this learner "
+                          "needs feature maps [batch, height, width, channels]")
+    network.trainable = not freeze
+    inputs = keras.Input(input_shape, name="images")
+    x = network(inputs)
+    if output != "feature_maps" and len(x.shape) > 2:
+        x = keras.layers.Flatten(name="flatten")(x)
+    if output == "logits":
+        x = keras.layers.Dense(ways, name="head")(x)
+    return keras.Model(inputs, x, name="backbone")
 
 
 def nested_layers(layer) -> list:
