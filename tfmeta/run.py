@@ -134,9 +134,10 @@ class RunConfig:
     """Everything that defines a run. ``learner`` holds overrides of the algorithm's config
     (e.g. ``{"inner_steps": 5, "inner_lr": 0.1}``). ``train_ways`` (metric learners only) makes
     training episodes wider than validation and test ones, as Prototypical Networks do.
-    ``model``: ``conv4``, ``resnet12``, ``keras_applications:NAME`` or ``keras_file:PATH``; ``dropout``: of a
-    built-in backbone while meta-training (0: none, as the papers); ``weights``: a local file of
-    pretrained weights of a ``keras_applications`` network, ``freeze_backbone``: keep them fixed
+    ``model``: ``conv4``, ``resnet12``, ``keras_applications:NAME`` or ``keras_file:PATH``;
+    ``dropout``: of a built-in backbone while meta-training (0: none, as the papers);
+    ``weights``: a local file of pretrained weights of a ``keras_applications`` network;
+    ``freeze_backbone``: keep those (or a ``keras_file``'s) weights fixed
     (:func:`tfmeta.models.build_model`)."""
 
     algorithm: str = "maml"
