@@ -30,7 +30,7 @@ def streams(small_glyphs):
             EpisodeSampler(val, EPISODE, meta_batch=2, seed=2))
 
 
-@pytest.mark.parametrize("algorithm", ["protonet", "maml", "relation"])
+@pytest.mark.parametrize("algorithm", ["protonet", "maml"])
 def test_fit_takes_the_learners_own_meta_steps(algorithm, streams):
     """Three fit steps leave the weights of three learner.meta_train_step calls on the same
     meta-batches, from the same start (up to float round-off: another graph of the same step)."""

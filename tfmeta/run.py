@@ -368,13 +368,14 @@ def train(config: RunConfig, out_dir: str, progress: bool = True, log=None,
             raise ConfigError("pre-training runs on one device: leave out the strategy or "
                               "train.pretrain_steps")
     # Everything that can fail on bad input happens before the run directory is written to.
+    run_file = os.path.join(out_dir, RUN_FILE)
+    previous = read_run_file(run_file) if os.path.exists(run_file) else None  # format, damage
     splits = load_splits(config.data)
     if config.data.polarity is None:  # a fact of the training images, recorded with the run
         config = dataclasses.replace(config, data=dataclasses.replace(
             config.data, polarity=polarity(splits["train"].images)))
-    run_file = os.path.join(out_dir, RUN_FILE)
-    if os.path.exists(run_file):
-        previous = read_run_file(run_file).resolved().to_dict()
+    if previous is not None:
+        previous = previous.resolved().to_dict()
         if _as_json(previous) != _as_json(config.to_dict()):
             raise ConfigError(f"{out_dir} holds a run with another config; use a new --out")
     log(f"classes: {splits['train'].num_classes} train, {splits['val'].num_classes} val, "
