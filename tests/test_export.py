@@ -313,7 +313,7 @@ def test_a_format_that_cannot_be_converted_is_an_error_and_writes_nothing(tmp_pa
     assert not export_dir.exists()
 
 
-@pytest.mark.parametrize("algorithm", ["protonet", "maml", "relation"])
+@pytest.mark.parametrize("algorithm", ["protonet", "maml"])
 def test_embedding_export_gives_the_meta_learned_features_in_every_runtime(tmp_path, algorithm):
     """``embed`` (SavedModel), embedding.keras and ONNX give the features the learner computes:
     a metric learner's model in inference mode; for MAML the body below the head with the
