@@ -141,8 +141,9 @@ def create(name: str, backbone="conv4", *, episode: EpisodeConfig | None = None,
     Args:
         name: a registered learner (``tfmeta.learners.ALGORITHMS``).
         backbone: ``"conv4"``, ``"resnet12"``, ``"keras_applications:NAME"`` (any
-            ``keras.applications`` network; built as the learner asks: a ``ways``-unit
-            classifier, feature vectors or feature maps), or any built Keras model.
+            ``keras.applications`` network), ``"keras_file:PATH"`` (a saved Keras model; each
+            built as the learner asks: a ``ways``-unit classifier, feature vectors or feature
+            maps), or any built Keras model.
         episode: the (largest) meta-training episode; the learner sizes what depends on it (a
             ``ways``-unit head, SNAIL's sequence length). Default 5-way 1-shot 15-query.
         input_shape: image shape ``(height, width, channels)`` of a named backbone.
@@ -167,8 +168,9 @@ def create(name: str, backbone="conv4", *, episode: EpisodeConfig | None = None,
             block; resnet12: DropBlock on its last two blocks); 0: none, as the papers.
         label_smoothing: of the meta-training objective, every learner (the query loss; Reptile's
             inner loss); 0: none.
-        weights, freeze_backbone: a ``keras_applications:NAME`` backbone's local pretrained
-            weights file (nothing is downloaded) and whether they stay fixed.
+        weights: a ``keras_applications:NAME`` backbone's local pretrained weights file
+            (nothing is downloaded); freeze_backbone: keep a ``keras_applications:NAME`` or
+            ``keras_file:PATH`` backbone's weights fixed (only the learner's head learns).
         **options: the learner's options (``tfmeta.learners.options(name)``); an unknown one is
             an error naming the valid ones. (No option may share a name with the arguments
             above: ``register`` refuses such a learner.)
