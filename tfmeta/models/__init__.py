@@ -18,8 +18,9 @@ OUTPUTS = ("logits", "features", "feature_maps")
 def build_model(name: str, input_shape, output: str = "features", ways: int | None = None,
                 width: int = 64, dropout: float = 0.0, weights: str | None = None,
                 freeze: bool = False):
-    """Backbone ``name`` (``conv4``, ``resnet12``, ``keras_applications:NAME``) for images of ``input_shape``, ending as a
-    learner asks (``Learner.backbone_output``):
+    """Backbone ``name`` (``conv4``, ``resnet12``, ``keras_applications:NAME``,
+    ``keras_file:PATH``) for images of ``input_shape``, ending as a learner asks
+    (``Learner.backbone_output``):
 
     * ``"logits"``: a linear classifier head of ``ways`` units (MAML family);
     * ``"features"``: flattened feature vectors (metric learners);
@@ -31,7 +32,8 @@ def build_model(name: str, input_shape, output: str = "features", ways: int | No
     (0: off, the papers' networks): conv4 ends each block with ``Dropout`` of that rate, resnet12
     puts DropBlock of that rate on its last two blocks (MetaOptNet's 0.1). A
     ``keras_applications:NAME`` network (:mod:`tfmeta.models.applications`) takes ``weights``, a
-    local file of pretrained weights, and ``freeze`` (its weights stay fixed); ``width`` and
+    local file of pretrained weights, and ``freeze`` (its weights stay fixed), as does a
+    ``keras_file:PATH`` model (:func:`file_backbone`; its weights are in the file); ``width`` and
     ``dropout`` are for the built-in networks."""
     check_backbone(name, width, dropout, weights, freeze)
     if output not in OUTPUTS:
