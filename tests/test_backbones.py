@@ -74,22 +74,15 @@ def test_bad_backbone_settings_are_one_line_errors(tmp_path):
                weights=str(tmp_path / "junk.weights.h5"))
 
 
-def test_a_run_on_a_keras_applications_backbone_trains_reloads_and_predicts(tmp_path, batch):
-    import tfmeta
-    from tfmeta.cli import main
+def test_a_keras_applications_backbone_is_a_setting_of_a_run():
+    """A run names it like conv4 (and reloads by name: the keras_file run below goes the same
+    way through tfmeta.load); its settings are checked before anything runs."""
+    from tfmeta.run import RunConfig
 
-    out = str(tmp_path / "run")
-    assert main(["train", "--algorithm", "protonet", "--model", MOBILENET, "--image-size", "32",
-                 "--ways", "3", "--shots", "1", "--queries", "2", "--steps", "1",
-                 "--meta-batch", "2", "--val-every", "1", "--val-episodes", "1",
-                 "--episodes", "1", "--no-progress", "--out", out]) == 0
-    assert os.path.exists(os.path.join(out, "results.json"))
-    learner = tfmeta.load(out)
-    assert learner.model.layers[1].name == "application_input"
-    sx, sy, qx, _ = batch
-    a = learner.predict_proba(sx[0], sy[0], qx[0])[1]
-    np.testing.assert_allclose(tfmeta.load(out).predict_proba(sx[0], sy[0], qx[0])[1], a,
-                               atol=1e-6)
+    config = RunConfig(algorithm="maml", model=MOBILENET, freeze_backbone=True).validate()
+    assert RunConfig.from_tree(config.to_dict()).model == MOBILENET
+    with pytest.raises(ConfigError, match="dropout is for the built-in"):
+        RunConfig(model=MOBILENET, dropout=0.1).validate()
 
 
 def _own_model(path, input_shape=(28, 28, 1)):

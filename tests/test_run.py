@@ -322,7 +322,7 @@ def _state(learner):
 def test_sigkilled_cli_run_resumes_to_the_uninterrupted_state(tmp_path, algorithm):
     """A real `tfmeta train` killed with SIGKILL, then resumed, ends in exactly the state of an
     uninterrupted run: weights, BatchNorm statistics, learner parts, optimizer slots."""
-    steps = 40
+    steps = 20
     out = tmp_path / "killed"
     options = [f"--set=learner.{k}={v}" for k, v in TINY_OPTIONS.get(algorithm, {}).items()]
     proc = subprocess.Popen(

@@ -5,7 +5,8 @@ Layout of ``out_dir``::
     checkpoints/latest/   the last ``keep`` checkpoints (weights, optimizer state, step)
     checkpoints/best/     the checkpoint with the best validation accuracy
     tensorboard/          scalars: train/loss, train/accuracy, val/accuracy, val/ci95; images:
-                          val/episode (the first validation episode, mistakes framed in red)
+                          val/episode (the first validation episode, mistakes framed in red;
+                          every tenth validation and the last)
 
 Under a multi-worker strategy only the chief writes ``out_dir``; the other workers save their
 checkpoints (every worker must take part in a save) to a temporary folder they delete at the end,
@@ -187,7 +188,8 @@ class MetaTrainer:
                 with writer.as_default(step=step):
                     tf.summary.scalar("val/accuracy", result["accuracy"])
                     tf.summary.scalar("val/ci95", result["ci95"])
-                    if self.learner.strategy is None:  # one device: adapt() runs here
+                    if self.learner.strategy is None and (  # one device: adapt() runs here
+                            step == self.steps or step % (10 * self.val_every) == 0):
                         tf.summary.image("val/episode", self.validation_grid()[None])
                 if result["accuracy"] > self.best_accuracy.numpy():
                     self.best_accuracy.assign(result["accuracy"])
