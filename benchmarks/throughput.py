@@ -63,6 +63,9 @@ def flops_per_task(algorithm: str, ways: int, shots: int, queries: int, width: i
 
 def measure(args) -> dict:
     """One learner, in this process."""
+    from tfmeta.threads import configure_threads
+
+    threads = configure_threads(args.parallel_tasks)  # first: before TensorFlow starts
     import keras
 
     from tfmeta.data import EpisodeConfig, EpisodeSampler, generate_glyphs
@@ -81,7 +84,8 @@ def measure(args) -> dict:
     keras.utils.set_random_seed(0)
     learner = create(args.one, "conv4", episode=episode,
                      input_shape=(args.image_size, args.image_size, 1), backbone_width=args.width,
-                     total_steps=100_000, jit_compile=args.xla, **options)
+                     total_steps=100_000, jit_compile=args.xla,
+                     parallel_tasks=args.parallel_tasks, **options)
     began = time.time()
     learner.meta_train_step(batches[0])["loss"].numpy()
     first_step = time.time() - began
@@ -100,7 +104,8 @@ def measure(args) -> dict:
                          "meta_batch": args.meta_batch, "width": args.width,
                          "image_size": args.image_size, "xla": args.xla, "options": options,
                          "windows": args.windows, "window_steps": args.window_steps,
-                         "threads": os.cpu_count()}}
+                         "cores": os.cpu_count(), "parallel_tasks": args.parallel_tasks,
+                         "intra_op_threads": threads}}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -108,6 +113,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--algorithms", default=DEFAULT_ALGORITHMS)
     add_workload_flags(p)
     p.add_argument("--xla", action="store_true")
+    p.add_argument("--parallel-tasks", type=int, default=2,
+                   help="tasks meta-trained side by side, each on cores / N intra-op threads "
+                        "(tfmeta.threads; 1: one task at a time on every core)")
     p.add_argument("--peak-gflops", type=float, default=157.0,
                    help="this machine's fp32 peak (2 AVX2 cores here: 157)")
     p.add_argument("--quick", action="store_true",

@@ -46,6 +46,32 @@ def _onnx(path, **inputs):
     return dict(zip(names, session.run(None, inputs)))
 
 
+def _replay_warmup(version_dir, name, expected_output):
+    """Parse the export's TF Serving warm-up file with TF Serving's own messages (the
+    tensorflow-serving-api package) and replay each request through the loaded SavedModel, as
+    TF Serving does on load: the request names the model and a signature of it, and its inputs
+    give that signature's outputs (compared with the export's verification outputs)."""
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    path = os.path.join(version_dir, "assets.extra", "tf_serving_warmup_requests")
+    records = list(tf.data.TFRecordDataset(path).as_numpy_iterator())
+    assert len(records) == 1
+    log = prediction_log_pb2.PredictionLog.FromString(records[0])
+    request = log.predict_log.request
+    assert log.WhichOneof("log_type") == "predict_log"
+    assert (request.model_spec.name, request.model_spec.signature_name) == (
+        name, "serving_default")
+    signature = tf.saved_model.load(version_dir).signatures["serving_default"]
+    assert set(request.inputs) == set(signature.structured_input_signature[1])
+    inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
+    verification = np.load(os.path.join(version_dir, "assets.extra", "verification.npz"))
+    for key, value in inputs.items():  # the verification inputs (a classifier's first images)
+        np.testing.assert_array_equal(value, verification[f"input:{key}"][:len(value)])
+    got = signature(**{k: tf.constant(v) for k, v in inputs.items()})[expected_output].numpy()
+    want = verification[f"expected:{expected_output}"][:len(got)]
+    np.testing.assert_allclose(got, want, atol=1e-4)
+
+
 def _tflite(path, **inputs):
     import warnings
 
@@ -89,6 +115,7 @@ def test_keras_savedmodel_onnx_tflite_agree_on_new_images(tmp_path, algorithm):
     facts = json.load(open(os.path.join(version_dir, "assets.extra", "tfmeta.json")))
     assert facts["class_names"] == list(classes) and set(facts["formats"]) == {"onnx", "tflite"}
     assert max(facts["max_abs_difference"].values()) <= 1e-4
+    _replay_warmup(version_dir, algorithm, "probabilities")
 
 
 def test_serving_bytes_decodes_rgb_and_other_sizes_like_the_loaders(tmp_path):
@@ -117,6 +144,7 @@ def test_fewshot_servable_gives_learner_predict_answers(tmp_path, algorithm):
     formats = ["onnx", "tflite"] if algorithm == "protonet" else []
     version_dir = tfmeta.export.fewshot_saved_model(learner, str(tmp_path), "fs", formats,
                                                     ways=3, shots=1, fresh_process=False)
+    _replay_warmup(version_dir, "fs", "probabilities")
     signature = tf.saved_model.load(version_dir).signatures["serving_default"]
     for ways, shots in ((2, 1), (4, 3)):  # one served model, new classes of any number per request
         support, names, query, _ = _episode(ways, shots, 3, seed=903 + ways)
@@ -338,6 +366,7 @@ def test_embedding_export_gives_the_meta_learned_features_in_every_runtime(tmp_p
     np.testing.assert_allclose(np.asarray(reloaded(queries)), expected, atol=1e-5)
     facts = tfmeta.export.read_metadata(version)
     assert facts["kind"] == "embedding" and facts["embedding_size"] == expected.shape[1]
+    _replay_warmup(version, "embed", "embeddings")
     if algorithm == "maml":
         np.testing.assert_allclose(_onnx(os.path.join(version, "model.onnx"),
                                          images=queries)["embeddings"], expected, atol=1e-5)

@@ -81,3 +81,61 @@ def test_metamodel_takes_no_optimizer_or_loss():
     model = tfmeta.MetaModel(_learner("protonet"))
     with pytest.raises(ValueError, match="uses the learner's optimizer"):
         model.compile(optimizer="adam")
+
+
+class _StopAtEpoch(keras.callbacks.Callback):
+    """A user's own callback: records every call and asks to stop at the end of one epoch."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.stop_epoch, self.calls, self.batches, self.epochs = epoch, [], [], []
+
+    def on_train_begin(self, logs=None):
+        self.calls.append("train_begin")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.calls.append(f"epoch_begin {epoch}")
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches.append(dict(logs))
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.calls.append(f"epoch_end {epoch}")
+        self.epochs.append(dict(logs))
+        if epoch == self.stop_epoch:
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        self.calls.append("train_end")
+
+
+def test_the_trainer_runs_keras_callbacks_and_stops_when_they_ask(streams, tmp_path):
+    """tfmeta's own trainer (exact resume, checkpoints) takes Keras callbacks: an epoch is one
+    validation period; epoch logs are the means of its steps' logs and the validation figures;
+    a callback's stop_training ends the run with a checkpoint of that step, which resumes."""
+    from tfmeta.trainer import MetaTrainer
+
+    train, val = streams
+    user = _StopAtEpoch(epoch=1)
+    trainer = MetaTrainer(_learner("protonet"), train, out_dir=str(tmp_path), steps=12,
+                          val_sampler=val, val_every=3, val_episodes=4, progress=False,
+                          callbacks=[user, keras.callbacks.CSVLogger(str(tmp_path / "log.csv"))])
+    last = trainer.fit()
+    assert last["step"] == 6 and last["stopped_by_callback"]
+    assert user.calls == ["train_begin", "epoch_begin 0", "epoch_end 0", "epoch_begin 1",
+                          "epoch_end 1", "train_end"]
+    assert len(user.batches) == 6 and len(user.epochs) == 2
+    for epoch, logs in enumerate(user.epochs):
+        steps = user.batches[3 * epoch:3 * epoch + 3]
+        for name in ("loss", "accuracy"):
+            assert logs[name] == pytest.approx(np.mean([s[name] for s in steps]), rel=1e-9)
+        assert 0 <= logs["val_accuracy"] <= 1 and logs["val_ci95"] >= 0 and "val_loss" in logs
+    assert user.batches[-1]["loss"] == pytest.approx(last["loss"])
+    with open(tmp_path / "log.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [float(r["val_accuracy"]) for r in rows] == pytest.approx(
+        [logs["val_accuracy"] for logs in user.epochs])
+    resumed = MetaTrainer(_learner("protonet"), train, out_dir=str(tmp_path), steps=12,
+                          val_sampler=val, val_every=3, val_episodes=4, progress=False)
+    assert resumed.restore() == 6  # the stop saved its step
+    assert resumed.fit()["step"] == 12

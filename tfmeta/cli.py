@@ -144,6 +144,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="split the CPU into N logical devices (for --strategy mirrored)")
     p.add_argument("--deterministic", action="store_true",
                    help="deterministic TensorFlow ops: the same run gives the same losses")
+    p.add_argument("--parallel-tasks", type=int, default=2, metavar="N",
+                   help="tasks of a meta-batch meta-trained side by side, each on its share of "
+                        "the CPU cores (default 2; the same updates for any N, N tasks' "
+                        "activations in memory)")
     p.add_argument("--out", default="runs/latest", help="run directory")
     _add_output_flags(p)
 
@@ -251,8 +255,10 @@ def _train_config(args):
 def _train(args):
     from tfmeta.distribute import make_strategy
     from tfmeta.run import train
+    from tfmeta.threads import configure_threads
 
-    # First: the CPU can be split into devices only before TensorFlow makes anything.
+    # First: threads are set and the CPU split into devices only before TensorFlow starts.
+    configure_threads(args.parallel_tasks)
     strategy = make_strategy(args.strategy, args.cpu_devices)
     if args.deterministic:  # seeds are the config's (train.seed); this makes the ops repeatable
         import tensorflow as tf
@@ -262,7 +268,8 @@ def _train(args):
     if args.print_config:
         print(json.dumps(config.resolved().to_dict(), indent=2))
         return
-    train(config, args.out, progress=_progress(args), strategy=strategy)
+    train(config, args.out, progress=_progress(args), strategy=strategy,
+          parallel_tasks=args.parallel_tasks)
     logging.getLogger("tfmeta").info(
         f"replay this run: tfmeta train --config {os.path.join(args.out, 'run.json')} "
         "--out NEW_DIR")

@@ -35,6 +35,7 @@ from tfmeta.learners.registry import PRECISIONS, check_lr_schedule, scheduled
 from tfmeta.models import KERAS_FILE, check_backbone
 from tfmeta.pretrain import pretrain
 from tfmeta.settings import check_value
+from tfmeta.threads import configure_threads
 from tfmeta.trainer import NONFINITE, MetaTrainer, read_checkpoint
 
 RUN_FILE = "run.json"
@@ -305,11 +306,13 @@ def _keys(config: RunConfig) -> list:
             for n in (v if k in SECTIONS else [None])]
 
 
-def build_learner(config: RunConfig, input_shape, seed: bool = True, strategy=None):
+def build_learner(config: RunConfig, input_shape, seed: bool = True, strategy=None,
+                  parallel_tasks: int = 2):
     """The learner of ``config`` on a fresh model for images of ``input_shape``; ``seed``
     seeds Keras' (and NumPy's, Python's) random generators with ``train.seed`` first, so weights
     start the same every time (``load`` does not: its weights come from a checkpoint).
-    ``strategy``: a ``tf.distribute.Strategy`` to meta-train across (:mod:`tfmeta.distribute`)."""
+    ``strategy``: a ``tf.distribute.Strategy`` to meta-train across (:mod:`tfmeta.distribute`);
+    ``parallel_tasks``: tasks the outer step runs side by side (:func:`tfmeta.learners.create`)."""
     config.validate()
     if seed:
         keras.utils.set_random_seed(config.train.seed)
@@ -321,7 +324,7 @@ def build_learner(config: RunConfig, input_shape, seed: bool = True, strategy=No
                      weight_decay=t.weight_decay, dropout=config.dropout,
                      label_smoothing=t.label_smoothing, freeze_backbone=config.freeze_backbone,
                      weights=config.weights if seed else None,  # load(): a checkpoint's
-                     **config.learner)
+                     parallel_tasks=parallel_tasks, **config.learner)
     learner.polarity = config.data.polarity
     learner.attack = t.attack()
     return learner
@@ -339,23 +342,28 @@ def samplers(config: RunConfig, splits: dict) -> dict:
 
 
 def trainer_for(config: RunConfig, learner, streams: dict, out_dir: str,
-                progress: bool = True, chief: bool = True) -> MetaTrainer:
+                progress: bool = True, chief: bool = True, callbacks=()) -> MetaTrainer:
     """The trainer of ``config``'s run in ``out_dir`` (resumes from its checkpoints)."""
     t = config.train
     return MetaTrainer(learner, streams["train"], out_dir=out_dir, steps=t.steps,
                        val_sampler=streams["val"], val_every=t.val_every,
                        val_episodes=t.val_episodes, checkpoint_every=t.checkpoint_every,
-                       progress=progress, chief=chief, on_nonfinite=t.on_nonfinite)
+                       progress=progress, chief=chief, on_nonfinite=t.on_nonfinite,
+                       callbacks=callbacks)
 
 
 def train(config: RunConfig, out_dir: str, progress: bool = True, log=None,
-          test: bool = True, strategy=None) -> dict:
+          test: bool = True, strategy=None, callbacks=(), parallel_tasks: int = 2) -> dict:
     """Meta-train (resuming from ``out_dir`` if it holds a run of the same config), then evaluate
     the best checkpoint on the test classes. Returns the test result (with ``test=False``, no
     test evaluation: the training figures). ``strategy``: a ``tf.distribute.Strategy`` (or
     ``None``: one device); a run resumes under any strategy, its checkpoints do not depend on it.
     Under a multi-worker strategy every worker calls this with the same ``out_dir``; only the
-    chief writes there."""
+    chief writes there. ``callbacks``: Keras callbacks for the meta-training loop (one device;
+    :class:`tfmeta.trainer.MetaTrainer` says what they see). ``parallel_tasks``: tasks of a
+    meta-batch meta-trained side by side, each on its share of the CPU cores where TensorFlow has
+    not started yet (:mod:`tfmeta.threads`); the updates do not depend on it."""
+    configure_threads(parallel_tasks)  # before TensorFlow starts, or nothing changes
     log = log or logging.getLogger("tfmeta").info  # the CLI shows it; --quiet hides it
     config = config.validate().resolved()
     chief = is_chief(strategy)
@@ -383,16 +391,16 @@ def train(config: RunConfig, out_dir: str, progress: bool = True, log=None,
         f"{'x'.join(map(str, splits['train'].image_shape))})")
     streams = samplers(config, splits)
     learner = build_learner(with_run_backbone(config, out_dir), streams["train"].image_shape,
-                            strategy=strategy)
+                            strategy=strategy, parallel_tasks=parallel_tasks)
     # One process per run directory: a second one started on it is refused here, before it
     # writes anything (a lock the system drops when the holder dies, even by SIGKILL).
     with run_lock(out_dir) if chief else contextlib.nullcontext():
         return _meta_train_and_test(config, learner, streams, splits, out_dir, progress, log,
-                                    test, strategy, chief)
+                                    test, strategy, chief, callbacks)
 
 
 def _meta_train_and_test(config, learner, streams, splits, out_dir, progress, log, test,
-                         strategy, chief) -> dict:
+                         strategy, chief, callbacks=()) -> dict:
     """``train`` once the run is checked, built and its directory is this process's."""
     run_file = os.path.join(out_dir, RUN_FILE)
     if chief:
@@ -410,7 +418,7 @@ def _meta_train_and_test(config, learner, streams, splits, out_dir, progress, lo
     if latest:
         log(f"resuming from {latest}")
     with lost_workers_reported(strategy, out_dir):
-        fit = trainer_for(config, learner, streams, out_dir, progress, chief).fit()
+        fit = trainer_for(config, learner, streams, out_dir, progress, chief, callbacks).fit()
         if "tasks_per_second" in fit:
             log(f"meta-trained {fit['step']} steps at {fit['tasks_per_second']:.1f} tasks/s")
         if fit.get("skipped"):

@@ -61,6 +61,15 @@ class MetaTrainer:
             (no update; counted in ``skipped`` and reported; ``MAX_SKIPPED_IN_A_ROW`` in a row
             stop the run) or ``"stop"`` the run. Either way it never reaches a checkpoint: the
             run stops with :class:`TrainingStopped`, the latest checkpoint is the last good state.
+        callbacks: Keras callbacks (``keras.callbacks.Callback``: EarlyStopping, CSVLogger,
+            TensorBoard, ModelCheckpoint with ``save_weights_only``, a user's own). Their model is
+            the learner as a :class:`tfmeta.MetaModel`; an epoch is ``val_every`` meta-steps and
+            ends with the validation, so epoch logs hold ``loss`` and ``accuracy`` (the epoch's
+            mean meta-training figures), ``val_accuracy``, ``val_ci95`` and ``val_loss``; batch
+            logs the meta-step's ``loss`` and ``accuracy``. A callback that sets
+            ``model.stop_training`` (EarlyStopping) ends the run after a checkpoint of that
+            step. The trainer's own checkpoints keep exact resume; a resumed run starts the
+            callbacks afresh at the epoch it resumes in. One device only.
 
     SIGINT and SIGTERM (in the main thread) finish the current step, save the latest checkpoint
     and raise :class:`TrainingStopped`; the same command resumes.
@@ -69,13 +78,17 @@ class MetaTrainer:
     def __init__(self, learner, train_sampler, *, out_dir: str, steps: int, val_sampler=None,
                  val_every: int = 500, val_episodes: int = 100, checkpoint_every: int = 100,
                  keep: int = 2, progress: bool = True, chief: bool = True,
-                 on_nonfinite: str = "skip"):
+                 on_nonfinite: str = "skip", callbacks=()):
         if steps < 1:
             raise ValueError(f"steps must be positive, got {steps}")
         if on_nonfinite not in NONFINITE:
             raise ValueError(f"on_nonfinite must be one of {', '.join(NONFINITE)}, got "
                              f"{on_nonfinite!r}")
         self.on_nonfinite = on_nonfinite
+        self.callbacks = list(callbacks or ())
+        if self.callbacks and learner.strategy is not None:
+            raise ValueError("Keras callbacks run with a learner on one device; leave out the "
+                             "strategy or the callbacks")
         self.skipped = 0  # meta-batches skipped for a non-finite loss, this fit
         self.learner = learner
         self.train_sampler = train_sampler
@@ -150,18 +163,39 @@ class MetaTrainer:
         if start >= stop:
             return last
         began = time.time()
+        callbacks, self._callback_model = self._callback_list()
+        callbacks.on_train_begin({})
         with _signals_deferred() as received:
-            last = self._loop(start, stop, writer, bar, received, last)
+            last = self._loop(start, stop, writer, bar, received, last, callbacks)
         writer.flush()
+        callbacks.on_train_end({k: v for k, v in last.items() if k != "step"})
         last["seconds"] = time.time() - began
         last["tasks_per_second"] = (last["step"] - start) * self.train_sampler.meta_batch / max(
             last["seconds"], 1e-9)
         last["skipped"] = self.skipped
         return last
 
-    def _loop(self, start, stop, writer, bar, received, last) -> dict:
+    def _callback_list(self) -> tuple:
+        """``(CallbackList, model)``: the Keras callbacks and their model, the learner as a
+        compiled :class:`tfmeta.MetaModel` (no callbacks: an empty list and ``None``)."""
+        model = None
+        if self.callbacks:
+            from tfmeta.keras_model import MetaModel
+
+            model = MetaModel(self.learner)
+            model.compile()
+        return keras.callbacks.CallbackList(
+            self.callbacks, model=model, epochs=math.ceil(self.steps / self.val_every),
+            steps=self.val_every, verbose=0), model
+
+    def _loop(self, start, stop, writer, bar, received, last, callbacks) -> dict:
         in_a_row = 0
+        epoch_sums = [0.0, 0.0, 0]  # this epoch's meta-training loss, accuracy, steps
         for batch in self.train_sampler.dataset(start=start, num_batches=stop - start):
+            epoch, in_epoch = divmod(int(self.step.numpy()), self.val_every)
+            if in_epoch == 0 or epoch_sums[2] == 0:
+                callbacks.on_epoch_begin(epoch)
+            callbacks.on_train_batch_begin(in_epoch)
             metrics = self.learner.meta_train_step(batch)
             step = int(self.step.assign_add(1).numpy())
             loss, acc = float(metrics["loss"]), float(metrics["accuracy"])
@@ -176,6 +210,8 @@ class MetaTrainer:
                     f"({self.latest.latest_checkpoint or 'none yet'}) is the last good state. "
                     "Lower the learning rates or check the data, then resume with the same "
                     "command")
+            callbacks.on_train_batch_end(in_epoch, {"loss": loss, "accuracy": acc})
+            epoch_sums = [epoch_sums[0] + loss, epoch_sums[1] + acc, epoch_sums[2] + 1]
             values = [("loss", loss), ("acc", acc)]
             with writer.as_default(step=step):
                 tf.summary.scalar("train/loss", loss)
@@ -194,7 +230,19 @@ class MetaTrainer:
                 if result["accuracy"] > self.best_accuracy.numpy():
                     self.best_accuracy.assign(result["accuracy"])
                     self._save(self.best, step)
-            if step % self.checkpoint_every == 0 or step in (stop, self.steps) or received:
+            stopped = False
+            if step % self.val_every == 0 or step == self.steps:  # an epoch ends
+                logs = {"loss": epoch_sums[0] / epoch_sums[2],
+                        "accuracy": epoch_sums[1] / epoch_sums[2]}
+                if self.val_sampler is not None:
+                    logs.update(val_accuracy=result["accuracy"], val_ci95=result["ci95"],
+                                val_loss=result["loss"])
+                callbacks.on_epoch_end(epoch, logs)
+                epoch_sums = [0.0, 0.0, 0]
+                stopped = bool(self._callback_model is not None
+                               and self._callback_model.stop_training)
+            if (step % self.checkpoint_every == 0 or step in (stop, self.steps) or received
+                    or stopped):
                 if self.val_sampler is None:
                     self._save(self.best, step)
                 self._save(self.latest, step)
@@ -203,6 +251,12 @@ class MetaTrainer:
                 logging.getLogger("tfmeta").info(
                     f"step {step}/{self.steps}: loss {loss:.4f}, accuracy {acc:.4f}, "
                     f"validation accuracy {last['val_accuracy']:.4f}")
+            if stopped:
+                logging.getLogger("tfmeta").info(
+                    f"stopped by a callback after step {step}; saved "
+                    f"{self.latest.latest_checkpoint}")
+                last["stopped_by_callback"] = True
+                return last
             if received:
                 name = signal.Signals(received[0]).name
                 raise TrainingStopped(f"stopped by {name} after step {step}; saved "

@@ -8,6 +8,7 @@ Every export writes ``EXPORT_DIR/NAME/<version>/`` (the next integer; see :mod:`
     model_dynamic.tflite, model_int8.tflite   quantized (tfmeta.export.quantize), measured
     assets.extra/tfmeta.json        what it is: kind, algorithm, classes, input shape, checks
     assets.extra/verification.npz   inputs + the Keras model's probabilities on them
+    assets.extra/tf_serving_warmup_requests   a request TF Serving replays on load (.warmup)
     embedding.keras                 an embedding export's Keras model (embedding_saved_model)
 
 Nothing is reported as written before it is verified: the SavedModel and each converted file are

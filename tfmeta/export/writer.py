@@ -20,11 +20,13 @@ from tfmeta.export.convert import (CONVERTERS, FILES, QUANTIZATIONS, first_line,
                                    to_quantized_tflite, to_tflite)
 from tfmeta.export.layout import check_name, publish
 from tfmeta.export.servables import ClassifierServable, EmbeddingServable, FewShotServable
+from tfmeta.export.warmup import WARMUP_FILE, write_warmup
 from tfmeta.files import write_json
 
 FORMATS = tuple(FILES)
 METADATA_FILE = os.path.join("assets.extra", "tfmeta.json")
 EMBEDDING_FILE = "embedding.keras"
+WARMUP_IMAGES = 4  # images in the warm-up request of a classifier or embedding export
 
 def _formats(formats) -> list:
     formats = [formats] if isinstance(formats, str) else list(formats or ())
@@ -72,8 +74,8 @@ def saved_model(classifier, class_names, images, export_dir: str = "savedmodels"
                             "serving_bytes": "image_bytes -> the same"},
              **(metadata or {})}
     return publish(export_dir, name, lambda staging: _write(
-        staging, servable, {"images": images}, {"probabilities": expected}, facts, formats,
-        fresh_process, class_names))
+        staging, name, servable, {"images": images}, {"probabilities": expected}, facts,
+        formats, fresh_process, class_names))
 
 
 def reference_episode(input_shape, ways: int = 5, shots: int = 2, queries: int = 3,
@@ -113,7 +115,8 @@ def fewshot_saved_model(learner, export_dir: str = "savedmodels", name: str = "f
              **(metadata or {})}
     inputs = {"support_images": support_x, "support_labels": support_y, "query_images": query_x}
     return publish(export_dir, name, lambda staging: _write(
-        staging, servable, inputs, {"probabilities": expected}, facts, formats, fresh_process))
+        staging, name, servable, inputs, {"probabilities": expected}, facts, formats,
+        fresh_process))
 
 
 def embedding_saved_model(learner, images=None, export_dir: str = "savedmodels",
@@ -149,17 +152,20 @@ def embedding_saved_model(learner, images=None, export_dir: str = "savedmodels",
         if not difference <= checks.TOLERANCE:
             raise ExportError(f"{EMBEDDING_FILE} reloads with other embeddings (max abs "
                               f"difference {difference:.3g}); nothing written")
-        _write(staging, EmbeddingServable(embedder), {"images": images},
+        _write(staging, name, EmbeddingServable(embedder), {"images": images},
                {"embeddings": expected}, dict(facts, keras_max_abs_difference=difference),
                formats, fresh_process)
 
     return publish(export_dir, name, write)
 
 
-def _write(staging, servable, inputs, expected, facts, formats, fresh_process,
+def _write(staging, name, servable, inputs, expected, facts, formats, fresh_process,
            class_names=None):
     tf.saved_model.save(servable, staging, signatures=servable.signatures())
-    os.makedirs(os.path.join(staging, "assets.extra"), exist_ok=True)
+    # TF Serving replays this request before it serves the version (a few images suffice; the
+    # few-shot servable's request is a whole episode).
+    write_warmup(staging, name, {k: v[:WARMUP_IMAGES] if k == "images" else v
+                                 for k, v in inputs.items()})
     np.savez(os.path.join(staging, checks.VERIFICATION_FILE),
              **{f"input:{k}": v for k, v in inputs.items()},
              **{f"expected:{k}": v for k, v in expected.items()})
@@ -167,6 +173,7 @@ def _write(staging, servable, inputs, expected, facts, formats, fresh_process,
         with open(os.path.join(staging, "labels.txt"), "w") as f:
             f.write("".join(f"{name}\n" for name in class_names))
     facts = dict(facts, input_shape=list(servable.input_shape), formats={},
+                 tf_serving_warmup={"file": WARMUP_FILE, "requests": 1},
                  created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                  tensorflow=tf.__version__)
     from tfmeta import __version__

@@ -101,6 +101,10 @@ class Learner:
     # Label smoothing of the meta-training objective (its query loss; Reptile's inner loss), a
     # regulariser; 0: none. Set by tfmeta.learners.create(label_smoothing=).
     label_smoothing = 0.0
+    # Tasks of a meta-batch the outer step runs side by side (the tf.while_loop's
+    # parallel_iterations): more in flight keeps the cores busy on small tasks, and holds that
+    # many tasks' activations at once. Set by tfmeta.learners.create(parallel_tasks=).
+    parallel_tasks = 2
 
     def __init__(self, model: keras.Model, config=None, *, episode: EpisodeConfig | None = None,
                  optimizer=None, compiled: bool = True, jit_compile: bool = False,
@@ -213,10 +217,12 @@ class Learner:
 
     def outer_gradients(self, support_x, support_y, query_x, query_y):
         """``(gradients, losses [B], accuracies [B])``: the mean over the meta-batch of the
-        tasks' gradients (``task_gradient``), one task after the other in a ``tf.while_loop``.
-        Only one task's activations are alive at a time: memory does not grow with the
-        meta-batch, the graph holds one task (tracing takes seconds, not minutes), and each
-        task's BatchNorm sees its own episode, as in the papers."""
+        tasks' gradients (``task_gradient``), task after task in a ``tf.while_loop`` that runs
+        ``parallel_tasks`` of them side by side. Only those tasks' activations are alive at a
+        time: memory does not grow with the meta-batch, the graph holds one task (tracing takes
+        seconds, not minutes), and each task's BatchNorm sees its own episode, as in the papers.
+        The sum is carried from task to task in order: the result does not depend on
+        ``parallel_tasks``."""
         tasks = tf.shape(support_x)[0]
         # Under a strategy this replica holds the tasks first .. first + tasks - 1 of a meta-batch
         # of tasks * replicas: task indices (seeds) and the mean are the whole meta-batch's.
@@ -236,7 +242,7 @@ class Learner:
         _, total, losses, accuracies = tf.while_loop(
             lambda i, *_: i < tasks, body,
             (tf.constant(0), zeros, tf.TensorArray(tf.float32, tasks),
-             tf.TensorArray(tf.float32, tasks)), parallel_iterations=1)
+             tf.TensorArray(tf.float32, tasks)), parallel_iterations=self.parallel_tasks)
         return ([t / tf.cast(tasks * replicas, t.dtype) for t in total], losses.stack(),
                 accuracies.stack())
 

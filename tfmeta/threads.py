@@ -1,0 +1,39 @@
+"""CPU threads for meta-training: the tasks of a meta-batch side by side, each on its share of the
+cores.
+
+A task's tensors are small (a 5-way 1-shot support set is 5 images), so splitting each of its
+operations over every core costs more in synchronisation than it gains. The outer step runs
+``parallel_tasks`` tasks at once (:attr:`tfmeta.learners.Learner.parallel_tasks`); giving each
+operation ``cores // parallel_tasks`` threads keeps every core on useful work
+(``benchmarks/throughput.py`` measures it: README, "Performance").
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def configure_threads(parallel_tasks: int) -> int | None:
+    """Set TensorFlow's intra-op threads to ``max(1, cores // parallel_tasks)``; returns that
+    number, or ``None`` where it leaves TensorFlow's setting alone: ``TF_NUM_INTRAOP_THREADS``
+    is set (the user's choice wins), ``parallel_tasks`` is 1, or TensorFlow's runtime has already
+    started in this process (the setting can only be made before: ``tfmeta train`` calls this
+    first thing; in Python, call it before any TensorFlow work)."""
+    if parallel_tasks <= 1 or os.environ.get("TF_NUM_INTRAOP_THREADS"):
+        return None
+    import tensorflow as tf
+
+    threads = max(1, available_cores() // parallel_tasks)
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+    except RuntimeError:  # the runtime has started: too late, nothing changed
+        return None
+    return threads
