@@ -37,3 +37,32 @@ def test_benchmarks_use_the_test_seed_of_every_run():
     from tfmeta.data.episodes import TEST_SEED
 
     assert all(p.seed == TEST_SEED for p in PROTOCOLS.values())
+
+
+def test_progress_is_plain_lines_where_its_logger_allows_and_nothing_otherwise(small_glyphs,
+                                                                               capsys):
+    """Evaluation reports the episodes done through the "tfmeta.progress" logger: a line at each
+    quarter off a terminal (no terminal codes), nothing when the logger is off (the library's
+    default) or with progress=False (the trainer's validations)."""
+    import logging
+
+    logger = logging.getLogger("tfmeta.progress")
+    lines = []
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(record.getMessage())
+    logger.addHandler(handler)
+    sampler = EpisodeSampler(small_glyphs, EpisodeConfig(3, 1, 1), meta_batch=2, seed=9)
+    try:
+        logger.setLevel(logging.INFO)  # as the command line sets it
+        evaluate(_FirstQueryLabelLearner(), sampler, episodes=8)
+        evaluate(_FirstQueryLabelLearner(), sampler, episodes=8, progress=False)
+        assert lines == [f"evaluating 8 episodes: {n}/8" for n in (2, 4, 6, 8)]
+        lines.clear()
+        logger.setLevel(logging.WARNING)  # as --no-progress and --quiet set it
+        evaluate(_FirstQueryLabelLearner(), sampler, episodes=8)
+        assert not lines
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(logging.NOTSET)
+    out = capsys.readouterr()
+    assert "\r" not in out.out + out.err and "\x1b" not in out.out + out.err

@@ -17,3 +17,14 @@ def test_keras_fit_example_smoke(tmp_path):
     assert "validation accuracy by epoch:" in done.stdout
     assert "5-way 1-shot accuracy (as deployed)" in done.stdout
     assert (tmp_path / "run" / "log.csv").exists()
+
+
+def test_keras_tuner_example_smoke(tmp_path):
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "keras_tuner_search.py"),
+                           "--smoke", "--out", str(tmp_path / "tuner")], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "best inner loop: inner_lr" in done.stdout
+    assert "5-way 1-shot accuracy (as deployed)" in done.stdout
+    assert (tmp_path / "tuner" / "maml_inner_loop").is_dir()  # the trials KerasTuner kept

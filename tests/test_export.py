@@ -341,6 +341,25 @@ def test_a_format_that_cannot_be_converted_is_an_error_and_writes_nothing(tmp_pa
     assert not export_dir.exists()
 
 
+def test_converters_are_quiet_through_their_loggers_and_leave_stderr_alone(tmp_path, capfd):
+    """MAML's few-shot servable needs TensorFlow ops in TFLite: it is converted with them
+    directly, so TFLite's converter prints no per-op diagnostics (from C++, which no logger
+    controls), and the file is refused in one line since TFLite's interpreter has no Flex
+    delegate here. While a converter runs, the process's own stderr still reaches the terminal."""
+    import logging
+
+    from tfmeta.export.convert import _quiet_converter
+
+    with pytest.raises(ExportError, match="Select TensorFlow op"):
+        tfmeta.export.fewshot_saved_model(_learner("maml"), str(tmp_path), "fs", ["tflite"],
+                                          ways=3, shots=1, fresh_process=False)
+    assert "neither a custom op nor a flex op" not in capfd.readouterr().err
+    with _quiet_converter():
+        assert logging.getLogger("tf2onnx").level == logging.CRITICAL
+        os.write(2, b"still visible\n")
+    assert "still visible" in capfd.readouterr().err
+
+
 @pytest.mark.parametrize("algorithm", ["protonet", "maml"])
 def test_embedding_export_gives_the_meta_learned_features_in_every_runtime(tmp_path, algorithm):
     """``embed`` (SavedModel), embedding.keras and ONNX give the features the learner computes:

@@ -15,6 +15,8 @@ import logging
 import os
 import sys
 
+from tfmeta.progress import LOGGER as PROGRESS_LOGGER
+
 # Short flags: each is an alias of one setting of the config tree (flag: (setting, help)).
 SETTING_FLAGS = {
     "algorithm": ("algorithm", "maml, fomaml, reptile, anil, metasgd, protonet, matching, "
@@ -99,9 +101,10 @@ def _progress(args) -> bool:
     return not (args.no_progress or args.quiet)
 
 
-def _configure_logging(quiet: bool) -> None:
+def _configure_logging(quiet: bool, progress: bool = True) -> None:
     """The "tfmeta" logger (what the library logs: loading, resuming, results) to standard output
-    as plain lines; ``--quiet``: warnings only. Replaces the handler of an earlier call."""
+    as plain lines; ``--quiet``: warnings only. Progress (:mod:`tfmeta.progress`) unless
+    ``--no-progress`` or ``--quiet``. Replaces the handler of an earlier call."""
     logger = logging.getLogger("tfmeta")
     for handler in [h for h in logger.handlers if getattr(h, "tfmeta_cli", False)]:
         logger.removeHandler(handler)
@@ -111,6 +114,8 @@ def _configure_logging(quiet: bool) -> None:
     logger.addHandler(handler)
     logger.setLevel(logging.WARNING if quiet else logging.INFO)
     logger.propagate = False
+    logging.getLogger(PROGRESS_LOGGER).setLevel(
+        logging.INFO if progress and not quiet else logging.WARNING)
 
 
 def _settings(args) -> list:
@@ -493,7 +498,7 @@ COMMANDS = {"train": _train, "quickstart": _quickstart, "evaluate": _evaluate,
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    _configure_logging(getattr(args, "quiet", False))
+    _configure_logging(getattr(args, "quiet", False), not getattr(args, "no_progress", False))
     from tfmeta.errors import TfmetaError, TrainingStopped, WorkerLost
 
     try:

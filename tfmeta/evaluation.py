@@ -14,6 +14,7 @@ import math
 import numpy as np
 
 from tfmeta.files import write_json
+from tfmeta.progress import Progress
 
 
 def confidence_interval(accuracies) -> tuple:
@@ -25,22 +26,27 @@ def confidence_interval(accuracies) -> tuple:
     return float(a.mean()), float(1.96 * std / math.sqrt(a.size))
 
 
-def evaluate(learner, sampler, episodes: int = 600, attack=None) -> dict:
+def evaluate(learner, sampler, episodes: int = 600, attack=None, progress: bool = True) -> dict:
     """Evaluate ``learner`` on ``episodes`` episodes of ``sampler`` (a fixed seed gives the same
     episodes every run). Returns ``{"accuracy", "ci95", "loss", "episodes", ...}``; with an
     ``attack`` (:class:`tfmeta.learners.adversarial.Attack`) also ``robust_accuracy`` and
-    ``robust_ci95`` on the same episodes, their queries perturbed against the adapted model."""
+    ``robust_ci95`` on the same episodes, their queries perturbed against the adapted model.
+    ``progress``: report the episodes done (:mod:`tfmeta.progress`; shown where its logger is
+    enabled, as on the command line)."""
     if episodes < 1:
         raise ValueError(f"episodes must be positive, got {episodes}")
     learner.check_ways([sampler.episode.ways - 1])
     batches = math.ceil(episodes / sampler.meta_batch)
     per_episode: dict = {}
-    for batch in sampler.dataset(num_batches=batches):
+    shown = Progress(episodes, f"evaluating {episodes} episodes") if progress else None
+    for done, batch in enumerate(sampler.dataset(num_batches=batches), 1):
         for name, values in learner.meta_test_step(batch).items():
             per_episode.setdefault(name, []).append(values.numpy())
         if attack is not None:
             robust = learner.robust_test_step(batch, attack)
             per_episode.setdefault("robust_accuracy", []).append(robust["accuracy"].numpy())
+        if shown is not None:
+            shown.update(done * sampler.meta_batch)
     per_episode = {name: np.concatenate(v)[:episodes] for name, v in per_episode.items()}
     mean, ci95 = confidence_interval(per_episode["accuracy"])
     e = sampler.episode

@@ -121,7 +121,7 @@ class MetaTrainer:
         return int(self.step.numpy())
 
     def validate(self) -> dict:
-        return evaluate(self.learner, self.val_sampler, self.val_episodes)
+        return evaluate(self.learner, self.val_sampler, self.val_episodes, progress=False)
 
     def validation_grid(self):
         """The first validation episode as an image (:func:`tfmeta.plots.episode_grid`: a row

@@ -32,6 +32,7 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 MAX_ARCHIVE_BYTES = 8 << 30   # the members of one zip archive, uncompressed
 MAX_COMPRESSION_RATIO = 1000  # a member larger than 1 MB may expand at most this much
 MAX_IMAGE_PIXELS = 100_000_000  # height x width of one image (10,000 x 10,000)
+PROGRESS_FILES = 2000  # decoding at least this many files reports its progress
 
 
 @dataclasses.dataclass(frozen=True)
@@ -208,8 +209,15 @@ def _decode_files(named_bytes, image_size: int, channels: int,
     unreadable files are left out instead and appended to it as ``(name, reason)``."""
     import tensorflow as tf
 
+    from tfmeta.progress import Progress
+
+    named_bytes = list(named_bytes)
+    shown = (Progress(len(named_bytes), f"decoding {len(named_bytes)} images")
+             if len(named_bytes) >= PROGRESS_FILES else None)
     decoded, kept = [], []
-    for name, data in named_bytes:
+    for done, (name, data) in enumerate(named_bytes, 1):
+        if shown is not None and done % 100 == 0:
+            shown.update(done)
         try:
             check_image_size(name, data)
             try:
@@ -224,6 +232,8 @@ def _decode_files(named_bytes, image_size: int, channels: int,
             continue
         decoded.append(image)
         kept.append((name, data))
+    if shown is not None:
+        shown.update(len(named_bytes))
     named_bytes = kept
     sizes = {image.shape[:2]: name for (name, _), image in zip(named_bytes, decoded)}
     if same_size and len(sizes) > 1:

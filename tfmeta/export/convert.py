@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import sys
 import warnings
 
 import tensorflow as tf
@@ -20,6 +18,11 @@ from tfmeta.errors import ExportError  # noqa: F401  (re-exported)
 NUMERIC_OUTPUTS = ("logits", "probabilities", "class_ids", "embeddings")
 FILES = {"onnx": "model.onnx", "tflite": "model.tflite"}
 ONNX_OPSET = 17
+CONVERTER_LOGGERS = ("tf2onnx", "tensorflow", "absl")
+# Ops TFLite has no built-in kernel for, in tfmeta's servables (the MAML family's in-graph inner
+# loop differentiates; ridge solves a linear system); every op named *Grad is one too.
+NOT_TFLITE_BUILTIN = ("Conv2DBackpropFilter", "Conv2DBackpropInput",
+                      "SparseSoftmaxCrossEntropyWithLogits", "MatrixSolve")
 
 
 def require(fmt: str) -> None:
@@ -46,25 +49,22 @@ def first_line(err: BaseException) -> str:
 
 @contextlib.contextmanager
 def _quiet_converter():
-    """Converters log every unsupported op (tf2onnx at ERROR level, the TFLite converter from C++
-    on stderr); the one-line ExportError says what failed, so their output is silenced."""
-    logger = logging.getLogger("tf2onnx")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
-    sys.stderr.flush()
-    saved_stderr = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
+    """The converters report each op they cannot convert through their loggers (tf2onnx's,
+    TensorFlow's Python logger, absl's) and Python warnings; the one-line ExportError says what
+    failed, so those loggers are raised to CRITICAL for the conversion and the warnings ignored.
+    The process's stderr is left alone: TensorFlow's C++ messages follow its own level,
+    ``TF_CPP_MIN_LOG_LEVEL`` (the command line sets 2: errors only)."""
+    loggers = [logging.getLogger(name) for name in CONVERTER_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             yield
     finally:
-        sys.stderr.flush()
-        os.dup2(saved_stderr, 2)
-        os.close(saved_stderr)
-        os.close(devnull)
-        logger.setLevel(level)
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 def numeric_function(loaded):
@@ -105,12 +105,24 @@ def to_onnx(version_dir: str, path: str) -> dict:
     return {"opset": ONNX_OPSET}
 
 
+def op_types(concrete) -> set:
+    """The op types of a concrete function's graph and of every function it calls."""
+    graph = concrete.graph.as_graph_def()
+    return {node.op for node in graph.node} | {
+        node.op for function in graph.library.function for node in function.node_def}
+
+
 def to_tflite(version_dir: str, path: str) -> dict:
-    """TFLite built-in ops if they suffice, else with TensorFlow ops (needs the Flex delegate)."""
+    """TFLite built-in ops if they suffice, else with TensorFlow ops (needs the Flex delegate).
+    A graph with ops TFLite has no built-in kernel for goes straight to TensorFlow ops: a
+    built-in attempt would fail, its converter printing a diagnostic per op from C++ to
+    stderr, which no logger controls."""
     loaded = tf.saved_model.load(version_dir)
     concrete = numeric_function(loaded).get_concrete_function()
     errors = []
-    for select_tf_ops in (False, True):
+    needs_tf_ops = any(op.endswith("Grad") or op in NOT_TFLITE_BUILTIN
+                       for op in op_types(concrete))
+    for select_tf_ops in (True,) if needs_tf_ops else (False, True):
         converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], loaded)
         if select_tf_ops:
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS,
