@@ -5,6 +5,13 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+# Start TensorFlow's runtime now, with its default threads: a run.train() in the test process then
+# leaves them alone (tfmeta.threads can only set them before the start), whatever test comes
+# first. Command-line runs in fresh processes set them as they do for users.
+import tensorflow as tf  # noqa: E402
+
+tf.constant(0)
+
 SHARED_OMNIGLOT = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "omniglot")
 
 

@@ -28,3 +28,27 @@ def test_keras_tuner_example_smoke(tmp_path):
     assert "best inner loop: inner_lr" in done.stdout
     assert "5-way 1-shot accuracy (as deployed)" in done.stdout
     assert (tmp_path / "tuner" / "maml_inner_loop").is_dir()  # the trials KerasTuner kept
+
+
+def _smoke(script, tmp_path):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3",
+               PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "examples", script), "--smoke",
+                           "--out", str(tmp_path / "out")], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def test_custom_folder_dataset_example_smoke(tmp_path):
+    out = _smoke("custom_folder_dataset.py", tmp_path)
+    assert "test classes never seen in training: 12; 5-way 1-shot accuracy" in out
+    assert "new classes, 1 image each:" in out
+    assert len(os.listdir(tmp_path / "out" / "demo_images")) == 60  # the folder it trained on
+
+
+def test_onnx_edge_example_smoke(tmp_path):
+    """The device side (onnxruntime + numpy + pillow, no TensorFlow) answers as tfmeta does."""
+    out = _smoke("onnx_edge.py", tmp_path)
+    assert "device answers equal tfmeta's: True" in out
+    assert (tmp_path / "out" / "savedmodels" / "parts" / "1" / "model.onnx").exists()
