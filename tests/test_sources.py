@@ -321,3 +321,34 @@ def test_tfmeta_datasets_lists_the_sources_and_what_works_offline(capsys, monkey
     out = capsys.readouterr().out
     assert "glyphs              yes" in out and "tfds:NAME" in out
     assert "network for downloads: no" in out
+
+
+def test_tfds_splits_stream_in_chunks_resized_as_they_come(tmp_path, monkeypatch):
+    """A TFDS split is read example by example and resized in chunks (of one shape, at most
+    STREAM_CHUNK long): the same pixels as resizing each image on its own, with the split never
+    held at its own size. A real TFDS builder (ImageFolder, offline) of mixed image sizes."""
+    import tensorflow as tf
+    import tensorflow_datasets as tfds
+
+    from tfmeta.data.images import to_uint8_images
+
+    rng = np.random.default_rng(0)
+    written = {}
+    for c in ("ant", "bee"):
+        os.makedirs(tmp_path / "train" / c)
+        for k, size in enumerate((30, 30, 30, 44, 30)):
+            pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+            path = tmp_path / "train" / c / f"{k}.png"
+            path.write_bytes(tf.io.encode_png(pixels).numpy())
+            written[pixels.tobytes()] = c
+    builder = tfds.ImageFolder(str(tmp_path))
+    monkeypatch.setattr(tfds_source, "STREAM_CHUNK", 2)
+    images, labels = tfds_source.stream_split(builder, "train", 28, 1)
+    assert images.shape == (10, 28, 28, 1) and images.dtype == np.uint8
+    names = builder.info.features["label"].names
+    expected = [(to_uint8_images(x[None], 28, 1)[0], names[y]) for x, y in tfds.as_numpy(
+        builder.as_dataset(split="train", as_supervised=True, shuffle_files=False))]
+    for (want, name), got, label in zip(expected, images, labels, strict=True):
+        np.testing.assert_array_equal(got, want)
+        assert names[label] == name
+    assert sorted(names[y] for y in labels) == sorted(written.values())

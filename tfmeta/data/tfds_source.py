@@ -8,6 +8,10 @@ for meta-testing; its classes are named ``Alphabet/characterNN`` as in Omniglot'
 TFDS downloads a dataset on first use. Offline, that download cannot succeed; rather than retrying
 for minutes, tfmeta checks that the network answers first and fails with one line that says how to
 use local data instead.
+
+A split is read as a stream of examples, resized to the training size in chunks as they come
+(:func:`stream_split`): memory holds the split at that size, never whole at its own (a dataset of
+large photographs trained at 84x84 needs the memory of 84x84 images only).
 """
 
 from __future__ import annotations
@@ -18,9 +22,12 @@ import urllib.request
 
 import numpy as np
 
+from tfmeta.data.images import to_uint8_images
 from tfmeta.data.source import DataError, ImageSource, from_arrays
+from tfmeta.progress import Progress
 
 _PROBE_HOSTS = ("storage.googleapis.com", "github.com")
+STREAM_CHUNK = 1024  # examples of one shape resized together
 
 
 class DatasetUnavailableError(DataError):
@@ -53,8 +60,10 @@ def _network_answers(timeout: float = 3.0) -> bool:
     return False
 
 
-def load_tfds_arrays(name: str, split: str, data_dir: str | None = None):
-    """``(images, labels, label_names)`` of one TFDS split, downloading it if needed."""
+def load_tfds_arrays(name: str, split: str, data_dir: str | None = None,
+                     image_size: int = 28, channels: int = 1):
+    """``(images, labels, label_names)`` of one TFDS split, downloading it if needed: ``uint8``
+    images ``[N, image_size, image_size, channels]`` (:func:`stream_split`), labels ``[N]``."""
     try:
         import tensorflow_datasets as tfds
     except ImportError:  # pragma: no cover - a dependency of tfmeta
@@ -78,16 +87,46 @@ def load_tfds_arrays(name: str, split: str, data_dir: str | None = None):
     if split not in builder.info.splits:
         raise DataError(f"TFDS dataset '{name}' has no split '{split}' "
                         f"(it has {', '.join(sorted(builder.info.splits))})")
-    data = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1, as_supervised=True))
-    images, labels = data
+    images, labels = stream_split(builder, split, image_size, channels)
     names = getattr(features["label"], "names", None)
-    return np.asarray(images), np.asarray(labels), names
+    return images, labels, names
+
+
+def stream_split(builder, split: str, image_size: int, channels: int):
+    """``(images, labels)`` of a prepared TFDS builder's split, read one example at a time and
+    resized (:func:`~tfmeta.data.images.to_uint8_images`, as every image tfmeta trains on) in
+    chunks of up to ``STREAM_CHUNK`` examples of one shape, so that only the resized split and
+    one chunk are in memory; reports its progress (:mod:`tfmeta.progress`)."""
+    import tensorflow_datasets as tfds
+
+    total = builder.info.splits[split].num_examples
+    shown = Progress(total, f"reading {total} images of {builder.name} {split}")
+    chunks, labels, pending = [], [], []
+
+    def flush():
+        if pending:
+            chunks.append(to_uint8_images(np.stack(pending), image_size, channels))
+            pending.clear()
+
+    examples = builder.as_dataset(split=split, as_supervised=True, shuffle_files=False)
+    for image, label in tfds.as_numpy(examples):
+        if pending and (image.shape != pending[0].shape or len(pending) == STREAM_CHUNK):
+            flush()
+        pending.append(image)
+        labels.append(label)
+        if len(labels) % STREAM_CHUNK == 0:
+            shown.update(len(labels))
+    flush()
+    shown.update(total)
+    if not labels:
+        raise DataError(f"TFDS dataset '{builder.name}' split '{split}' has no examples")
+    return np.concatenate(chunks), np.asarray(labels)
 
 
 def from_tfds(name: str, split: str = "train", image_size: int = 28, channels: int = 1,
               data_dir: str | None = None) -> ImageSource:
     """One split of a TFDS image-classification dataset as a source."""
-    images, labels, names = load_tfds_arrays(name, split, data_dir)
+    images, labels, names = load_tfds_arrays(name, split, data_dir, image_size, channels)
     source = from_arrays(images, labels, image_size, channels)
     if names and name == "omniglot":
         names = [omniglot_class_name(n) for n in names]
