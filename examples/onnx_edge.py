@@ -78,7 +78,7 @@ def main():
         support.images, np.array(support.class_names)[support.labels()])
     version_dir = tfmeta.export.saved_model(learner.adapt(images, labels), classes, images,
                                             os.path.join(args.out, "savedmodels"), "parts",
-                                            formats=["onnx"])
+                                            formats=["onnx"], fresh_process=not args.smoke)
     print(f"exported {version_dir}: {tfmeta.export.describe(version_dir)}")
 
     # 4. Device: copy model.onnx and labels.txt over; classify new images with ONNX Runtime.

@@ -52,3 +52,9 @@ def test_onnx_edge_example_smoke(tmp_path):
     out = _smoke("onnx_edge.py", tmp_path)
     assert "device answers equal tfmeta's: True" in out
     assert (tmp_path / "out" / "savedmodels" / "parts" / "1" / "model.onnx").exists()
+
+
+def test_pretrained_backbone_example_smoke(tmp_path):
+    out = _smoke("pretrained_backbone.py", tmp_path)
+    assert "5-way 1-shot on unseen classes:" in out
+    assert "embeddings of size 576" in out  # MobileNetV3Small's pooled features

@@ -443,7 +443,7 @@ class Learner:
 def _embedding_copy(model: keras.Model, features, images=None) -> keras.Model:
     """A copy of ``model`` from its inputs to ``features`` (a tensor of its graph), flattened;
     with ``images``, BatchNorm keeps their statistics."""
-    body = keras.Model(model.inputs, features)
+    body = keras.Model(_single(model.inputs), features)
     copy = keras.models.clone_model(body)
     copy.set_weights(body.get_weights())
     if images is not None:
@@ -452,7 +452,13 @@ def _embedding_copy(model: keras.Model, features, images=None) -> keras.Model:
     outputs = copy.outputs[0]
     if len(outputs.shape) > 2:
         outputs = keras.layers.Flatten(name="flatten_features")(outputs)
-    return keras.Model(copy.inputs, outputs, name="embedding")
+    return keras.Model(_single(copy.inputs), outputs, name="embedding")
+
+
+def _single(inputs):
+    """A model's one input as a tensor, not a list of one: Keras then takes a tensor when the
+    model is called (a list of one warns that the structure does not match)."""
+    return inputs[0] if len(inputs) == 1 else inputs
 
 
 class OptimizationLearner(Learner):
