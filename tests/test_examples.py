@@ -8,29 +8,8 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def test_keras_fit_example_smoke(tmp_path):
-    done = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "keras_fit.py"),
-                           "--smoke", "--out", str(tmp_path / "run")], cwd=ROOT,
-                          capture_output=True, text=True, timeout=600,
-                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "validation accuracy by epoch:" in done.stdout
-    assert "5-way 1-shot accuracy (as deployed)" in done.stdout
-    assert (tmp_path / "run" / "log.csv").exists()
-
-
-def test_keras_tuner_example_smoke(tmp_path):
-    done = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "keras_tuner_search.py"),
-                           "--smoke", "--out", str(tmp_path / "tuner")], cwd=ROOT,
-                          capture_output=True, text=True, timeout=600,
-                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "best inner loop: inner_lr" in done.stdout
-    assert "5-way 1-shot accuracy (as deployed)" in done.stdout
-    assert (tmp_path / "tuner" / "maml_inner_loop").is_dir()  # the trials KerasTuner kept
-
-
 def _smoke(script, tmp_path):
+    """``python examples/SCRIPT --smoke --out TMP/out``; its standard output."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3",
                PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
     done = subprocess.run([sys.executable, os.path.join(ROOT, "examples", script), "--smoke",
@@ -38,6 +17,20 @@ def _smoke(script, tmp_path):
                           text=True, timeout=600, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout
+
+
+def test_keras_fit_example_smoke(tmp_path):
+    out = _smoke("keras_fit.py", tmp_path)
+    assert "validation accuracy by epoch:" in out
+    assert "5-way 1-shot accuracy (as deployed)" in out
+    assert (tmp_path / "out" / "log.csv").exists()
+
+
+def test_keras_tuner_example_smoke(tmp_path):
+    out = _smoke("keras_tuner_search.py", tmp_path)
+    assert "best inner loop: inner_lr" in out
+    assert "5-way 1-shot accuracy (as deployed)" in out
+    assert (tmp_path / "out" / "maml_inner_loop").is_dir()  # the trials KerasTuner kept
 
 
 def test_custom_folder_dataset_example_smoke(tmp_path):
