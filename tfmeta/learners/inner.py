@@ -8,6 +8,11 @@ from tfmeta.learners.losses import accuracy, cross_entropy
 
 
 INNER_REDUCTIONS = ("sum/shots", "mean")
+# Inner loops of at most this many steps are unrolled in the graph; longer ones (50 test-time steps)
+# run as a graph loop, so that tracing does not grow with them. A tf.while_loop costs a few control
+# ops per loop variable and step, which is much of the work of a step on a 5-image support set:
+# unrolled, Reptile's 5 meta-training steps ran 1.5x faster (benchmarks/throughput.py).
+UNROLL_STEPS = 10
 
 
 def check_inner_options(inner_steps: int, test_inner_steps, inner_reduction: str = "mean") -> None:
@@ -73,7 +78,7 @@ def sgd_inner_loop(forward, params, x, y, steps: int, learning_rate, differentia
     if recompute and differentiable:
         step = checkpointed(step)
     params = list(params)
-    if not differentiable and steps > 1:
+    if not differentiable and steps > UNROLL_STEPS:
         # Nothing to differentiate: one loop in the graph instead of `steps` copies of the step,
         # so that tracing and graph optimisation do not grow with the steps (50 test steps).
         def body(t, phi, loss, accuracy_):
@@ -185,11 +190,14 @@ def adam_inner_loop(forward, params, x, y, steps: int, learning_rate: float,
         params = [p - rate * mi / (tf.sqrt(vi) + epsilon) for p, mi, vi in zip(params, m, v)]
         return t + 1, params, m, v, loss, accuracy_
 
-    # A graph loop, not an unrolled one: test-time adaptation runs 50 steps per task.
     zeros = [tf.zeros_like(p) for p in params]
-    nothing = tf.zeros([], tf.float32)
-    _, params, _, _, loss, accuracy_ = tf.while_loop(
-        lambda t, *_: t <= steps, step,
-        (tf.constant(1), params, zeros, list(zeros), nothing, nothing))
+    state = (1, params, zeros, list(zeros), tf.zeros([], tf.float32), tf.zeros([], tf.float32))
+    if steps <= UNROLL_STEPS:  # meta-training's few steps, unrolled
+        for _ in range(steps):
+            state = step(*state)
+        _, params, _, _, loss, accuracy_ = state
+    else:  # a graph loop: test-time adaptation runs 50 steps per task
+        _, params, _, _, loss, accuracy_ = tf.while_loop(
+            lambda t, *_: t <= steps, step, (tf.constant(1),) + state[1:])
     params = [tf.stop_gradient(p) for p in params]
     return (params, loss, accuracy_) if with_metrics else params
