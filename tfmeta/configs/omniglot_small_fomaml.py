@@ -6,8 +6,10 @@ section 5.2 (paper, full Omniglot: 98.3 / 99.2 / 89.4 / 97.9 % for 5-way 1/5-sho
     tfmeta benchmark omniglot-small --algorithm fomaml --data-dir DIR
     tfmeta train --config omniglot_small_fomaml --dataset omniglot-small:DIR --out RUN
 
-Trained for 5 ways: the benchmark's 20-way settings need ``--set episode.ways=20``. Difference
-from the paper: meta-batch 8 and 1,000 meta-iterations instead of 32 and 60,000 (the budget).
+Trained for 5 ways: the benchmark's 20-way settings need ``--set episode.ways=20``. Differences
+from the paper: meta-batch 8 and 1,000 meta-iterations instead of 32 and 60,000 (the budget), and
+MAML's recipe's inner step on the mean support loss. Measured (600 test episodes, 5-way 1-shot /
+5-shot, as deployed): 66.44 / 80.93 % in 7.0 min; with the paper's summed step 25.50 / 24.77 %.
 """
 
 from tfmeta.configs import omniglot_small_maml
