@@ -110,30 +110,34 @@ def test_inner_loop_step_matches_its_formula():
 
 
 def test_test_time_inner_loop_is_one_loop_in_the_graph_with_the_same_steps():
-    """Evaluation's inner loop (nothing differentiated) is a graph loop: its steps match the
-    formula applied step by step, and tracing 50 steps builds no more than 2 (before: 50 copies
-    of the step, which made a Reptile test step take minutes to compile)."""
+    """Evaluation's inner loop (nothing differentiated) is a graph loop beyond UNROLL_STEPS steps
+    and unrolled up to it: either way its steps match the formula applied step by step, and
+    tracing 50 steps builds no more than UNROLL_STEPS + 1 (before: 50 copies of the step, which
+    made a Reptile test step take minutes to compile)."""
+    from tfmeta.learners.inner import UNROLL_STEPS
+
     learner = MAML(_tiny_model(), MAMLConfig(), compiled=False)
     sx, sy, _, _ = _task(3)
     theta = [tf.constant(v.numpy()) for v in learner.model.trainable_variables]
-    expected = theta
-    for _ in range(4):
-        with tf.GradientTape() as tape:
-            tape.watch(expected)
-            loss = cross_entropy(learner.forward(expected, sx[0]), sy[0])
-        expected = [t - 0.3 * g for t, g in zip(expected, tape.gradient(loss, expected))]
-    phi, last_loss, _ = sgd_inner_loop(learner.forward, theta, sx[0], sy[0], 4, 0.3,
-                                       differentiable=False, with_metrics=True)
-    for p, e in zip(phi, expected):
-        np.testing.assert_allclose(p.numpy(), e.numpy(), rtol=1e-10)
-    assert np.isfinite(last_loss.numpy())
+    for steps in (4, UNROLL_STEPS + 2):  # unrolled, then a graph loop
+        expected = theta
+        for _ in range(steps):
+            with tf.GradientTape() as tape:
+                tape.watch(expected)
+                loss = cross_entropy(learner.forward(expected, sx[0]), sy[0])
+            expected = [t - 0.3 * g for t, g in zip(expected, tape.gradient(loss, expected))]
+        phi, last_loss, _ = sgd_inner_loop(learner.forward, theta, sx[0], sy[0], steps, 0.3,
+                                           differentiable=False, with_metrics=True)
+        for p, e in zip(phi, expected):
+            np.testing.assert_allclose(p.numpy(), e.numpy(), rtol=1e-10)
+        assert np.isfinite(last_loss.numpy())
 
     def graph_size(steps):
         fn = tf.function(lambda x, y: sgd_inner_loop(learner.forward, theta, x, y, steps, 0.3,
                                                      differentiable=False))
         return len(fn.get_concrete_function(sx[0], sy[0]).graph.as_graph_def().node)
 
-    assert graph_size(50) == graph_size(2)
+    assert graph_size(50) == graph_size(UNROLL_STEPS + 1)
 
 
 # -- The configuration users run: Conv4 with BatchNorm, float64, 5-way 1-shot. --------------------

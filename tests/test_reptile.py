@@ -1,5 +1,6 @@
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from tfmeta.learners import Reptile, ReptileConfig
@@ -59,22 +60,24 @@ def test_epsilon_anneals_linearly_to_zero():
     np.testing.assert_allclose(rates, [1.0, 0.5, 0.0], atol=1e-6)
 
 
-def test_adam_inner_loop_equals_keras_adam_on_the_same_minibatches():
+@pytest.mark.parametrize("steps", [4, 12])  # unrolled (<= UNROLL_STEPS), a graph loop
+def test_adam_inner_loop_equals_keras_adam_on_the_same_minibatches(steps):
     """Reptile's inner loop (the paper's code: Adam with beta1 = 0 on minibatches) against Keras'
     own Adam training a copy of the model on the batches minibatch_indices gives."""
-    from tfmeta.learners.inner import minibatch_indices
+    from tfmeta.learners.inner import UNROLL_STEPS, minibatch_indices
 
+    assert (steps <= UNROLL_STEPS) == (steps == 4)
     model = _model()
-    config = ReptileConfig(inner_steps=4, inner_lr=0.01, inner_batch=4)
+    config = ReptileConfig(inner_steps=steps, inner_lr=0.01, inner_batch=4)
     learner = Reptile(model, config)
     rng = np.random.default_rng(1)
     x = rng.normal(size=(10, 4)).astype(np.float32)
     y = rng.integers(0, 3, 10).astype(np.int32)
     seed = tf.constant([7, 3])
     phi, last_loss, last_accuracy = learner.inner_loop(
-        learner.weights(), tf.constant(x), tf.constant(y), 4, batch_size=4, seed=seed,
+        learner.weights(), tf.constant(x), tf.constant(y), steps, batch_size=4, seed=seed,
         with_metrics=True)
-    batches = minibatch_indices(10, 4, 4, seed).numpy()
+    batches = minibatch_indices(10, 4, steps, seed).numpy()
     copy = keras.models.clone_model(model)
     copy.set_weights(model.get_weights())
     adam = keras.optimizers.Adam(0.01, beta_1=0.0, beta_2=0.999, epsilon=1e-8)
