@@ -281,11 +281,10 @@ def _state(learner):
 # step apart in the last bits (amplified by Adam to 1e-3 after 40 steps). Its layers had Keras'
 # automatic names, which depend on what was built before, and the names set the graph's op order
 # and so the summation order of gradients. Its layers are named now (tfmeta.learners.snail).
-# One learner per kind of state a checkpoint holds (the rest share these code paths): MAML
-# (BatchNorm statistics, Adam slots), Meta-SGD (learned per-weight rates), Reptile (an annealed
-# outer SGD), Prototypical Networks (a metric learner's BatchNorm), Relation Networks (a Keras
-# module of the learner's own), SNAIL (its attention and convolution stacks).
-KILLED = ("maml", "metasgd", "protonet", "relation", "reptile", "snail")
+# Three kinds of state a checkpoint holds (CI budget; test_resume_is_exact covers Meta-SGD's learned
+# rates in process): MAML (BatchNorm statistics, Adam slots), Reptile (an annealed outer SGD),
+# SNAIL (a metric learner's BatchNorm and a stack of layers of its own, whose names once broke it).
+KILLED = ("maml", "reptile", "snail")
 
 
 @pytest.mark.parametrize("algorithm", KILLED)
@@ -295,6 +294,10 @@ def test_sigkilled_cli_run_resumes_to_the_uninterrupted_state(tmp_path, algorith
     steps = 20
     out = tmp_path / "killed"
     options = [f"--set=learner.{k}={v}" for k, v in TINY_OPTIONS.get(algorithm, {}).items()]
+    # The killed process keeps TensorFlow's default threads, as this one, where the rest runs:
+    # with one intra-op thread per task some kernels sum in another order, and Adam amplifies
+    # last-bit differences past the tolerance below.
+    options.append("--parallel-tasks=1")
     proc = subprocess.Popen(
         [sys.executable, "-m", "tfmeta", "train", "--algorithm", algorithm, "--steps", str(steps),
          "--meta-batch", "2", "--ways", "3", "--queries", "2", "--width", "8",

@@ -307,7 +307,7 @@ def _keys(config: RunConfig) -> list:
 
 
 def build_learner(config: RunConfig, input_shape, seed: bool = True, strategy=None,
-                  parallel_tasks: int = 2):
+                  parallel_tasks: int | None = None):
     """The learner of ``config`` on a fresh model for images of ``input_shape``; ``seed``
     seeds Keras' (and NumPy's, Python's) random generators with ``train.seed`` first, so weights
     start the same every time (``load`` does not: its weights come from a checkpoint).
@@ -363,7 +363,9 @@ def train(config: RunConfig, out_dir: str, progress: bool = True, log=None,
     :class:`tfmeta.trainer.MetaTrainer` says what they see). ``parallel_tasks``: tasks of a
     meta-batch meta-trained side by side, each on its share of the CPU cores where TensorFlow has
     not started yet (:mod:`tfmeta.threads`); the updates do not depend on it."""
-    configure_threads(parallel_tasks)  # before TensorFlow starts, or nothing changes
+    # Before TensorFlow starts, or nothing changes: then the learner takes as many tasks side by
+    # side as the threads TensorFlow has allow (one, with its default).
+    parallel_tasks = parallel_tasks if configure_threads(parallel_tasks) else None
     log = log or logging.getLogger("tfmeta").info  # the CLI shows it; --quiet hides it
     config = config.validate().resolved()
     chief = is_chief(strategy)

@@ -21,6 +21,15 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+def tasks_in_flight() -> int:
+    """Tasks the outer step should run side by side under TensorFlow's current threads: cores /
+    intra-op threads (1 with TensorFlow's default, where every op uses every core)."""
+    import tensorflow as tf
+
+    threads = tf.config.threading.get_intra_op_parallelism_threads()
+    return max(1, available_cores() // threads) if threads > 0 else 1
+
+
 def configure_threads(parallel_tasks: int) -> int | None:
     """Set TensorFlow's intra-op threads to ``max(1, cores // parallel_tasks)``; returns that
     number, or ``None`` where it leaves TensorFlow's setting alone: ``TF_NUM_INTRAOP_THREADS``

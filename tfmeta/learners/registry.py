@@ -135,8 +135,8 @@ def create(name: str, backbone="conv4", *, episode: EpisodeConfig | None = None,
            lr_schedule: str = "constant", total_steps: int | None = None, compiled: bool = True,
            jit_compile: bool = False, strategy=None, precision: str = "float32",
            weight_decay: float = 0.0, dropout: float = 0.0, label_smoothing: float = 0.0,
-           weights: str | None = None, freeze_backbone: bool = False, parallel_tasks: int = 2,
-           **options):
+           weights: str | None = None, freeze_backbone: bool = False,
+           parallel_tasks: int | None = None, **options):
     """Learner ``name`` on ``backbone``, ready to meta-train.
 
     Args:
@@ -174,7 +174,8 @@ def create(name: str, backbone="conv4", *, episode: EpisodeConfig | None = None,
             ``keras_file:PATH`` backbone's weights fixed (only the learner's head learns).
         parallel_tasks: tasks of a meta-batch the outer step runs side by side (the same
             update for any value; more hold more tasks' activations at once; on a CPU,
-            :func:`tfmeta.threads.configure_threads` shares the cores among them).
+            :func:`tfmeta.threads.configure_threads` shares the cores among them). ``None``:
+            what TensorFlow's threads allow (:func:`tfmeta.threads.tasks_in_flight`).
         **options: the learner's options (``tfmeta.learners.options(name)``); an unknown one is
             an error naming the valid ones. (No option may share a name with the arguments
             above: ``register`` refuses such a learner.)
@@ -194,6 +195,10 @@ def create(name: str, backbone="conv4", *, episode: EpisodeConfig | None = None,
         raise ConfigError(f"weight_decay must be >= 0, got {weight_decay}")
     if not 0 <= label_smoothing < 1:
         raise ConfigError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+    if parallel_tasks is None:
+        from tfmeta.threads import tasks_in_flight
+
+        parallel_tasks = tasks_in_flight()
     if not isinstance(parallel_tasks, int) or isinstance(parallel_tasks, bool) or (
             parallel_tasks < 1):
         raise ConfigError(f"parallel_tasks must be a positive integer, got {parallel_tasks!r}")
