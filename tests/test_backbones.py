@@ -132,3 +132,74 @@ def test_a_keras_file_that_does_not_fit_is_one_line(tmp_path):
         create("protonet", f"keras_file:{tmp_path / 'junk.keras'}", episode=EPISODE)
     with pytest.raises(ConfigError, match="no such file"):
         create("protonet", f"keras_file:{tmp_path / 'none.keras'}", episode=EPISODE)
+
+
+def _hub_preset(path, converter=True):
+    """A small KerasHub ResNet saved as a preset folder, with the ImageNet image converter a
+    classifier preset carries (random weights: presets cannot be downloaded here)."""
+    keras_hub = pytest.importorskip("keras_hub")
+    backbone = keras_hub.models.ResNetBackbone(
+        input_conv_filters=[64], input_conv_kernel_sizes=[3], stackwise_num_filters=[64, 32],
+        stackwise_num_blocks=[1, 1], stackwise_num_strides=[1, 2], block_type="basic_block",
+        use_pre_activation=False, image_shape=(None, None, 3))
+    if not converter:
+        backbone.save_to_preset(path)
+        return backbone, None
+    image_converter = keras_hub.layers.ResNetImageConverter(
+        image_size=(28, 28), scale=[1 / (255 * s) for s in (0.229, 0.224, 0.225)],
+        offset=[-m / s for m, s in zip((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
+    classifier = keras_hub.models.ResNetImageClassifier(
+        backbone=backbone, num_classes=10,
+        preprocessor=keras_hub.models.ResNetImageClassifierPreprocessor(image_converter))
+    classifier.save_to_preset(path)
+    return backbone, image_converter
+
+
+def test_a_keras_hub_preset_folder_is_a_backbone_with_its_own_input_convention(tmp_path):
+    """The preset's image converter (scale and offset on 0-255 pixels, as its pretraining fed
+    them) is a layer inside the model, which takes [0, 1] images; the preset's weights are the
+    starting point, and stay with --freeze-backbone."""
+    from tfmeta.models.hub import PresetInput
+
+    path = str(tmp_path / "resnet")
+    backbone, converter = _hub_preset(path)
+    images = np.random.default_rng(1).uniform(size=(4, 28, 28, 1)).astype(np.float32)
+    learner = create("maml", f"keras_hub:{path}", episode=EPISODE, input_shape=(28, 28, 1),
+                     freeze_backbone=True)
+    preset_input = next(l for l in learner.model.layers if isinstance(l, PresetInput))
+    rgb = np.repeat(images, 3, axis=-1)
+    np.testing.assert_allclose(preset_input(images), converter(rgb * 255.0), atol=1e-4)
+    inner = next(l for l in learner.model.layers if type(l).__name__ == "ResNetBackbone")
+    for mine, theirs in zip(inner.get_weights(), backbone.get_weights()):
+        np.testing.assert_array_equal(mine, theirs)
+    assert not inner.trainable and learner.model.get_layer("head").trainable
+
+
+def test_a_keras_hub_run_trains_and_reloads_without_the_preset_folder(tmp_path):
+    import shutil
+
+    import tfmeta
+    from tfmeta.cli import main
+
+    path = tmp_path / "resnet"
+    _hub_preset(str(path), converter=False)  # a bare backbone: the images go in as they are
+    out = str(tmp_path / "run")
+    assert main(["train", "--algorithm", "protonet", "--model", f"keras_hub:{path}",
+                 "--ways", "3", "--shots", "1", "--queries", "2", "--steps", "2",
+                 "--meta-batch", "2", "--val-every", "2", "--val-episodes", "2",
+                 "--episodes", "2", "--no-progress", "--out", out]) == 0
+    learner = tfmeta.load(out)
+    images = np.random.default_rng(0).uniform(size=(6, 28, 28, 1)).astype(np.float32)
+    labels = np.array([0, 1, 2] * 2)
+    before = learner.predict_proba(images, labels, images)[1]
+    shutil.rmtree(path)  # the run reloads from its own copy
+    assert os.path.isfile(os.path.join(out, "backbone_preset", "config.json"))
+    np.testing.assert_allclose(tfmeta.load(out).predict_proba(images, labels, images)[1], before,
+                               atol=1e-6)
+
+
+def test_a_keras_hub_spec_that_is_not_a_preset_folder_is_one_line(tmp_path):
+    with pytest.raises(ConfigError, match="not a KerasHub preset folder.*never downloads"):
+        create("protonet", "keras_hub:resnet_50_imagenet", episode=EPISODE)
+    with pytest.raises(ConfigError, match="preset folder holds its weights"):
+        create("protonet", f"keras_hub:{tmp_path}", episode=EPISODE, weights=str(tmp_path))

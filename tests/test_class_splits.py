@@ -32,7 +32,7 @@ def _fake_tfds_omniglot(monkeypatch, per_split=3, images=2):
     names = ([f"Greek_{i}" for i in range(per_split)]
              + [f"Japanese_(katakana)_{i}" for i in range(per_split)])
 
-    def load(name, split, data_dir=None, image_size=28, channels=1):
+    def load(name, split, data_dir=None, image_size=28, channels=1, on_disk=None):
         assert name == "omniglot"
         first = 0 if split == "train" else per_split
         labels = np.repeat(np.arange(first, first + per_split), images)

@@ -51,3 +51,13 @@ def test_pretrained_backbone_example_smoke(tmp_path):
     out = _smoke("pretrained_backbone.py", tmp_path)
     assert "5-way 1-shot on unseen classes:" in out
     assert "embeddings of size 576" in out  # MobileNetV3Small's pooled features
+
+
+def test_tf_serving_example_smoke(tmp_path):
+    """The REST and gRPC clients against the stand-in server, which loads the export's newest
+    version and replays its warm-up records first, as TF Serving does."""
+    out = _smoke("tf_serving.py", tmp_path)
+    assert "docker run --rm -p 8500:8500 -p 8501:8501" in out
+    assert "warm-up requests replayed" in out and " 0 warm-up" not in out
+    assert "REST: " in out and "of 8 right" in out
+    assert "gRPC answers equal REST's: True" in out

@@ -232,6 +232,7 @@ def _glyph_folder(root, classes, per_class, size=28, seed=905):
                 f.write(tf.io.encode_png(image).numpy())
 
 
+@pytest.mark.xdist_group("protonet_run")  # its tests share one trained run (one worker)
 def test_cli_adapt_then_export_in_fresh_processes(tmp_path, protonet_run):
     examples = os.path.join(os.path.dirname(__file__), "..", "examples", "make_support_folder.py")
     r = _run(sys.executable, examples, str(tmp_path / "demo"), "--ways", "3", "--shots", "2")
@@ -242,9 +243,16 @@ def test_cli_adapt_then_export_in_fresh_processes(tmp_path, protonet_run):
     r = _run(*adapt)
     assert r.returncode == 0, r.stderr
     assert "savedmodels/glyphs/1" in r.stdout and "fresh process" in r.stdout
+    # each long step is said as it starts (plain lines off a terminal)
+    steps = ["adapting protonet to 3 classes, 6 support images", "writing the SavedModel of glyphs",
+             "verifying the SavedModel against the Keras model",
+             "verifying again in a fresh Python process without tfmeta"]
+    lines = r.stdout.splitlines()
+    assert [line for line in lines if line in steps] == steps, r.stdout
     version_dir = os.path.join(exports, "glyphs", "1")
-    r = _run("tfmeta", "export", "--model", version_dir, "--format", "onnx")
+    r = _run("tfmeta", "export", "--model", version_dir, "--format", "onnx", "--quiet")
     assert r.returncode == 0, r.stderr
+    assert "converting" not in r.stdout and "verifying" not in r.stdout, r.stdout
     assert os.path.isfile(os.path.join(version_dir, "model.onnx"))
     r = _run("tfmeta", "export", "--model", version_dir, "--format", "onnx")
     assert r.returncode == 2 and "exists" in r.stderr and "Traceback" not in r.stderr
@@ -260,6 +268,7 @@ def test_cli_adapt_then_export_in_fresh_processes(tmp_path, protonet_run):
     assert set(report["max_abs_difference"]) == {"savedmodel", "savedmodel_bytes", "model.onnx"}
 
 
+@pytest.mark.xdist_group("protonet_run")  # its tests share one trained run (one worker)
 @pytest.mark.parametrize("layout_name, message", [
     ("one_class", "at least 2 class folders"),
     ("empty_class", "holds no images"),
@@ -304,6 +313,7 @@ def test_maml_head_too_small_for_the_support_is_refused(tmp_path):
         learner.adapt(images, labels)
 
 
+@pytest.mark.xdist_group("protonet_run")  # its tests share one trained run (one worker)
 def test_mixed_sizes_are_accepted_with_resize(tmp_path, protonet_run):
     from tfmeta.cli import main
 

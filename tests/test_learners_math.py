@@ -187,6 +187,19 @@ def test_relation_scores_pair_summed_class_maps_with_queries():
             pair = np.concatenate([summed, query[0, q]], -1)[None]
             np.testing.assert_allclose(scores[0, q, k], learner.relation(pair).numpy()[0, 0],
                                        rtol=1e-4)
+    # shot_pooling="mean": the class's mean map, the same relation module
+    from tfmeta.learners.relation import RelationConfig
+
+    mean = RelationNetwork(learner.model, RelationConfig(shot_pooling="mean"), compiled=False)
+    mean.relation = learner.relation
+    means = mean.score(support, labels, query, 2).numpy()
+    for k in range(2):
+        averaged = support[0][labels[0] == k].mean(0)
+        for q in range(3):
+            pair = np.concatenate([averaged, query[0, q]], -1)[None]
+            np.testing.assert_allclose(means[0, q, k], learner.relation(pair).numpy()[0, 0],
+                                       rtol=1e-4)
+    assert not np.allclose(means, scores, atol=1e-3)
     loss, _ = learner.episode_loss(support, labels, query, np.array([[0, 1, 1]], np.int32), 2)
     targets = np.eye(2)[[0, 1, 1]]
     train_scores = learner.score(support, labels, query, 2, training=True).numpy()[0]

@@ -39,6 +39,7 @@ def run(tmp_path_factory):
     return out
 
 
+@pytest.mark.xdist_group("plots_run")  # its tests share one trained run (one worker)
 def test_the_trainer_logs_the_validation_episode_and_plot_draws_the_curves(run, capsys):
     pytest.importorskip("matplotlib")
     from tfmeta.cli import main
@@ -63,6 +64,7 @@ def test_the_trainer_logs_the_validation_episode_and_plot_draws_the_curves(run, 
     assert "3 classes, 6 queries" in said and os.path.getsize(episode) > 1000
 
 
+@pytest.mark.xdist_group("plots_run")  # its tests share one trained run (one worker)
 def test_without_matplotlib_the_commands_say_what_to_install(run, monkeypatch, capsys, tmp_path):
     from tfmeta.cli import main
 

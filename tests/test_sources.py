@@ -352,3 +352,46 @@ def test_tfds_splits_stream_in_chunks_resized_as_they_come(tmp_path, monkeypatch
         np.testing.assert_array_equal(got, want)
         assert names[label] == name
     assert sorted(names[y] for y in labels) == sorted(written.values())
+
+
+def test_a_tfds_split_on_disk_gives_the_episodes_it_gives_in_memory(tmp_path, monkeypatch):
+    """``data.on_disk``: the split is streamed into a file sorted by class (a chunk in memory at a
+    time), splits and subsets select rows without reading images, and the episode sampler reads
+    each episode's images from the file: the same episodes, pixel for pixel, as the split in
+    memory. The next load reuses the file. A real TFDS builder (ImageFolder, offline)."""
+    import tensorflow as tf
+    import tensorflow_datasets as tfds
+
+    from tfmeta.data import EpisodeConfig, EpisodeSampler
+    from tfmeta.data.disk import DiskImages
+
+    rng = np.random.default_rng(1)
+    for c in range(6):
+        os.makedirs(tmp_path / "data" / "train" / f"class{c}")
+        for k in range(4 + c % 2):
+            pixels = rng.integers(0, 256, (30 + 14 * (k % 2), 30 + 14 * (k % 2), 3), np.uint8)
+            (tmp_path / "data" / "train" / f"class{c}" / f"{k}.png").write_bytes(
+                tf.io.encode_png(pixels).numpy())
+    builder = tfds.ImageFolder(str(tmp_path / "data"))
+    monkeypatch.setattr(builder, "is_prepared", lambda: True, raising=False)
+    monkeypatch.setattr(tfds, "builder", lambda name, data_dir=None: builder)
+    monkeypatch.setattr(tfds_source, "STREAM_CHUNK", 3)
+    monkeypatch.setenv("TFMETA_CACHE_DIR", str(tmp_path / "cache"))
+    in_memory = tfds_source.from_tfds("folder_data", "train", 28, 1, on_disk=False)
+    on_disk = tfds_source.from_tfds("folder_data", "train", 28, 1, on_disk=True)
+    assert isinstance(on_disk.images, DiskImages) and on_disk.class_names == in_memory.class_names
+    np.testing.assert_array_equal(on_disk.offsets, in_memory.offsets)
+    np.testing.assert_array_equal(np.asarray(on_disk.images), in_memory.images)
+    files = sorted(os.listdir(os.path.dirname(on_disk.images.path)))
+    assert files == ["train-28x28x1.labels.npy", "train-28x28x1.npy"]  # nothing left over
+    parts = [s.split((0.5, 0.5), seed=3) for s in (in_memory, on_disk)]
+    assert isinstance(parts[1][0].images, DiskImages)  # rows selected, nothing read
+    episode = EpisodeConfig(ways=2, shots=1, queries=2)
+    for memory_part, disk_part in zip(*parts):
+        for a, b in zip(EpisodeSampler(memory_part, episode, meta_batch=2, seed=5).dataset(0, 3),
+                        EpisodeSampler(disk_part, episode, meta_batch=2, seed=5).dataset(0, 3)):
+            for x, y in zip(a, b):
+                np.testing.assert_array_equal(x.numpy(), y.numpy())
+    monkeypatch.setattr(builder, "as_dataset", None)  # the file is reused, the builder not read
+    again = tfds_source.from_tfds("folder_data", "train", 28, 1, on_disk=True)
+    np.testing.assert_array_equal(np.asarray(again.images), in_memory.images)

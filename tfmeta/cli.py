@@ -33,7 +33,8 @@ SETTING_FLAGS = {
     "train-ways": ("train_ways", "ways of training episodes (metric learners)"),
     "model": ("model", "backbone: conv4, resnet12, keras_applications:NAME (any "
                        "keras.applications network, e.g. keras_applications:MobileNetV3Small) "
-                       "or keras_file:PATH (your own saved .keras model)"),
+                       ", keras_file:PATH (your own saved .keras model) or keras_hub:DIR (a "
+                       "KerasHub preset saved in a folder)"),
     "weights": ("weights", "local pretrained weights of a keras_applications backbone "
                            "(without its top; nothing is downloaded)"),
     "width": ("width", "filters per layer (conv4) or of the first block (resnet12)"),
@@ -67,8 +68,9 @@ SWITCHES = {  # flags without a value: the setting becomes true
     "skip-bad-files": ("data.skip_bad_files", "folder/zip data: leave out unreadable or "
                                               "non-image files (counted) instead of stopping"),
     "fce": ("learner.fce", "matching networks: full context embeddings"),
-    "freeze-backbone": ("freeze_backbone", "keep a keras_applications / keras_file backbone's "
-                                           "weights fixed; only the learner's head learns"),
+    "freeze-backbone": ("freeze_backbone", "keep a keras_applications / keras_file / keras_hub "
+                                           "backbone's weights fixed; only the learner's head "
+                                           "learns"),
 }
 TASK_FLAGS = ("dataset", "image-size", "channels", "ways", "shots", "queries", "meta-batch")
 FORMATS = ("savedmodel", "onnx", "tflite", "all")
@@ -173,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epsilon", type=float, default=8 / 255,
                    help="the attack's L-infinity radius, images in [0, 1] (default 8/255)")
     p.add_argument("--attack-steps", type=int, default=7, help="PGD steps (default 7)")
+    _add_output_flags(p)
 
     p = sub.add_parser("benchmark", help="train and evaluate a learner on a named benchmark "
                                          "(omniglot-small)")
@@ -195,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--support", required=True, help="folder with one subfolder of images per class")
     p.add_argument("--query", required=True, help="folder (or one file) of images to classify")
     p.add_argument("--out", default=None, help="JSON file for the predictions")
+    _add_output_flags(p)
 
     p = sub.add_parser("adapt", help="adapt a run to a support folder and export it for serving")
     p.add_argument("--checkpoint", required=True, help="run directory")
@@ -205,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="besides the SavedModel: onnx, tflite or all")
     p.add_argument("--resize", action="store_true",
                    help="accept support images of different sizes (each is resized)")
+    _add_output_flags(p)
 
     p = sub.add_parser("export", help="convert an exported version to ONNX or TFLite; with "
                                       "--embedding, export a run's meta-learned features")
@@ -223,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quantize", choices=("dynamic", "int8", "all"),
                    help="with --model: quantized TFLite beside it (dynamic range, or int8 "
                         "calibrated on the support images), size and agreement measured")
+    _add_output_flags(p)
 
     p = sub.add_parser("export-fewshot",
                        help="export a servable that adapts to the support set of each request")
@@ -230,6 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", required=True, help="model name: writes EXPORT_DIR/NAME/<version>")
     p.add_argument("--export-dir", default="savedmodels")
     p.add_argument("--format", default="savedmodel", choices=FORMATS)
+    _add_output_flags(p)
 
     p = sub.add_parser("show-episode", help="draw one episode as a PNG grid (with --checkpoint: "
                                             "the run's predictions, mistakes marked)")
@@ -368,12 +375,14 @@ def _adapt(args):
 
     import tfmeta.export as export
     from tfmeta.data import support_from_folder
+    from tfmeta.progress import stage
 
     config, learner, facts = _loaded_run(args)
     height, _, channels = learner.input_shape
     support = support_from_folder(args.support, height, channels, same_size=not args.resize)
     names = np.array(support.class_names)[support.labels()]
     images, labels, classes = learner.prepare_support(support.images, names)
+    stage(f"adapting {config.algorithm} to {len(classes)} classes, {len(images)} support images")
     classifier = learner.adapt(images, labels)
     facts.update(support=os.path.abspath(args.support),
                  support_images_per_class=dict(zip(support.class_names, map(int, support.counts))))

@@ -22,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfmeta.data.augment import augment_images
+from tfmeta.data.disk import image_gatherer
 from tfmeta.learners.losses import accuracy, cross_entropy
 
 
@@ -47,13 +48,13 @@ def pretrain(learner, source, steps: int, batch_size: int = 64, learning_rate: f
     classifier = keras.Model(inputs, logits)
     optimizer = keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(
         learning_rate, steps))
-    images = tf.constant(source.images)  # captured once by the stream, not copied per batch
+    gather_images = image_gatherer(source.images)  # one constant (or the file), not per batch
     labels = tf.constant(source.labels().astype(np.int32))
 
     def batch(index):
         key = tf.stack([tf.cast(seed, tf.int64), index])
         picks = tf.random.stateless_uniform([batch_size], key, 0, source.images.shape[0], tf.int64)
-        x = tf.cast(tf.gather(images, picks), tf.float32) / 255.0
+        x = tf.cast(gather_images(picks), tf.float32) / 255.0
         if augment:
             x = augment_images(augment, x, tf.random.experimental.stateless_fold_in(key, 1))
         return x, tf.gather(labels, picks)

@@ -37,3 +37,9 @@ class Progress:
         elif self.enabled and 4 * done // self.total > self.quarter:
             self.quarter = 4 * done // self.total
             logging.getLogger(LOGGER).info(f"{self.what}: {done}/{self.total}")
+
+
+def stage(text: str) -> None:
+    """One step of a command made of a few long steps (adapting, writing a SavedModel, converting,
+    verifying in a fresh process): a plain line, where progress is shown."""
+    logging.getLogger(LOGGER).info(text)

@@ -23,6 +23,7 @@ import tensorflow as tf
 
 from tfmeta.data import DataConfig, EpisodeConfig, EpisodeSampler, load_splits
 from tfmeta.data.episodes import TEST_SEED
+from tfmeta.data.disk import sample_images
 from tfmeta.data.images import polarity
 from tfmeta.distribute import barrier, is_chief, lost_workers_reported
 from tfmeta.errors import ConfigError
@@ -32,7 +33,7 @@ from tfmeta.info import environment
 from tfmeta.learners import create, learner_class, make_config, options
 from tfmeta.learners.adversarial import Attack
 from tfmeta.learners.registry import PRECISIONS, check_lr_schedule, scheduled
-from tfmeta.models import KERAS_FILE, check_backbone
+from tfmeta.models import KERAS_FILE, KERAS_HUB, check_backbone
 from tfmeta.pretrain import pretrain
 from tfmeta.settings import check_value
 from tfmeta.threads import configure_threads
@@ -43,6 +44,7 @@ RUN_FILE = "run.json"
 # without one is format 1). Raise it when a run directory changes in a way older code misreads.
 RUN_FORMAT = 1
 BACKBONE_FILE = "backbone.keras"  # a keras_file: backbone, copied into the run directory
+BACKBONE_PRESET = "backbone_preset"  # a keras_hub: preset folder, copied into the run directory
 ENVIRONMENT_FILE = "environment.json"  # versions, devices, strategy, op determinism (last start)
 
 
@@ -383,7 +385,7 @@ def train(config: RunConfig, out_dir: str, progress: bool = True, log=None,
     splits = load_splits(config.data)
     if config.data.polarity is None:  # a fact of the training images, recorded with the run
         config = dataclasses.replace(config, data=dataclasses.replace(
-            config.data, polarity=polarity(splits["train"].images)))
+            config.data, polarity=polarity(sample_images(splits["train"].images))))
     if previous is not None:
         previous = previous.resolved().to_dict()
         if _as_json(previous) != _as_json(config.to_dict()):
@@ -410,6 +412,12 @@ def _meta_train_and_test(config, learner, streams, splits, out_dir, progress, lo
         if config.model.startswith(KERAS_FILE) and not os.path.exists(
                 os.path.join(out_dir, BACKBONE_FILE)):  # the run reloads without the original
             shutil.copyfile(config.model[len(KERAS_FILE):], os.path.join(out_dir, BACKBONE_FILE))
+        if config.model.startswith(KERAS_HUB) and not os.path.exists(
+                os.path.join(out_dir, BACKBONE_PRESET)):
+            copying = os.path.join(out_dir, f".{BACKBONE_PRESET}.partial")
+            shutil.rmtree(copying, ignore_errors=True)
+            shutil.copytree(config.model[len(KERAS_HUB):], copying)
+            os.replace(copying, os.path.join(out_dir, BACKBONE_PRESET))
         write_json(environment(strategy), os.path.join(out_dir, ENVIRONMENT_FILE))
     t = config.train
     if t.pretrain_steps and checkpoint_path(out_dir, "latest") is None:  # not when resuming
@@ -470,11 +478,13 @@ def load_config(out_dir: str) -> RunConfig:
 
 
 def with_run_backbone(config: RunConfig, out_dir: str) -> RunConfig:
-    """``config`` building a ``keras_file:`` backbone from the run directory's copy
-    (``backbone.keras``) where there is one, so a run outlives the file it started from."""
-    copy = os.path.join(out_dir, BACKBONE_FILE)
-    if config.model.startswith(KERAS_FILE) and os.path.exists(copy):
-        return dataclasses.replace(config, model=KERAS_FILE + copy)
+    """``config`` building a ``keras_file:`` or ``keras_hub:`` backbone from the run directory's
+    copy (``backbone.keras``, ``backbone_preset/``) where there is one, so a run outlives the file
+    or folder it started from."""
+    for prefix, name in ((KERAS_FILE, BACKBONE_FILE), (KERAS_HUB, BACKBONE_PRESET)):
+        copy = os.path.join(out_dir, name)
+        if config.model.startswith(prefix) and os.path.exists(copy):
+            return dataclasses.replace(config, model=prefix + copy)
     return config
 
 

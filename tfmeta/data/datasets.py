@@ -51,6 +51,10 @@ class DataConfig:
         polarity: ``"light-on-dark"`` or ``"dark-on-light"``: what the training images look like
             (``None``: measured from them when a run starts, and recorded in ``run.json``).
             ``predict``, ``adapt`` and the servables bring images of the other polarity to it.
+        on_disk: ``tfds:`` and ``omniglot`` datasets: keep the images, at the training size, in a
+            file of the tfmeta cache and read each episode's from there (``True``), in memory
+            (``False``), or on disk only where the split is larger than a quarter of the
+            machine's memory (``None``; :mod:`tfmeta.data.disk`).
     """
 
     dataset: str = "glyphs"
@@ -64,6 +68,7 @@ class DataConfig:
     augment: str | None = None
     skip_bad_files: bool = False
     class_splits: str | None = None
+    on_disk: bool | None = None
 
     def __post_init__(self):
         check_augment(self.augment)
@@ -103,13 +108,14 @@ def load_source(config: DataConfig):
                  for p in arg.split(",") if p]
         return parts[0] if len(parts) == 1 else src.merge(parts)
     if kind == "tfds":
-        return from_tfds(arg, "train", config.image_size, config.channels, config.data_dir)
+        return from_tfds(arg, "train", config.image_size, config.channels, config.data_dir,
+                         config.on_disk)
     background = from_tfds("omniglot", "train", config.image_size, config.channels,
-                           config.data_dir)
+                           config.data_dir, config.on_disk)
     if not config.class_splits:
         return background
     return src.merge([background, from_tfds("omniglot", "test", config.image_size,
-                                            config.channels, config.data_dir)])
+                                            config.channels, config.data_dir, config.on_disk)])
 
 
 def load_splits(config: DataConfig) -> dict:
@@ -130,7 +136,8 @@ def load_splits(config: DataConfig) -> dict:
         splits = split_by_files(whole, config.class_splits)
     elif config.dataset == "omniglot":
         train, val = whole.split(config.split[:2], config.split_seed)
-        test = from_tfds("omniglot", "test", config.image_size, config.channels, config.data_dir)
+        test = from_tfds("omniglot", "test", config.image_size, config.channels, config.data_dir,
+                         config.on_disk)
         splits = {"train": train, "val": val, "test": test}
     else:
         train, val, test = whole.split(config.split, config.split_seed)

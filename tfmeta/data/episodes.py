@@ -25,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfmeta.data.augment import augment_images, check_augment
+from tfmeta.data.disk import image_gatherer
 from tfmeta.data.source import DataError, ImageSource
 
 # Seed of the test episodes: every evaluation of every run draws the same test tasks.
@@ -107,15 +108,16 @@ class EpisodeSampler:
 
     def _tensors(self):
         if self._images is None:
-            with tf.init_scope(), tf.device("/cpu:0"):  # eager constants, shared by every stream
-                self._images = tf.constant(self.source.images)
+            # the images: one eager constant shared by every stream, or reads from disk
+            self._images = image_gatherer(self.source.images)
+            with tf.init_scope(), tf.device("/cpu:0"):
                 self._offsets = tf.constant(self.source.offsets[:-1], tf.int32)
                 self._counts = tf.constant(self.source.counts, tf.int32)
         return self._images, self._offsets, self._counts
 
     def episode_at(self, index):
         """Episode number ``index`` as ``(support_x, support_y, query_x, query_y)`` tensors."""
-        images, offsets, counts = self._tensors()
+        gather_images, offsets, counts = self._tensors()
         ways, shots, queries = self.episode.ways, self.episode.shots, self.episode.queries
         per_class = shots + queries
         num_classes = self.source.num_classes
@@ -137,7 +139,7 @@ class EpisodeSampler:
         valid = tf.range(max_count)[None, :] < tf.gather(counts, classes)[:, None]
         keys = tf.where(valid, keys, 2.0)
         picks = tf.argsort(keys, axis=1)[:, :per_class] + tf.gather(offsets, classes)[:, None]
-        x = tf.cast(tf.gather(images, picks), tf.float32) / 255.0   # [ways, per_class, H, W, C]
+        x = tf.cast(gather_images(picks), tf.float32) / 255.0   # [ways, per_class, H, W, C]
         if self.augment:
             x = augment_images(self.augment, x, augment_key)
         labels = tf.tile(tf.range(ways, dtype=tf.int32)[:, None], [1, per_class])

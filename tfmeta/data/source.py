@@ -40,7 +40,9 @@ class ImageSource:
     """Images grouped by class.
 
     Attributes:
-        images: ``uint8`` array ``[num_images, height, width, channels]``, sorted by class.
+        images: ``uint8`` array ``[num_images, height, width, channels]``, sorted by class, in
+            memory, or :class:`~tfmeta.data.disk.DiskImages` (the same, read from a file as
+            episodes need them).
         class_names: one name per class; class ``c`` owns ``images[offsets[c]:offsets[c+1]]``.
         offsets: ``int64`` array ``[num_classes + 1]`` of class boundaries into ``images``.
     """
@@ -79,10 +81,10 @@ class ImageSource:
     def subset(self, classes: Sequence[int]) -> "ImageSource":
         """The source restricted to ``classes`` (in that order)."""
         classes = [int(c) for c in classes]
-        parts = [self.class_images(c) for c in classes]
+        parts = [np.arange(self.offsets[c], self.offsets[c + 1]) for c in classes]
         counts = [len(p) for p in parts]
-        images = (np.concatenate(parts) if parts
-                  else np.zeros((0,) + self.image_shape, np.uint8))
+        positions = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+        images = self.images[positions]  # a copy in memory; on disk, a selection of rows
         return ImageSource(images, tuple(self.class_names[c] for c in classes),
                            np.concatenate([[0], np.cumsum(counts)]).astype(np.int64))
 
@@ -105,6 +107,7 @@ class ImageSource:
 
         This is the Omniglot augmentation of Santoro et al. (2016) and Vinyals et al. (2016). Apply
         it to a split, after splitting, so that rotations of a test class never reach training.
+        The rotated source is in memory (a source on disk is read).
         """
         rotations = list(rotations)
         if not rotations or any(k not in (0, 1, 2, 3) for k in rotations):

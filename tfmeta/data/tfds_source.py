@@ -11,17 +11,22 @@ use local data instead.
 
 A split is read as a stream of examples, resized to the training size in chunks as they come
 (:func:`stream_split`): memory holds the split at that size, never whole at its own (a dataset of
-large photographs trained at 84x84 needs the memory of 84x84 images only).
+large photographs trained at 84x84 needs the memory of 84x84 images only). A split larger than
+that, at the training size, than a quarter of the machine's memory (or with ``on_disk=True``)
+is streamed into a file of the tfmeta cache instead, sorted by class (:func:`stream_split_to_disk`),
+and episodes read their images from it (:mod:`tfmeta.data.disk`); the next run reuses the file.
 """
 
 from __future__ import annotations
 
+import os
 import socket
 import urllib.parse
 import urllib.request
 
 import numpy as np
 
+from tfmeta.data.disk import DiskImages, in_memory_limit
 from tfmeta.data.images import to_uint8_images
 from tfmeta.data.source import DataError, ImageSource, from_arrays
 from tfmeta.progress import Progress
@@ -61,9 +66,12 @@ def _network_answers(timeout: float = 3.0) -> bool:
 
 
 def load_tfds_arrays(name: str, split: str, data_dir: str | None = None,
-                     image_size: int = 28, channels: int = 1):
+                     image_size: int = 28, channels: int = 1, on_disk: bool | None = None):
     """``(images, labels, label_names)`` of one TFDS split, downloading it if needed: ``uint8``
-    images ``[N, image_size, image_size, channels]`` (:func:`stream_split`), labels ``[N]``."""
+    images ``[N, image_size, image_size, channels]`` (:func:`stream_split`), labels ``[N]``; or,
+    on disk (``on_disk``; ``None``: where the split at this size is larger than
+    :func:`~tfmeta.data.disk.in_memory_limit`), :class:`~tfmeta.data.disk.DiskImages` sorted by
+    class and their labels (:func:`stream_split_to_disk`)."""
     try:
         import tensorflow_datasets as tfds
     except ImportError:  # pragma: no cover - a dependency of tfmeta
@@ -87,9 +95,22 @@ def load_tfds_arrays(name: str, split: str, data_dir: str | None = None,
     if split not in builder.info.splits:
         raise DataError(f"TFDS dataset '{name}' has no split '{split}' "
                         f"(it has {', '.join(sorted(builder.info.splits))})")
-    images, labels = stream_split(builder, split, image_size, channels)
     names = getattr(features["label"], "names", None)
+    if on_disk is None:
+        size = builder.info.splits[split].num_examples * image_size * image_size * channels
+        on_disk = size > in_memory_limit()
+    if on_disk:
+        path = os.path.join(cache_root(), "tfds", name, str(builder.info.version),
+                            f"{split}-{image_size}x{image_size}x{channels}.npy")
+        return (*stream_split_to_disk(builder, split, image_size, channels, path), names)
+    images, labels = stream_split(builder, split, image_size, channels)
     return images, labels, names
+
+
+def cache_root() -> str:
+    from tfmeta.data.glyphs import default_cache_dir
+
+    return default_cache_dir()
 
 
 def stream_split(builder, split: str, image_size: int, channels: int):
@@ -123,11 +144,80 @@ def stream_split(builder, split: str, image_size: int, channels: int):
     return np.concatenate(chunks), np.asarray(labels)
 
 
+def stream_split_to_disk(builder, split: str, image_size: int, channels: int, path: str):
+    """``(DiskImages, labels)`` of a prepared TFDS builder's split, streamed as
+    :func:`stream_split` does into the ``.npy`` file ``path``, sorted by class (labels beside it
+    in ``path[:-4] + ".labels.npy"``); a file already there is reused. Memory holds one chunk:
+    the examples are written in the order they come, then copied in class order, a chunk at a
+    time; the file takes its name only once complete."""
+    labels_path = path[:-len(".npy")] + ".labels.npy"
+    if os.path.isfile(path) and os.path.isfile(labels_path):
+        return DiskImages(path), np.load(labels_path)
+    import tensorflow_datasets as tfds
+
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    total = builder.info.splits[split].num_examples
+    if not total:
+        raise DataError(f"TFDS dataset '{builder.name}' split '{split}' has no examples")
+    shape = (total, image_size, image_size, channels)
+    arrived_path, sorted_path = f"{path}.{os.getpid()}.arrived.npy", f"{path}.{os.getpid()}.npy"
+    shown = Progress(total, f"writing {total} images of {builder.name} {split} to {path}")
+    try:
+        arrived = np.lib.format.open_memmap(arrived_path, "w+", np.uint8, shape)
+        labels, pending = [], []
+
+        def flush():
+            if pending:
+                arrived[len(labels) - len(pending):len(labels)] = to_uint8_images(
+                    np.stack(pending), image_size, channels)
+                pending.clear()
+
+        examples = builder.as_dataset(split=split, as_supervised=True, shuffle_files=False)
+        for image, label in tfds.as_numpy(examples):
+            if pending and (image.shape != pending[0].shape or len(pending) == STREAM_CHUNK):
+                flush()
+            if len(labels) == total:
+                raise DataError(f"TFDS dataset '{builder.name}' split '{split}' has more than "
+                                f"the {total} examples its info gives")
+            pending.append(image)
+            labels.append(label)
+            if len(labels) % STREAM_CHUNK == 0:
+                shown.update(len(labels))
+        flush()
+        if len(labels) != total:
+            raise DataError(f"TFDS dataset '{builder.name}' split '{split}' gave {len(labels)} "
+                            f"examples, its info {total}")
+        labels = np.asarray(labels)
+        order = np.argsort(labels, kind="stable")
+        in_order = np.lib.format.open_memmap(sorted_path, "w+", np.uint8, shape)
+        for start in range(0, total, STREAM_CHUNK):
+            rows = order[start:start + STREAM_CHUNK]
+            sorted_rows = np.sort(rows)  # read in file order
+            in_order[start:start + len(rows)] = arrived[sorted_rows][np.argsort(np.argsort(rows))]
+        in_order.flush()
+        in_order = arrived = None  # closes both maps (the file is renamed, the other removed)
+        np.save(labels_path, labels[order])
+        os.replace(sorted_path, path)
+    finally:
+        for leftover in (arrived_path, sorted_path):
+            if os.path.exists(leftover):
+                os.remove(leftover)
+    shown.update(total)
+    return DiskImages(path), np.load(labels_path)
+
+
 def from_tfds(name: str, split: str = "train", image_size: int = 28, channels: int = 1,
-              data_dir: str | None = None) -> ImageSource:
-    """One split of a TFDS image-classification dataset as a source."""
-    images, labels, names = load_tfds_arrays(name, split, data_dir, image_size, channels)
-    source = from_arrays(images, labels, image_size, channels)
+              data_dir: str | None = None, on_disk: bool | None = None) -> ImageSource:
+    """One split of a TFDS image-classification dataset as a source (in memory, or on disk:
+    :func:`load_tfds_arrays`)."""
+    images, labels, names = load_tfds_arrays(name, split, data_dir, image_size, channels,
+                                             on_disk=on_disk)
+    if isinstance(images, DiskImages):  # sorted by class already
+        values, counts = np.unique(labels, return_counts=True)
+        source = ImageSource(images, tuple(str(v) for v in values),
+                             np.concatenate([[0], np.cumsum(counts)]).astype(np.int64))
+    else:
+        source = from_arrays(images, labels, image_size, channels)
     if names and name == "omniglot":
         names = [omniglot_class_name(n) for n in names]
     if names:

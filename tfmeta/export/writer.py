@@ -22,6 +22,7 @@ from tfmeta.export.layout import check_name, publish
 from tfmeta.export.servables import ClassifierServable, EmbeddingServable, FewShotServable
 from tfmeta.export.warmup import WARMUP_FILE, write_warmup
 from tfmeta.files import write_json
+from tfmeta.progress import stage
 
 FORMATS = tuple(FILES)
 METADATA_FILE = os.path.join("assets.extra", "tfmeta.json")
@@ -161,6 +162,7 @@ def embedding_saved_model(learner, images=None, export_dir: str = "savedmodels",
 
 def _write(staging, name, servable, inputs, expected, facts, formats, fresh_process,
            class_names=None):
+    stage(f"writing the SavedModel of {name}")
     tf.saved_model.save(servable, staging, signatures=servable.signatures())
     # TF Serving replays this request before it serves the version (a few images suffice; the
     # few-shot servable's request is a whole episode).
@@ -181,6 +183,7 @@ def _write(staging, name, servable, inputs, expected, facts, formats, fresh_proc
     facts["tfmeta"] = __version__
     try:
         for fmt in formats:
+            stage(f"converting {name} to {FILES[fmt]}")
             facts["formats"][fmt] = CONVERTERS[fmt](staging, os.path.join(staging, FILES[fmt]))
         facts["max_abs_difference"] = verify(
             staging, [os.path.join(staging, FILES[f]) for f in formats], fresh_process)
@@ -215,6 +218,8 @@ def describe(version_dir: str) -> str:
 def verify(version_dir: str, files=(), fresh_process: bool = True) -> dict:
     """Max abs differences of outputs from the stored Keras ones for the SavedModel and
     ``files``; raises :class:`ExportError` if any exceeds 1e-4, here or in a fresh process."""
+    stage(f"verifying {', '.join(['the SavedModel'] + [os.path.basename(f) for f in files])} "
+          "against the Keras model")
     try:
         differences, ok = checks.check(version_dir, list(files))
     except Exception as err:  # a runtime that cannot load or run the file
@@ -223,6 +228,7 @@ def verify(version_dir: str, files=(), fresh_process: bool = True) -> dict:
         raise ExportError(f"exported model disagrees with the Keras model: max abs difference "
                           f"{_worst(differences)} (tolerance {checks.TOLERANCE})")
     if fresh_process:
+        stage("verifying again in a fresh Python process without tfmeta")
         fresh = verify_in_fresh_process(version_dir, files)
         differences.update({f"fresh_process:{k}": v for k, v in fresh.items()})
     return differences
@@ -272,6 +278,7 @@ def convert(version_dir: str, formats, fresh_process: bool = True) -> dict:
     try:
         staged = {fmt: os.path.join(work, FILES[fmt]) for fmt in formats}
         for fmt in formats:
+            stage(f"converting {version_dir} to {FILES[fmt]}")
             facts["formats"][fmt] = CONVERTERS[fmt](version_dir, staged[fmt])
         differences = verify(version_dir, list(staged.values()), fresh_process)
         for fmt in formats:

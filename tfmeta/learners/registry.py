@@ -142,9 +142,10 @@ def create(name: str, backbone="conv4", *, episode: EpisodeConfig | None = None,
     Args:
         name: a registered learner (``tfmeta.learners.ALGORITHMS``).
         backbone: ``"conv4"``, ``"resnet12"``, ``"keras_applications:NAME"`` (any
-            ``keras.applications`` network), ``"keras_file:PATH"`` (a saved Keras model; each
-            built as the learner asks: a ``ways``-unit classifier, feature vectors or feature
-            maps), or any built Keras model.
+            ``keras.applications`` network), ``"keras_file:PATH"`` (a saved Keras model),
+            ``"keras_hub:DIR"`` (a KerasHub preset saved in a folder; each built as the
+            learner asks: a ``ways``-unit classifier, feature vectors or feature maps), or any
+            built Keras model.
         episode: the (largest) meta-training episode; the learner sizes what depends on it (a
             ``ways``-unit head, SNAIL's sequence length). Default 5-way 1-shot 15-query.
         input_shape: image shape ``(height, width, channels)`` of a named backbone.
@@ -170,8 +171,9 @@ def create(name: str, backbone="conv4", *, episode: EpisodeConfig | None = None,
         label_smoothing: of the meta-training objective, every learner (the query loss; Reptile's
             inner loss); 0: none.
         weights: a ``keras_applications:NAME`` backbone's local pretrained weights file
-            (nothing is downloaded); freeze_backbone: keep a ``keras_applications:NAME`` or
-            ``keras_file:PATH`` backbone's weights fixed (only the learner's head learns).
+            (nothing is downloaded); freeze_backbone: keep a ``keras_applications:NAME``,
+            ``keras_file:PATH`` or ``keras_hub:DIR`` backbone's weights fixed (only the
+            learner's head learns).
         parallel_tasks: tasks of a meta-batch the outer step runs side by side (the same
             update for any value; more hold more tasks' activations at once; on a CPU,
             :func:`tfmeta.threads.configure_threads` shares the cores among them). ``None``:

@@ -4,6 +4,7 @@ An embedding module f keeps feature maps; a learned relation module g scores eac
 pair (section 3.2 of the paper)::
 
     c_k = sum of f(x) over the support images of class k            # K-shot: summed feature maps
+          (shot_pooling="mean": their mean, so one model serves every K)
     r_{k,q} = g(concat(c_k, f(x_q)))                                  # in (0, 1), a sigmoid
     minimise sum (r_{k,q} - [y_q == k])^2                            # MSE on one-hot targets
 
@@ -29,10 +30,18 @@ class RelationConfig:
     """Attributes:
         width: filters of the relation module's convolutions (64 in the paper).
         hidden: units of its first fully connected layer (8 in the paper).
+        shot_pooling: how a class's K support feature maps become one: ``"sum"`` (the paper,
+            which trains one model per K) or ``"mean"`` (the same for 1-shot training; a model
+            then meets maps of the same scale at any K it serves).
     """
 
     width: int = 64
     hidden: int = 8
+    shot_pooling: str = "sum"
+
+    def __post_init__(self):
+        if self.shot_pooling not in ("sum", "mean"):
+            raise ValueError(f"shot_pooling must be sum or mean, got {self.shot_pooling!r}")
 
 
 def relation_module(feature_shape, width=64, hidden=8) -> keras.Model:
@@ -72,6 +81,8 @@ class RelationNetwork(MetricLearner):
     def score(self, support, support_y, query, ways, training=False):
         """Relation scores ``[tasks, Q, ways]`` in (0, 1)."""
         one_hot = tf.one_hot(support_y, ways, dtype=support.dtype)
+        if self.config.shot_pooling == "mean":
+            one_hot /= tf.maximum(tf.reduce_sum(one_hot, 1, keepdims=True), 1.0)
         classes = tf.einsum("tsk,tsxyc->tkxyc", one_hot, support)  # [tasks, ways, h, w, c]
         tasks, queries = tf.shape(query)[0], tf.shape(query)[1]
         pairs = tf.concat([

@@ -4,11 +4,12 @@ import os
 
 from tfmeta.errors import ConfigError
 from tfmeta.models.applications import PREFIX as APPLICATIONS, application_backbone
+from tfmeta.models.hub import PREFIX as KERAS_HUB, hub_backbone
 from tfmeta.models.conv4 import conv4
 from tfmeta.models.resnet12 import DropBlock, resnet12
 
-__all__ = ["BACKBONES", "DropBlock", "KERAS_FILE", "application_backbone", "build_model",
-           "check_backbone", "conv4", "file_backbone", "resnet12"]
+__all__ = ["BACKBONES", "DropBlock", "KERAS_FILE", "KERAS_HUB", "application_backbone",
+           "build_model", "check_backbone", "conv4", "file_backbone", "hub_backbone", "resnet12"]
 
 BACKBONES = ("conv4", "resnet12")
 KERAS_FILE = "keras_file:"  # a user's own saved Keras model (images -> features)
@@ -19,7 +20,7 @@ def build_model(name: str, input_shape, output: str = "features", ways: int | No
                 width: int = 64, dropout: float = 0.0, weights: str | None = None,
                 freeze: bool = False):
     """Backbone ``name`` (``conv4``, ``resnet12``, ``keras_applications:NAME``,
-    ``keras_file:PATH``) for images of ``input_shape``, ending as a learner asks
+    ``keras_file:PATH``, ``keras_hub:DIR``) for images of ``input_shape``, ending as a learner asks
     (``Learner.backbone_output``):
 
     * ``"logits"``: a linear classifier head of ``ways`` units (MAML family);
@@ -33,7 +34,8 @@ def build_model(name: str, input_shape, output: str = "features", ways: int | No
     puts DropBlock of that rate on its last two blocks (MetaOptNet's 0.1). A
     ``keras_applications:NAME`` network (:mod:`tfmeta.models.applications`) takes ``weights``, a
     local file of pretrained weights, and ``freeze`` (its weights stay fixed), as does a
-    ``keras_file:PATH`` model (:func:`file_backbone`; its weights are in the file); ``width`` and
+    ``keras_file:PATH`` model (:func:`file_backbone`; its weights are in the file) and a
+    ``keras_hub:DIR`` preset folder (:mod:`tfmeta.models.hub`) take ``freeze``; ``width`` and
     ``dropout`` are for the built-in networks."""
     check_backbone(name, width, dropout, weights, freeze)
     if output not in OUTPUTS:
@@ -44,6 +46,8 @@ def build_model(name: str, input_shape, output: str = "features", ways: int | No
         return application_backbone(name, input_shape, output, ways, weights, freeze)
     if name.startswith(KERAS_FILE):
         return file_backbone(name[len(KERAS_FILE):], input_shape, output, ways, freeze)
+    if name.startswith(KERAS_HUB):
+        return hub_backbone(name, input_shape, output, ways, freeze)
     outputs = ways if output == "logits" else None
     maps = output == "feature_maps"
     if name == "conv4":
@@ -61,23 +65,27 @@ def check_backbone(name: str, width: int = 64, dropout: float = 0.0, weights: st
     """One clear error if backbone ``name`` or its settings are not valid (before a run starts);
     the network of ``keras_applications:NAME`` is checked when it is built."""
     if not isinstance(name, str) or not (name in BACKBONES or name.startswith(
-            (APPLICATIONS, KERAS_FILE))):
+            (APPLICATIONS, KERAS_FILE, KERAS_HUB))):
         raise ConfigError(f"unknown model {name!r}: use {', '.join(BACKBONES)}, "
-                          f"{APPLICATIONS}NAME (a keras.applications network) or "
-                          f"{KERAS_FILE}PATH (your own saved Keras model)")
+                          f"{APPLICATIONS}NAME (a keras.applications network), "
+                          f"{KERAS_FILE}PATH (your own saved Keras model) or "
+                          f"{KERAS_HUB}DIR (a KerasHub preset saved in a folder)")
     if not 0 <= dropout < 1:
         raise ConfigError(f"dropout must be in [0, 1), got {dropout}")
     if width < 1:
         raise ConfigError(f"width must be positive, got {width}")
-    if name.startswith((APPLICATIONS, KERAS_FILE)):
+    if name.startswith((APPLICATIONS, KERAS_FILE, KERAS_HUB)):
         if dropout:
             raise ConfigError(f"dropout is for the built-in backbones ({', '.join(BACKBONES)}), "
                               f"not {name}")
         if weights is not None and name.startswith(KERAS_FILE):
             raise ConfigError(f"{name}: the .keras file holds its weights; leave out --weights")
+        if weights is not None and name.startswith(KERAS_HUB):
+            raise ConfigError(f"{name}: the preset folder holds its weights; leave out --weights")
     elif weights is not None or freeze:
-        raise ConfigError(f"pretrained weights and freezing are for {APPLICATIONS}NAME and "
-                          f"{KERAS_FILE}PATH backbones; {name} starts from random weights")
+        raise ConfigError(f"pretrained weights and freezing are for {APPLICATIONS}NAME, "
+                          f"{KERAS_FILE}PATH and {KERAS_HUB}DIR backbones; {name} starts from "
+                          "random weights")
 
 
 def file_backbone(path: str, input_shape, output: str = "features", ways: int | None = None,
