@@ -61,3 +61,28 @@ def test_tf_serving_example_smoke(tmp_path):
     assert "warm-up requests replayed" in out and " 0 warm-up" not in out
     assert "REST: " in out and "of 8 right" in out
     assert "gRPC answers equal REST's: True" in out
+
+
+def test_the_examples_that_take_a_run_work_on_a_small_one(tmp_path):
+    """examples/predict_new_classes.py RUN and examples/ship_a_model.py RUN SUPPORT NAME, as
+    their docstrings run them, on a tiny Prototypical Networks run (they have no --smoke: the run
+    is the argument)."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3",
+               PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+
+    def run(*args):
+        done = subprocess.run(list(args), cwd=tmp_path, capture_output=True, text=True,
+                              timeout=600, env=env)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout
+
+    examples = os.path.join(ROOT, "examples")
+    run("tfmeta", "train", "--algorithm", "protonet", "--width", "8", "--steps", "4",
+        "--val-every", "4", "--val-episodes", "2", "--episodes", "4", "--quiet", "--out", "run")
+    out = run(sys.executable, os.path.join(examples, "predict_new_classes.py"), "run")
+    assert "of 25 query images right (chance: 20%)" in out
+    run(sys.executable, os.path.join(examples, "make_support_folder.py"), "demo")
+    out = run(sys.executable, os.path.join(examples, "ship_a_model.py"), "run", "demo/support",
+              "glyphs")
+    assert "model.onnx" in out and "model.tflite" in out and "largest difference" in out
+    assert "savedmodels/glyphs-fewshot/1: few-shot servable" in out

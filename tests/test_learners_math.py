@@ -179,26 +179,20 @@ def test_relation_scores_pair_summed_class_maps_with_queries():
     support = rng.normal(size=(1, 4, 7, 7, 8)).astype(np.float32)
     query = rng.normal(size=(1, 3, 7, 7, 8)).astype(np.float32)
     labels = np.array([[0, 1, 0, 1]], np.int32)
-    scores = learner.score(support, labels, query, 2).numpy()
-    assert scores.shape == (1, 3, 2) and np.all((scores > 0) & (scores < 1))
-    for k in range(2):
-        summed = support[0][labels[0] == k].sum(0)
-        for q in range(3):
-            pair = np.concatenate([summed, query[0, q]], -1)[None]
-            np.testing.assert_allclose(scores[0, q, k], learner.relation(pair).numpy()[0, 0],
-                                       rtol=1e-4)
-    # shot_pooling="mean": the class's mean map, the same relation module
+    # shot_pooling="mean" (the paper's default sums): the class's mean map, the same module
     from tfmeta.learners.relation import RelationConfig
 
     mean = RelationNetwork(learner.model, RelationConfig(shot_pooling="mean"), compiled=False)
     mean.relation = learner.relation
-    means = mean.score(support, labels, query, 2).numpy()
-    for k in range(2):
-        averaged = support[0][labels[0] == k].mean(0)
-        for q in range(3):
-            pair = np.concatenate([averaged, query[0, q]], -1)[None]
-            np.testing.assert_allclose(means[0, q, k], learner.relation(pair).numpy()[0, 0],
-                                       rtol=1e-4)
+    scores, means = (scorer.score(support, labels, query, 2).numpy() for scorer in (learner, mean))
+    assert scores.shape == (1, 3, 2) and np.all((scores > 0) & (scores < 1))
+    for got, pool in ((scores, np.sum), (means, np.mean)):
+        for k in range(2):
+            pooled = pool(support[0][labels[0] == k], axis=0)
+            for q in range(3):
+                pair = np.concatenate([pooled, query[0, q]], -1)[None]
+                np.testing.assert_allclose(got[0, q, k], learner.relation(pair).numpy()[0, 0],
+                                           rtol=1e-4)
     assert not np.allclose(means, scores, atol=1e-3)
     loss, _ = learner.episode_loss(support, labels, query, np.array([[0, 1, 1]], np.int32), 2)
     targets = np.eye(2)[[0, 1, 1]]

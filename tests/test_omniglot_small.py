@@ -41,17 +41,17 @@ def test_missing_archives_are_one_clear_error(tmp_path):
         load_splits(DataConfig(f"omniglot-small:{tmp_path}"))
 
 
-def test_benchmark_smoke_through_the_cli(tmp_path):
-    """A tiny ProtoNet (width 8, 30 steps): every setting of the protocol is evaluated and the
-    JSON and Markdown reports are written; accuracy above chance shows learning happened."""
+def test_benchmark_smoke_as_examples_omniglot_small_runs_it(tmp_path):
+    """``python examples/omniglot_small.py DIR --smoke``, the benchmark's one-minute version
+    (``tfmeta benchmark omniglot-small`` runs the same function): a tiny ProtoNet (width 8, 30
+    steps, the preset's affine augmentation), every setting of the protocol evaluated and the
+    JSON and Markdown reports written; accuracy above chance shows learning happened."""
     out = tmp_path / "bench"
-    r = subprocess.run(
-        [sys.executable, "-m", "tfmeta", "benchmark", "omniglot-small", "--algorithm", "protonet",
-         "--data-dir", SHARED_OMNIGLOT, "--out", str(out), "--set", "width=8",
-         "--set", "train.steps=30", "--set", "train.val_every=15", "--set", "train_ways=10",
-         "--set", "data.augment=affine", "--test-episodes", "20", "--no-progress"],
-        capture_output=True, text=True, timeout=600)
+    example = os.path.join(os.path.dirname(__file__), "..", "examples", "omniglot_small.py")
+    r = subprocess.run([sys.executable, example, SHARED_OMNIGLOT, "--smoke", "--out", str(out)],
+                       capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
+    assert "| 5-way 1-shot |" in r.stdout  # the Markdown table, printed
     report = json.loads((out / "benchmark.json").read_text())
     rows = {row["setting"]: row for row in report["settings"]}
     assert list(rows) == ["5-way 1-shot", "5-way 5-shot", "20-way 1-shot", "20-way 5-shot",

@@ -32,7 +32,7 @@ SETTING_FLAGS = {
     "queries": ("episode.queries", "query images per class"),
     "train-ways": ("train_ways", "ways of training episodes (metric learners)"),
     "model": ("model", "backbone: conv4, resnet12, keras_applications:NAME (any "
-                       "keras.applications network, e.g. keras_applications:MobileNetV3Small) "
+                       "keras.applications network, e.g. keras_applications:MobileNetV3Small)"
                        ", keras_file:PATH (your own saved .keras model) or keras_hub:DIR (a "
                        "KerasHub preset saved in a folder)"),
     "weights": ("weights", "local pretrained weights of a keras_applications backbone "

@@ -11,10 +11,11 @@ use local data instead.
 
 A split is read as a stream of examples, resized to the training size in chunks as they come
 (:func:`stream_split`): memory holds the split at that size, never whole at its own (a dataset of
-large photographs trained at 84x84 needs the memory of 84x84 images only). A split larger than
-that, at the training size, than a quarter of the machine's memory (or with ``on_disk=True``)
-is streamed into a file of the tfmeta cache instead, sorted by class (:func:`stream_split_to_disk`),
-and episodes read their images from it (:mod:`tfmeta.data.disk`); the next run reuses the file.
+large photographs trained at 84x84 needs the memory of 84x84 images only). A split whose resized
+images would take more than a quarter of the machine's memory (any split, with ``on_disk=True``)
+is streamed into a file of the tfmeta cache instead, sorted by class
+(:func:`stream_split_to_disk`), and episodes read their images from it
+(:mod:`tfmeta.data.disk`); the next run reuses the file.
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ import os
 
 from tfmeta.errors import ConfigError
 from tfmeta.models.applications import PREFIX as APPLICATIONS, application_backbone
-from tfmeta.models.hub import PREFIX as KERAS_HUB, hub_backbone
 from tfmeta.models.conv4 import conv4
+from tfmeta.models.hub import PREFIX as KERAS_HUB, hub_backbone
 from tfmeta.models.resnet12 import DropBlock, resnet12
 
 __all__ = ["BACKBONES", "DropBlock", "KERAS_FILE", "KERAS_HUB", "application_backbone",
@@ -20,8 +20,8 @@ def build_model(name: str, input_shape, output: str = "features", ways: int | No
                 width: int = 64, dropout: float = 0.0, weights: str | None = None,
                 freeze: bool = False):
     """Backbone ``name`` (``conv4``, ``resnet12``, ``keras_applications:NAME``,
-    ``keras_file:PATH``, ``keras_hub:DIR``) for images of ``input_shape``, ending as a learner asks
-    (``Learner.backbone_output``):
+    ``keras_file:PATH``, ``keras_hub:DIR``) for images of ``input_shape``, ending as a learner
+    asks (``Learner.backbone_output``):
 
     * ``"logits"``: a linear classifier head of ``ways`` units (MAML family);
     * ``"features"``: flattened feature vectors (metric learners);
