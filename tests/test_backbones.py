@@ -198,7 +198,13 @@ def test_a_keras_hub_run_trains_and_reloads_without_the_preset_folder(tmp_path):
                                atol=1e-6)
 
 
-def test_a_keras_hub_spec_that_is_not_a_preset_folder_is_one_line(tmp_path):
+def test_a_keras_hub_spec_that_is_not_a_preset_folder_is_one_line(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "keras_hub", None)  # as where it is not installed
+    with pytest.raises(ConfigError, match=r"keras-hub package: pip install 'tfmeta\[hub\]'"):
+        create("protonet", f"keras_hub:{tmp_path}", episode=EPISODE)
+    monkeypatch.undo()
     with pytest.raises(ConfigError, match="not a KerasHub preset folder.*never downloads"):
         create("protonet", "keras_hub:resnet_50_imagenet", episode=EPISODE)
     with pytest.raises(ConfigError, match="preset folder holds its weights"):
