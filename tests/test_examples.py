@@ -8,15 +8,21 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _smoke(script, tmp_path):
-    """``python examples/SCRIPT --smoke --out TMP/out``; its standard output."""
+def _run(args, cwd):
+    """``args`` in a fresh process as a user's shell runs it (this Python's scripts on PATH); its
+    standard output."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3",
                PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
-    done = subprocess.run([sys.executable, os.path.join(ROOT, "examples", script), "--smoke",
-                           "--out", str(tmp_path / "out")], cwd=ROOT, capture_output=True,
-                          text=True, timeout=600, env=env)
+    done = subprocess.run(list(args), cwd=cwd, capture_output=True, text=True, timeout=600,
+                          env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout
+
+
+def _smoke(script, tmp_path):
+    """``python examples/SCRIPT --smoke --out TMP/out``; its standard output."""
+    return _run([sys.executable, os.path.join(ROOT, "examples", script), "--smoke", "--out",
+                 str(tmp_path / "out")], ROOT)
 
 
 def test_keras_fit_example_smoke(tmp_path):
@@ -67,14 +73,9 @@ def test_the_examples_that_take_a_run_work_on_a_small_one(tmp_path):
     """examples/predict_new_classes.py RUN and examples/ship_a_model.py RUN SUPPORT NAME, as
     their docstrings run them, on a tiny Prototypical Networks run (they have no --smoke: the run
     is the argument)."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3",
-               PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
 
     def run(*args):
-        done = subprocess.run(list(args), cwd=tmp_path, capture_output=True, text=True,
-                              timeout=600, env=env)
-        assert done.returncode == 0, done.stderr[-2000:]
-        return done.stdout
+        return _run(args, tmp_path)
 
     examples = os.path.join(ROOT, "examples")
     run("tfmeta", "train", "--algorithm", "protonet", "--width", "8", "--steps", "4",

@@ -45,6 +45,7 @@ RUN_FILE = "run.json"
 RUN_FORMAT = 1
 BACKBONE_FILE = "backbone.keras"  # a keras_file: backbone, copied into the run directory
 BACKBONE_PRESET = "backbone_preset"  # a keras_hub: preset folder, copied into the run directory
+RUN_BACKBONES = ((KERAS_FILE, BACKBONE_FILE), (KERAS_HUB, BACKBONE_PRESET))  # prefix, copy's name
 ENVIRONMENT_FILE = "environment.json"  # versions, devices, strategy, op determinism (last start)
 
 
@@ -409,15 +410,7 @@ def _meta_train_and_test(config, learner, streams, splits, out_dir, progress, lo
     run_file = os.path.join(out_dir, RUN_FILE)
     if chief:
         write_json(config.to_dict(), run_file)
-        if config.model.startswith(KERAS_FILE) and not os.path.exists(
-                os.path.join(out_dir, BACKBONE_FILE)):  # the run reloads without the original
-            shutil.copyfile(config.model[len(KERAS_FILE):], os.path.join(out_dir, BACKBONE_FILE))
-        if config.model.startswith(KERAS_HUB) and not os.path.exists(
-                os.path.join(out_dir, BACKBONE_PRESET)):
-            copying = os.path.join(out_dir, f".{BACKBONE_PRESET}.partial")
-            shutil.rmtree(copying, ignore_errors=True)
-            shutil.copytree(config.model[len(KERAS_HUB):], copying)
-            os.replace(copying, os.path.join(out_dir, BACKBONE_PRESET))
+        _keep_backbone_copy(config.model, out_dir)  # the run reloads without the original
         write_json(environment(strategy), os.path.join(out_dir, ENVIRONMENT_FILE))
     t = config.train
     if t.pretrain_steps and checkpoint_path(out_dir, "latest") is None:  # not when resuming
@@ -477,11 +470,28 @@ def load_config(out_dir: str) -> RunConfig:
     return read_run_file(path)
 
 
+def _keep_backbone_copy(model: str, out_dir: str) -> None:
+    """Copy a ``keras_file:`` file or ``keras_hub:`` folder into the run directory (once; a
+    folder under a temporary name first, so a copy is either whole or absent)."""
+    for prefix, name in RUN_BACKBONES:
+        copy = os.path.join(out_dir, name)
+        if not model.startswith(prefix) or os.path.exists(copy):
+            continue
+        original = model[len(prefix):]
+        if os.path.isdir(original):
+            copying = os.path.join(out_dir, f".{name}.partial")
+            shutil.rmtree(copying, ignore_errors=True)
+            shutil.copytree(original, copying)
+            os.replace(copying, copy)
+        else:
+            shutil.copyfile(original, copy)
+
+
 def with_run_backbone(config: RunConfig, out_dir: str) -> RunConfig:
     """``config`` building a ``keras_file:`` or ``keras_hub:`` backbone from the run directory's
     copy (``backbone.keras``, ``backbone_preset/``) where there is one, so a run outlives the file
     or folder it started from."""
-    for prefix, name in ((KERAS_FILE, BACKBONE_FILE), (KERAS_HUB, BACKBONE_PRESET)):
+    for prefix, name in RUN_BACKBONES:
         copy = os.path.join(out_dir, name)
         if config.model.startswith(prefix) and os.path.exists(copy):
             return dataclasses.replace(config, model=prefix + copy)

@@ -28,6 +28,7 @@ import urllib.request
 import numpy as np
 
 from tfmeta.data.disk import DiskImages, in_memory_limit
+from tfmeta.data.glyphs import default_cache_dir
 from tfmeta.data.images import to_uint8_images
 from tfmeta.data.source import DataError, ImageSource, from_arrays
 from tfmeta.progress import Progress
@@ -101,45 +102,47 @@ def load_tfds_arrays(name: str, split: str, data_dir: str | None = None,
         size = builder.info.splits[split].num_examples * image_size * image_size * channels
         on_disk = size > in_memory_limit()
     if on_disk:
-        path = os.path.join(cache_root(), "tfds", name, str(builder.info.version),
+        path = os.path.join(default_cache_dir(), "tfds", name, str(builder.info.version),
                             f"{split}-{image_size}x{image_size}x{channels}.npy")
         return (*stream_split_to_disk(builder, split, image_size, channels, path), names)
     images, labels = stream_split(builder, split, image_size, channels)
     return images, labels, names
 
 
-def cache_root() -> str:
-    from tfmeta.data.glyphs import default_cache_dir
-
-    return default_cache_dir()
-
-
-def stream_split(builder, split: str, image_size: int, channels: int):
-    """``(images, labels)`` of a prepared TFDS builder's split, read one example at a time and
-    resized (:func:`~tfmeta.data.images.to_uint8_images`, as every image tfmeta trains on) in
-    chunks of up to ``STREAM_CHUNK`` examples of one shape, so that only the resized split and
-    one chunk are in memory; reports its progress (:mod:`tfmeta.progress`)."""
+def _resized_chunks(builder, split: str, image_size: int, channels: int, what: str):
+    """``(uint8 images, labels)`` of a prepared TFDS builder's split, read one example at a time
+    and resized (:func:`~tfmeta.data.images.to_uint8_images`, as every image tfmeta trains on) in
+    chunks of up to ``STREAM_CHUNK`` examples of one shape; reports its progress as ``what``."""
     import tensorflow_datasets as tfds
 
     total = builder.info.splits[split].num_examples
-    shown = Progress(total, f"reading {total} images of {builder.name} {split}")
-    chunks, labels, pending = [], [], []
-
-    def flush():
-        if pending:
-            chunks.append(to_uint8_images(np.stack(pending), image_size, channels))
-            pending.clear()
-
+    shown = Progress(total, what)
+    pending, labels, done = [], [], 0
     examples = builder.as_dataset(split=split, as_supervised=True, shuffle_files=False)
     for image, label in tfds.as_numpy(examples):
         if pending and (image.shape != pending[0].shape or len(pending) == STREAM_CHUNK):
-            flush()
+            yield to_uint8_images(np.stack(pending), image_size, channels), labels
+            pending, labels = [], []
         pending.append(image)
         labels.append(label)
-        if len(labels) % STREAM_CHUNK == 0:
-            shown.update(len(labels))
-    flush()
+        done += 1
+        if done % STREAM_CHUNK == 0:
+            shown.update(done)
+    if pending:
+        yield to_uint8_images(np.stack(pending), image_size, channels), labels
     shown.update(total)
+
+
+def stream_split(builder, split: str, image_size: int, channels: int):
+    """``(images, labels)`` of a prepared TFDS builder's split, resized in chunks as they come
+    (:func:`_resized_chunks`), so that only the resized split and one chunk are in memory."""
+    total = builder.info.splits[split].num_examples
+    chunks, labels = [], []
+    for images, chunk_labels in _resized_chunks(builder, split, image_size, channels,
+                                                f"reading {total} images of {builder.name} "
+                                                f"{split}"):
+        chunks.append(images)
+        labels.extend(chunk_labels)
     if not labels:
         raise DataError(f"TFDS dataset '{builder.name}' split '{split}' has no examples")
     return np.concatenate(chunks), np.asarray(labels)
@@ -154,47 +157,33 @@ def stream_split_to_disk(builder, split: str, image_size: int, channels: int, pa
     labels_path = path[:-len(".npy")] + ".labels.npy"
     if os.path.isfile(path) and os.path.isfile(labels_path):
         return DiskImages(path), np.load(labels_path)
-    import tensorflow_datasets as tfds
-
     os.makedirs(os.path.dirname(path), exist_ok=True)
     total = builder.info.splits[split].num_examples
     if not total:
         raise DataError(f"TFDS dataset '{builder.name}' split '{split}' has no examples")
     shape = (total, image_size, image_size, channels)
     arrived_path, sorted_path = f"{path}.{os.getpid()}.arrived.npy", f"{path}.{os.getpid()}.npy"
-    shown = Progress(total, f"writing {total} images of {builder.name} {split} to {path}")
     try:
         arrived = np.lib.format.open_memmap(arrived_path, "w+", np.uint8, shape)
-        labels, pending = [], []
-
-        def flush():
-            if pending:
-                arrived[len(labels) - len(pending):len(labels)] = to_uint8_images(
-                    np.stack(pending), image_size, channels)
-                pending.clear()
-
-        examples = builder.as_dataset(split=split, as_supervised=True, shuffle_files=False)
-        for image, label in tfds.as_numpy(examples):
-            if pending and (image.shape != pending[0].shape or len(pending) == STREAM_CHUNK):
-                flush()
-            if len(labels) == total:
+        labels = []
+        for images, chunk_labels in _resized_chunks(builder, split, image_size, channels,
+                                                    f"writing {total} images of {builder.name} "
+                                                    f"{split} to {path}"):
+            if len(labels) + len(images) > total:
                 raise DataError(f"TFDS dataset '{builder.name}' split '{split}' has more than "
                                 f"the {total} examples its info gives")
-            pending.append(image)
-            labels.append(label)
-            if len(labels) % STREAM_CHUNK == 0:
-                shown.update(len(labels))
-        flush()
+            arrived[len(labels):len(labels) + len(images)] = images
+            labels.extend(chunk_labels)
         if len(labels) != total:
             raise DataError(f"TFDS dataset '{builder.name}' split '{split}' gave {len(labels)} "
                             f"examples, its info {total}")
+        arrived.flush()
+        arrived = DiskImages(arrived_path)  # reads rows in file order, returns them as asked
         labels = np.asarray(labels)
         order = np.argsort(labels, kind="stable")
         in_order = np.lib.format.open_memmap(sorted_path, "w+", np.uint8, shape)
         for start in range(0, total, STREAM_CHUNK):
-            rows = order[start:start + STREAM_CHUNK]
-            sorted_rows = np.sort(rows)  # read in file order
-            in_order[start:start + len(rows)] = arrived[sorted_rows][np.argsort(np.argsort(rows))]
+            in_order[start:start + STREAM_CHUNK] = arrived.read(order[start:start + STREAM_CHUNK])
         in_order.flush()
         in_order = arrived = None  # closes both maps (the file is renamed, the other removed)
         np.save(labels_path, labels[order])
@@ -203,7 +192,6 @@ def stream_split_to_disk(builder, split: str, image_size: int, channels: int, pa
         for leftover in (arrived_path, sorted_path):
             if os.path.exists(leftover):
                 os.remove(leftover)
-    shown.update(total)
     return DiskImages(path), np.load(labels_path)
 
 
