@@ -40,7 +40,7 @@ from tfmeta.data.images import other_polarity, to_uint8_images
 from tfmeta.errors import ConfigError, DataError
 from tfmeta.learners.adversarial import perturb
 from tfmeta.learners.batchnorm import (batchnorm_momentum_zero, exact_batchnorm_moments,  # noqa: F401
-                                      freeze_batchnorm_statistics)
+                                      freeze_batchnorm_statistics, fused_batchnorm)
 from tfmeta.learners.inner import sgd_inner_loop
 from tfmeta.learners.losses import (accuracy, cross_entropy,  # noqa: F401  (re-exported)
                                     full_precision)
@@ -129,6 +129,9 @@ class Learner:
         self.strategy = strategy
         with strategy.scope() if strategy is not None else contextlib.nullcontext():
             self.parts = dict(self.build_parts())
+            for module in [model, *self.parts.values()]:  # training-mode BatchNorm, one kernel
+                if isinstance(module, keras.layers.Layer):
+                    fused_batchnorm(module)
             if not self.meta_variables:
                 raise ConfigError(f"{self.name} has nothing to meta-learn: the model has no "
                                   "trainable weights (a frozen backbone?) and the learner none "
@@ -482,10 +485,16 @@ class OptimizationLearner(Learner):
 
     backbone_output = "logits"
 
+    @property
+    def second_order(self) -> bool:
+        """Whether the meta-gradient differentiates the inner loop's gradients (MAML's Hessian
+        term); first-order learners differentiate the model once."""
+        return False
+
     def __init__(self, model: keras.Model, *args, **kwargs):
         super().__init__(model, *args, **kwargs)
-        # Inner loops are differentiated twice: BatchNorm's moments must allow it.
-        exact_batchnorm_moments(self.model)
+        if self.second_order:  # inner loops differentiated twice: BatchNorm's moments must allow it
+            exact_batchnorm_moments(self.model)
         self._seed_states = seed_state_positions(self.model)
 
     def forward(self, params, images):

@@ -6,6 +6,11 @@
   exact (the deviations from the mean sum to zero) but the second is not, and second-order MAML
   through such a layer is off by tens of percent. The replacement computes
   ``mean = E[x]`` and ``variance = E[(x - mean)^2]`` with no ``stop_gradient`` (same values).
+* :func:`fused_batchnorm` -- make training-mode BatchNorm one fused kernel (TensorFlow's
+  ``FusedBatchNormV3``: moments and normalisation in one pass over the activations, the gradient
+  in one more; oneDNN on CPUs, cuDNN on GPUs) instead of Keras' separate moment, normalise and
+  gradient operations: same values, faster (README, Performance). For the learners that
+  differentiate the model once: layers given exact moments keep Keras' path.
 * :func:`freeze_batchnorm_statistics` -- set moving statistics to the statistics of one batch (the
   support set), so that an adapted classifier answers each image on its own.
 """
@@ -53,6 +58,53 @@ def exact_batchnorm_moments(model: keras.Model) -> int:
             continue
         if "_moments" not in vars(layer):
             layer._moments = types.MethodType(_twice_differentiable_moments, layer)
+            changed += 1
+    return changed
+
+
+def _fused_training_call(layer, inputs, training=None, mask=None):
+    """Keras' BatchNormalization ``call``, with the training-mode pass of a plain layer (NHWC
+    maps computed in float32, as Keras computes them; no mask, no exact moments) in one fused
+    kernel."""
+    plain = (training and layer.trainable and mask is None and "_moments" not in vars(layer)
+             and inputs.shape.rank == 4 and layer.axis in (-1, 3)
+             and inputs.dtype in (tf.float16, tf.bfloat16, tf.float32))
+    if not plain:
+        return type(layer).call(layer, inputs, training=training, mask=mask)
+    x = tf.cast(inputs, tf.float32)
+    channels = x.shape[-1]
+    gamma = layer.gamma.value if layer.scale else tf.ones([channels])
+    beta = layer.beta.value if layer.center else tf.zeros([channels])
+    outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
+        x, gamma, beta, epsilon=layer.epsilon, data_format="NHWC", is_training=True)
+    # The kernel returns the unbiased (n - 1) batch variance; Keras keeps the biased one.
+    n = tf.cast(tf.size(x) // channels, tf.float32)
+    variance = variance * tf.maximum(n - 1.0, 0.0) / n
+    layer.moving_mean.assign(layer.moving_mean * layer.momentum + mean * (1.0 - layer.momentum))
+    layer.moving_variance.assign(layer.moving_variance * layer.momentum
+                                 + variance * (1.0 - layer.momentum))
+    return tf.cast(outputs, layer.compute_dtype)
+
+
+def fused_batchnorm(model: keras.Model) -> int:
+    """Give each BatchNormalization layer of ``model`` (nested models too) a training-mode pass
+    through TensorFlow's fused BatchNorm kernel; returns how many layers were changed.
+
+    The values are Keras' own (outputs, gradients, moving statistics; ``tests/test_batchnorm.py``).
+    The layers stay stock Keras layers (only the instances' ``call`` changes; saved models are
+    unaffected), and every other case -- inference, masks, renorm, synchronized layers, inputs
+    that are not 4-D channels-last maps, float64, layers given :func:`exact_batchnorm_moments`
+    -- runs Keras' code. Second-order learners give their layers exact moments, so they keep
+    Keras' path: differentiating the kernel's gradient once more matched the exact moments'
+    meta-gradient, but TensorFlow built graphs with cycles from it for Meta-SGD ("nodes in a
+    cycle", at random between traces).
+    """
+    changed = 0
+    for layer in batchnorm_layers(model):
+        if getattr(layer, "synchronized", False) or getattr(layer, "renorm", False):
+            continue
+        if "call" not in vars(layer):
+            layer.call = types.MethodType(_fused_training_call, layer)
             changed += 1
     return changed
 

@@ -13,7 +13,9 @@ BatchNorm, as in the paper's code: batch statistics of the batch at hand (suppor
 loop, query in the outer loss), no running statistics during meta-training. Keras'
 BatchNormalization would drop part of the second-order term (``tf.nn.moments`` stops the gradient
 of the mean inside the variance); the learner makes its moments twice differentiable
-(:func:`tfmeta.learners.batchnorm.exact_batchnorm_moments`). Evaluation reports the accuracy as
+(:func:`tfmeta.learners.batchnorm.exact_batchnorm_moments`). First-order MAML differentiates
+once and runs TensorFlow's fused BatchNorm kernel instead
+(:func:`tfmeta.learners.batchnorm.fused_batchnorm`). Evaluation reports the accuracy as
 deployed (BatchNorm frozen at the support set's statistics, what ``adapt`` returns) and the
 paper's transductive accuracy (query batch statistics).
 """
@@ -69,6 +71,10 @@ class MAML(OptimizationLearner):
 
     name = "maml"
     config_class = MAMLConfig
+
+    @property
+    def second_order(self) -> bool:
+        return not self.config.first_order
 
     def meta_gradients(self, support_x, support_y, query_x, query_y):
         """``(gradients, loss, accuracy)``: the exact gradient (second order unless
