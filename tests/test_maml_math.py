@@ -297,4 +297,3 @@ def test_recomputed_inner_loop_gives_the_same_meta_gradients(algorithm):
         gradients.append(tf.function(learner.meta_gradients)(*batch)[0])
     for plain, recomputed in zip(*gradients):
         np.testing.assert_allclose(recomputed.numpy(), plain.numpy(), rtol=1e-9, atol=1e-12)
-
