@@ -11,6 +11,7 @@ this machine's FLOP limit (``--peak-gflops``; the model of FLOPs per task is in 
 Run:  python benchmarks/throughput.py                         # every learner, ~15 min on 2 cores
       python benchmarks/throughput.py --algorithms maml,protonet --windows 5
       python benchmarks/throughput.py --quick                 # CI: width 8, meta-batch 4, ~1 min
+      python benchmarks/throughput.py --algorithms fomaml --keras-batchnorm   # fused kernel off
 """
 
 from __future__ import annotations
@@ -86,6 +87,12 @@ def measure(args) -> dict:
                      input_shape=(args.image_size, args.image_size, 1), backbone_width=args.width,
                      total_steps=100_000, jit_compile=args.xla,
                      parallel_tasks=args.parallel_tasks, **options)
+    if args.keras_batchnorm:
+        from tfmeta.learners.batchnorm import fused_batchnorm
+
+        for module in [learner.model, *learner.parts.values()]:
+            if isinstance(module, keras.layers.Layer):
+                fused_batchnorm(module, on=False)
     began = time.time()
     learner.meta_train_step(batches[0])["loss"].numpy()
     first_step = time.time() - began
@@ -103,6 +110,7 @@ def measure(args) -> dict:
             "workload": {"ways": args.ways, "shots": args.shots, "queries": args.queries,
                          "meta_batch": args.meta_batch, "width": args.width,
                          "image_size": args.image_size, "xla": args.xla, "options": options,
+                         "keras_batchnorm": args.keras_batchnorm,
                          "windows": args.windows, "window_steps": args.window_steps,
                          "cores": os.cpu_count(), "parallel_tasks": args.parallel_tasks,
                          "intra_op_threads": threads}}
@@ -116,6 +124,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--parallel-tasks", type=int, default=2,
                    help="tasks meta-trained side by side, each on cores / N intra-op threads "
                         "(tfmeta.threads; 1: one task at a time on every core)")
+    p.add_argument("--keras-batchnorm", action="store_true",
+                   help="training-mode BatchNorm through Keras' own operations instead of the "
+                        "fused kernel (to measure what the kernel gains)")
     p.add_argument("--peak-gflops", type=float, default=157.0,
                    help="this machine's fp32 peak (2 AVX2 cores here: 157)")
     p.add_argument("--quick", action="store_true",

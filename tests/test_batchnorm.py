@@ -121,6 +121,9 @@ def test_the_kernel_is_used_only_where_it_applies():
     special = keras.Sequential([keras.Input((4, 4, 2)), keras.layers.BatchNormalization(
         renorm=True), keras.layers.BatchNormalization(synchronized=True)])
     assert fused_batchnorm(special) == 0
+    # Turned off: Keras' own call again.
+    assert fused_batchnorm(keras_model) == 4 and fused_batchnorm(keras_model, on=False) == 4
+    assert _fused_ops(tf.function(lambda x: keras_model(x, training=True)), images) == 0
 
 
 @pytest.mark.parametrize("algorithm", ["fomaml", "reptile", "protonet", "maml"])

@@ -1,4 +1,4 @@
-"""BatchNorm as the optimisation-based learners need it.
+"""BatchNorm as the learners need it.
 
 * :func:`exact_batchnorm_moments` -- make every BatchNormalization layer of a model compute its
   batch moments so that they can be differentiated twice. Keras computes the variance with
@@ -9,8 +9,8 @@
 * :func:`fused_batchnorm` -- make training-mode BatchNorm one fused kernel (TensorFlow's
   ``FusedBatchNormV3``: moments and normalisation in one pass over the activations, the gradient
   in one more; oneDNN on CPUs, cuDNN on GPUs) instead of Keras' separate moment, normalise and
-  gradient operations: same values, faster (README, Performance). For the learners that
-  differentiate the model once: layers given exact moments keep Keras' path.
+  gradient operations: same values, faster (README, Performance). Every learner applies it to its
+  model and parts; layers given exact moments (second-order learners) keep Keras' path.
 * :func:`freeze_batchnorm_statistics` -- set moving statistics to the statistics of one batch (the
   support set), so that an adapted classifier answers each image on its own.
 """
@@ -86,9 +86,11 @@ def _fused_training_call(layer, inputs, training=None, mask=None):
     return tf.cast(outputs, layer.compute_dtype)
 
 
-def fused_batchnorm(model: keras.Model) -> int:
+def fused_batchnorm(model: keras.Model, on: bool = True) -> int:
     """Give each BatchNormalization layer of ``model`` (nested models too) a training-mode pass
     through TensorFlow's fused BatchNorm kernel; returns how many layers were changed.
+    ``on=False`` gives the layers back Keras' own ``call`` (to measure what the kernel gains, or
+    to rule it out while debugging).
 
     The values are Keras' own (outputs, gradients, moving statistics; ``tests/test_batchnorm.py``).
     The layers stay stock Keras layers (only the instances' ``call`` changes; saved models are
@@ -101,6 +103,11 @@ def fused_batchnorm(model: keras.Model) -> int:
     """
     changed = 0
     for layer in batchnorm_layers(model):
+        if not on:
+            if "call" in vars(layer):
+                del layer.call
+                changed += 1
+            continue
         if getattr(layer, "synchronized", False) or getattr(layer, "renorm", False):
             continue
         if "call" not in vars(layer):
