@@ -88,11 +88,7 @@ def measure(args) -> dict:
                      total_steps=100_000, jit_compile=args.xla,
                      parallel_tasks=args.parallel_tasks, **options)
     if args.keras_batchnorm:
-        from tfmeta.learners.batchnorm import fused_batchnorm
-
-        for module in [learner.model, *learner.parts.values()]:
-            if isinstance(module, keras.layers.Layer):
-                fused_batchnorm(module, on=False)
+        learner.fuse_batchnorm(on=False)
     began = time.time()
     learner.meta_train_step(batches[0])["loss"].numpy()
     first_step = time.time() - began

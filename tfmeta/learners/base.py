@@ -129,9 +129,7 @@ class Learner:
         self.strategy = strategy
         with strategy.scope() if strategy is not None else contextlib.nullcontext():
             self.parts = dict(self.build_parts())
-            for module in [model, *self.parts.values()]:  # training-mode BatchNorm, one kernel
-                if isinstance(module, keras.layers.Layer):
-                    fused_batchnorm(module)
+            self.fuse_batchnorm()
             if not self.meta_variables:
                 raise ConfigError(f"{self.name} has nothing to meta-learn: the model has no "
                                   "trainable weights (a frozen backbone?) and the learner none "
@@ -148,6 +146,16 @@ class Learner:
         else:
             self._train_fn = tf.function(self._replicated_train_step)
             self._test_fn = tf.function(self._replicated_test_step)
+
+    def fuse_batchnorm(self, on: bool = True) -> None:
+        """Training-mode BatchNorm of the model and the learner's parts through TensorFlow's fused
+        kernel (:func:`tfmeta.learners.batchnorm.fused_batchnorm`; on from the start, same
+        values); ``on=False``: Keras' own operations, to measure what the kernel gains or to rule
+        it out while debugging. Call it before the first meta-step: a traced step keeps its
+        choice."""
+        for module in [self.model, *self.parts.values()]:
+            if isinstance(module, keras.layers.Layer):
+                fused_batchnorm(module, on)
 
     def build_parts(self) -> dict:
         """Named modules the learner owns beside the model and meta-learns with it (a relation
