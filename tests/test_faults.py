@@ -2,6 +2,7 @@
 stopping the run, as configured), SIGINT / SIGTERM finish the step, save and stop, and a second
 process on a run directory is refused while the first holds it."""
 
+import json
 import os
 import signal
 import subprocess
@@ -19,23 +20,27 @@ from tfmeta.run import RunConfig, TrainConfig
 
 class Faulty:
     """An episode sampler that hands out the real meta-batches, except that meta-batch
-    ``nan_at`` (0-based, counted from the run's first step) has NaN images, and that handing
-    out meta-batch ``signal_at`` sends this process ``signal_number``."""
+    ``nan_at`` (0-based, counted from the run's first step) has NaN support images, meta-batch
+    ``overflow_at`` support images scaled by 1e30 (the loss stays finite while BatchNorm's moving
+    variance overflows), and that handing out meta-batch ``signal_at`` sends this process
+    ``signal_number``."""
 
-    def __init__(self, sampler, nan_at=None, signal_at=None, signal_number=signal.SIGINT):
+    def __init__(self, sampler, nan_at=None, overflow_at=None, signal_at=None,
+                 signal_number=signal.SIGINT):
         self.sampler, self.meta_batch = sampler, sampler.meta_batch
-        self.nan_at, self.signal_at, self.signal_number = nan_at, signal_at, signal_number
+        self.nan_at, self.overflow_at = nan_at, overflow_at
+        self.signal_at, self.signal_number = signal_at, signal_number
 
     def dataset(self, start=0, num_batches=None):
         for i, batch in enumerate(self.sampler.dataset(start, num_batches), start):
             if i == self.signal_at:
                 os.kill(os.getpid(), self.signal_number)
-            if i == self.nan_at:
-                batch = (batch[0] * np.nan, *batch[1:])
+            if i in (self.nan_at, self.overflow_at):
+                batch = (batch[0] * (np.nan if i == self.nan_at else 1e30), *batch[1:])
             yield batch
 
 
-def _trainer(out, on_nonfinite="skip", **faults):
+def _trainer(out, on_nonfinite="skip", strategy=None, chief=True, **faults):
     from tfmeta.data import load_splits
     from tfmeta.run import build_learner, samplers, trainer_for
 
@@ -44,8 +49,8 @@ def _trainer(out, on_nonfinite="skip", **faults):
                        train=TrainConfig(steps=5, meta_batch=2, val_every=100, val_episodes=2,
                                          checkpoint_every=1, on_nonfinite=on_nonfinite))
     streams = samplers(config, load_splits(config.data))
-    learner = build_learner(config, streams["train"].image_shape)
-    trainer = trainer_for(config, learner, streams, str(out), progress=False)
+    learner = build_learner(config, streams["train"].image_shape, strategy=strategy)
+    trainer = trainer_for(config, learner, streams, str(out), progress=False, chief=chief)
     trainer.train_sampler = Faulty(streams["train"], **faults)
     return trainer
 
@@ -58,21 +63,77 @@ def _checkpoint(out):
     return int(reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE")), values
 
 
-def test_a_nan_meta_batch_is_skipped_and_never_checkpointed(tmp_path):
-    trainer = _trainer(tmp_path / "skip", nan_at=2)
-    fit = trainer.fit(until=2)
-    before = [v.numpy().copy() for v in trainer.learner.meta_variables]
-    iterations = int(trainer.learner.optimizer.iterations)
-    metrics = trainer.learner.meta_train_step(next(iter(trainer.train_sampler.dataset(2, 1))))
-    assert float(metrics["skipped"]) == 1.0  # (ReLU turns NaN into 0: the loss may be finite)
-    for a, v in zip(before, trainer.learner.meta_variables):  # weights and moments untouched
-        np.testing.assert_array_equal(a, v.numpy())
-    assert int(trainer.learner.optimizer.iterations) == iterations
-    fit = _trainer(tmp_path / "skip2", nan_at=2).fit()
-    assert fit["step"] == 5 and fit["skipped"] == 1
-    step, values = _checkpoint(tmp_path / "skip2")
-    assert step == 5 and all(np.all(np.isfinite(v)) for v in values.values()
-                             if np.issubdtype(np.asarray(v).dtype, np.floating))
+def nonfinite_result(stdout: str) -> dict:
+    """The JSON line of tests/nonfinite_check.py, checked: each bad meta-batch was skipped and
+    left every variable as it was, the run counted both, and no checkpoint holds a NaN or Inf."""
+    result = json.loads([x for x in stdout.splitlines() if x.startswith("{")][-1])
+    assert result["nan_skipped"] == result["overflow_skipped"] == 1.0, result
+    assert result["nan_unchanged"] and result["overflow_unchanged"], result
+    assert result["step"] == 5 and result["skipped"] == 2, result
+    return result
+
+
+@pytest.mark.parametrize("strategy", ["default", "mirrored"])
+def test_nonfinite_meta_batches_are_skipped_whole_and_never_checkpointed(tmp_path, strategy):
+    """NaN images (the loss stays finite: ReLU maps NaN to 0) and images scaled by 1e30 (the loss
+    stays finite while BatchNorm's moving variance overflows), on one device and under a
+    MirroredStrategy of 2 logical CPUs (where the guard used to be bypassed)."""
+    r = subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__),
+                                                     "nonfinite_check.py"), strategy,
+                        str(tmp_path / "run")], capture_output=True, text=True, timeout=600,
+                       env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    result = nonfinite_result(r.stdout)
+    assert result["replicas"] == (2 if strategy == "mirrored" else 1)
+    assert result["checkpoints_finite"] == [True] * 3, result  # latest (2 kept) and best
+
+
+def _learner_state(learner) -> list:
+    return [np.array(v.numpy()) for v in [*learner.model.variables, *learner.optimizer.variables]]
+
+
+def test_an_update_that_would_overflow_the_optimizer_is_rolled_back(tmp_path):
+    """Finite gradients of 1e20: Adam's second moment (g squared) overflows to Inf while the
+    weights stay finite, a state no pre-update check sees; the step is undone whole."""
+    trainer = _trainer(tmp_path)
+    learner = trainer.learner
+    before = _learner_state(learner)
+    snapshot = learner._snapshot()
+    huge = [tf.fill(tf.shape(v), 1e20) for v in learner.meta_variables]
+    metrics = learner._update_if_finite(snapshot, huge, tf.ones([2]), tf.ones([2]))
+    assert float(metrics["skipped"]) == 1.0
+    for a, b in zip(before, _learner_state(learner)):
+        np.testing.assert_array_equal(a, b)
+    ordinary = [tf.fill(tf.shape(v), 1e-3) for v in learner.meta_variables]
+    metrics = learner._update_if_finite(learner._snapshot(), ordinary, tf.ones([2]),
+                                        tf.ones([2]))
+    assert float(metrics["skipped"]) == 0.0 and int(learner.optimizer.iterations) == 1
+
+
+def test_a_nonfinite_state_is_never_saved_nor_loaded(tmp_path):
+    from tfmeta.errors import DataError
+    from tfmeta.run import restore
+
+    trainer = _trainer(tmp_path / "run")
+    trainer.fit(until=2)
+    variable = trainer.learner.model.non_trainable_variables[-1]  # a moving variance
+    variable.assign(variable * np.inf)
+    with pytest.raises(TrainingStopped, match=rf"the state at step 3 holds non-finite values "
+                                              rf"\({variable.path}\); it was not saved: the "
+                                              r"latest checkpoint \(.*ckpt-2\) is the last good"):
+        trainer._save(trainer.latest, 3)
+    assert _checkpoint(tmp_path / "run")[0] == 2
+    # A checkpoint that holds it (written behind tfmeta's back) is refused in one line naming it.
+    manager = tf.train.CheckpointManager(
+        tf.train.Checkpoint(step=tf.Variable(3, dtype=tf.int64),
+                            best_accuracy=tf.Variable(0.5, dtype=tf.float64),
+                            **trainer.learner.checkpoint_items()),
+        str(tmp_path / "bad" / "checkpoints" / "best"), max_to_keep=1)
+    path = manager.save(checkpoint_number=3)
+    with pytest.raises(DataError, match=rf"^{path}: holds non-finite values \(model/.*\); it "
+                                        r"was not loaded: use an earlier checkpoint") as err:
+        restore(trainer.learner, str(tmp_path / "bad"))
+    assert "\n" not in str(err.value)
 
 
 def test_on_nonfinite_stop_keeps_the_last_good_checkpoint(tmp_path):

@@ -4,7 +4,8 @@
 * ``mirrored``: ``tf.distribute.MirroredStrategy`` over every GPU of this machine, or, with
   ``cpu_devices=N`` (``--cpu-devices N``), over N logical devices the CPU is split into (how the
   multi-device path is tested without GPUs). Each replica meta-trains an equal share of the
-  meta-batch; the Keras optimizer all-reduces the gradients (:mod:`tfmeta.learners.base`).
+  meta-batch; their gradients are all-reduced and applied behind the finiteness guard
+  (:mod:`tfmeta.learners.base`).
 
 * ``multiworker``: ``tf.distribute.MultiWorkerMirroredStrategy`` over the machines (workers)
   that ``TF_CONFIG`` lists, each with its devices. Start the same ``tfmeta train`` command on

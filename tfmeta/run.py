@@ -425,7 +425,8 @@ def _meta_train_and_test(config, learner, streams, splits, out_dir, progress, lo
         if "tasks_per_second" in fit:
             log(f"meta-trained {fit['step']} steps at {fit['tasks_per_second']:.1f} tasks/s")
         if fit.get("skipped"):
-            log(f"skipped {fit['skipped']} meta-batches whose loss was not finite")
+            log(f"skipped {fit['skipped']} meta-batches whose loss, meta-gradient or state was "
+                "not finite")
         if not test:
             return fit
         barrier(strategy)  # every worker reads the best checkpoint once the chief has written it
@@ -433,7 +434,8 @@ def _meta_train_and_test(config, learner, streams, splits, out_dir, progress, lo
         result = evaluate(learner, streams["test"], config.train.test_episodes,
                           attack=config.train.attack())
     result.update(algorithm=config.algorithm, dataset=config.data.dataset,
-                  checkpoint=checkpoint_path(out_dir))
+                  checkpoint=checkpoint_path(out_dir),
+                  skipped_meta_batches=fit.get("skipped", 0))
     if chief:
         write_result(result, os.path.join(out_dir, "results.json"))
     log(format_result(result))

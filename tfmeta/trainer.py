@@ -57,10 +57,14 @@ class MetaTrainer:
         progress: show a progress bar with loss and accuracy.
         chief: whether this process writes ``out_dir`` (``False``: a non-chief worker of a
             multi-worker strategy, :func:`tfmeta.distribute.is_chief`).
-        on_nonfinite: a meta-batch whose loss or meta-gradient is NaN or Inf: ``"skip"`` it
-            (no update; counted in ``skipped`` and reported; ``MAX_SKIPPED_IN_A_ROW`` in a row
-            stop the run) or ``"stop"`` the run. Either way it never reaches a checkpoint: the
-            run stops with :class:`TrainingStopped`, the latest checkpoint is the last good state.
+        on_nonfinite: a meta-batch whose loss, meta-gradient or new state is NaN or Inf
+            (``Learner._update_if_finite``, on one device and under a strategy alike):
+            ``"skip"`` it (nothing of it is kept; counted in ``skipped``, the run's log and
+            results, across resumes; ``MAX_SKIPPED_IN_A_ROW`` in a row stop the run) or
+            ``"stop"`` the run. Either way it never reaches a checkpoint: the run stops with
+            :class:`TrainingStopped`, the latest checkpoint is the last good state. Each
+            checkpoint is written only after its values are checked to be finite, and
+            ``read_checkpoint`` refuses one that is not.
         callbacks: Keras callbacks (``keras.callbacks.Callback``: EarlyStopping, CSVLogger,
             TensorBoard, ModelCheckpoint with ``save_weights_only``, a user's own). Their model is
             the learner as a :class:`tfmeta.MetaModel`; an epoch is ``val_every`` meta-steps and
@@ -89,7 +93,6 @@ class MetaTrainer:
         if self.callbacks and learner.strategy is not None:
             raise ValueError("Keras callbacks run with a learner on one device; leave out the "
                              "strategy or the callbacks")
-        self.skipped = 0  # meta-batches skipped for a non-finite loss, this fit
         self.learner = learner
         self.train_sampler = train_sampler
         self.val_sampler = val_sampler
@@ -104,7 +107,10 @@ class MetaTrainer:
         self.write_dir = out_dir if chief else tempfile.mkdtemp(prefix="tfmeta-worker-")
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         self.best_accuracy = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="best")
+        # Meta-batches skipped as not finite since the run began (kept in the checkpoint).
+        self.skipped = tf.Variable(0, dtype=tf.int64, trainable=False, name="skipped")
         self.checkpoint = tf.train.Checkpoint(step=self.step, best_accuracy=self.best_accuracy,
+                                              skipped=self.skipped,
                                               **learner.checkpoint_items())
         self.latest = tf.train.CheckpointManager(
             self.checkpoint, os.path.join(self.write_dir, "checkpoints", "latest"),
@@ -117,7 +123,16 @@ class MetaTrainer:
         the step to continue from."""
         path = tf.train.latest_checkpoint(os.path.join(self.out_dir, "checkpoints", "latest"))
         if path:
-            read_checkpoint(self.checkpoint, path, exact=True)
+            checkpoint = self.checkpoint
+            try:
+                counted = tf.train.load_checkpoint(path).has_tensor(
+                    "skipped/.ATTRIBUTES/VARIABLE_VALUE")
+            except (tf.errors.OpError, RuntimeError, ValueError):
+                counted = True  # damaged: read_checkpoint says so in one line
+            if not counted:  # written before the skipped meta-batches were kept
+                checkpoint = tf.train.Checkpoint(step=self.step, best_accuracy=self.best_accuracy,
+                                                 **self.learner.checkpoint_items())
+            read_checkpoint(checkpoint, path, exact=True)
         return int(self.step.numpy())
 
     def validate(self) -> dict:
@@ -159,7 +174,7 @@ class MetaTrainer:
                                   verbose=1 if self._live else 0)
         if start:
             bar.update(start)
-        last = {"step": start}
+        last = {"step": start, "skipped": int(self.skipped.numpy())}
         if start >= stop:
             return last
         began = time.time()
@@ -172,7 +187,6 @@ class MetaTrainer:
         last["seconds"] = time.time() - began
         last["tasks_per_second"] = (last["step"] - start) * self.train_sampler.meta_batch / max(
             last["seconds"], 1e-9)
-        last["skipped"] = self.skipped
         return last
 
     def _callback_list(self) -> tuple:
@@ -201,7 +215,8 @@ class MetaTrainer:
             loss, acc = float(metrics["loss"]), float(metrics["accuracy"])
             skipped = float(metrics.get("skipped", 0.0)) > 0 or not math.isfinite(loss)
             in_a_row = in_a_row + 1 if skipped else 0
-            self.skipped += skipped
+            if skipped:
+                self.skipped.assign_add(1)
             if skipped and (self.on_nonfinite == "stop" or "skipped" not in metrics
                             or in_a_row >= MAX_SKIPPED_IN_A_ROW):
                 raise TrainingStopped(
@@ -216,7 +231,8 @@ class MetaTrainer:
             with writer.as_default(step=step):
                 tf.summary.scalar("train/loss", loss)
                 tf.summary.scalar("train/accuracy", acc)
-            last = {"step": step, "loss": loss, "accuracy": acc}
+            last = {"step": step, "loss": loss, "accuracy": acc,
+                    "skipped": int(self.skipped.numpy())}
             if self.val_sampler is not None and (step % self.val_every == 0 or step == self.steps):
                 result = self.validate()
                 values.append(("val_acc", result["accuracy"]))
@@ -265,9 +281,18 @@ class MetaTrainer:
         return last
 
     def _save(self, manager, step: int) -> None:
-        """Save a checkpoint; a failed write (a full disk, a quota, a lost mount) stops the run
-        with one line: TensorFlow writes the state file that names the latest checkpoint last and
-        atomically, so the previous checkpoint stays the one a resume uses."""
+        """Save a checkpoint once its values are checked to be finite (a non-finite value is
+        never written: the run stops with one line naming the variable); a failed write (a full
+        disk, a quota, a lost mount) stops the run with one line: TensorFlow writes the state file
+        that names the latest checkpoint last and atomically, so the previous checkpoint stays
+        the one a resume uses."""
+        bad = nonfinite_names(self.learner.step_state())
+        if bad:
+            raise TrainingStopped(
+                f"the state at step {step} holds non-finite values ({', '.join(bad[:3])}"
+                f"{', ...' if len(bad) > 3 else ''}); it was not saved: the latest checkpoint "
+                f"({self.latest.latest_checkpoint or 'none yet'}) is the last good state. Lower "
+                "the learning rates or check the data, then resume with the same command")
         try:
             manager.save(checkpoint_number=step)
         except (tf.errors.OpError, OSError) as err:
@@ -289,17 +314,39 @@ class MetaTrainer:
             shutil.rmtree(self.write_dir, ignore_errors=True)
 
 
+def nonfinite_names(variables) -> list:
+    """The names (paths) of the floating-point variables that hold a NaN or Inf."""
+    import numpy as np
+
+    return [getattr(v, "path", v.name) for v in variables
+            if tf.as_dtype(v.dtype).is_floating and not np.all(np.isfinite(np.asarray(v)))]
+
+
 def read_checkpoint(checkpoint: tf.train.Checkpoint, path: str, exact: bool = False) -> None:
     """Restore ``checkpoint`` from ``path``; a truncated, tampered or foreign checkpoint (a
-    missing or short file, values of other shapes, with ``exact`` objects it lacks) is one
-    :class:`~tfmeta.errors.DataError` line, never a traceback from TensorFlow's reader."""
+    missing or short file, values of other shapes, with ``exact`` objects it lacks), or one that
+    holds a NaN or Inf, is one :class:`~tfmeta.errors.DataError` line naming it, never a
+    traceback from TensorFlow's reader, and nothing non-finite is loaded."""
+    import numpy as np
+
     try:
+        reader = tf.train.load_checkpoint(path)
+        bad = [key.split("/.ATTRIBUTES")[0] for key, dtype in
+               sorted(reader.get_variable_to_dtype_map().items())
+               if dtype.is_floating and not np.all(np.isfinite(reader.get_tensor(key)))]
+        if bad:
+            raise DataError(f"{path}: holds non-finite values ({', '.join(bad[:3])}"
+                            f"{', ...' if len(bad) > 3 else ''}); it was not loaded: use an "
+                            "earlier checkpoint or train again")
         status = checkpoint.restore(path)
         if exact:
             status.assert_existing_objects_matched()
         else:
             status.expect_partial()
-    except (tf.errors.OpError, ValueError, AssertionError, IndexError, OSError) as err:
+    except DataError:
+        raise
+    except (tf.errors.OpError, ValueError, AssertionError, IndexError, OSError,
+            RuntimeError) as err:
         message = (getattr(err, "message", None) or str(err)).strip().splitlines()
         raise DataError(f"{path}: a damaged checkpoint, or one of another model "
                         f"({(message or [type(err).__name__])[0][:160]}); restore the run "

@@ -20,9 +20,10 @@ debugging); batches of one shape never retrace.
 
 Distributed (``strategy=`` any ``tf.distribute.Strategy``; the model built in its scope, as
 :func:`tfmeta.learners.create` does): each replica takes an equal slice of the meta-batch's tasks
-(in order: replica ``r`` the ``r``-th slice), the tasks' gradients are summed across replicas by
-the Keras optimizer's all-reduce, and the step's figures are averaged; a test step gathers every
-replica's episodes. The meta-gradient is the one of the whole meta-batch on one device.
+(in order: replica ``r`` the ``r``-th slice), the tasks' gradients are summed across replicas in one
+all-reduce and applied in the cross-replica context behind the same finiteness guard as on one
+device, and the step's figures are averaged; a test step gathers every replica's episodes. The
+meta-gradient is the one of the whole meta-batch on one device.
 """
 
 from __future__ import annotations
@@ -81,6 +82,13 @@ def seed_state_positions(model: keras.Model) -> list:
                 if isinstance(item, keras.random.SeedGenerator):
                     states.add(id(item.state))
     return [i for i, v in enumerate(model.non_trainable_variables) if id(v) in states]
+
+
+def all_finite(tensors) -> tf.Tensor:
+    """Whether every floating-point value of ``tensors`` (tensors or variables) is finite."""
+    checks = [tf.reduce_all(tf.math.is_finite(t)) for t in tensors
+              if tf.as_dtype(t.dtype).is_floating]
+    return tf.reduce_all(tf.stack(checks)) if checks else tf.constant(True)
 
 
 class Learner:
@@ -258,35 +266,59 @@ class Learner:
                 accuracies.stack())
 
     def _meta_train_step(self, support_x, support_y, query_x, query_y) -> dict:
-        """The outer step, the one place that reduces over the meta-batch and updates.
-
-        A meta-batch whose loss or meta-gradient is not finite (NaN, Inf) is skipped on one
-        device: nothing is updated, not the optimizer's moments nor BatchNorm's moving
-        statistics, and ``skipped`` is 1 (a loss-scale optimizer skips the update itself). Under
-        a strategy the update is applied and the trainer stops before it reaches a checkpoint."""
-        states = self.non_trainable_variables()
-        before = [tf.identity(v) for v in states] if self.strategy is None else []
+        """The outer step on one device, the one place that reduces over the meta-batch and
+        updates (``_replicated_train_step`` is its twin under a strategy): the meta-gradient of
+        the meta-batch, applied by :meth:`_update_if_finite`."""
+        before = self._snapshot()
         gradients, losses, accuracies = self.outer_gradients(support_x, support_y, query_x,
                                                              query_y)
-        metrics = {"loss": tf.reduce_mean(losses), "accuracy": tf.reduce_mean(accuracies)}
-        if self.strategy is not None:
-            self.optimizer.apply_gradients(zip(gradients, self.meta_variables))
-            return metrics
-        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(x))
-                                for x in [losses, *gradients]])
+        return self._update_if_finite(before, gradients, losses, accuracies)
+
+    def step_state(self) -> list:
+        """Every variable a meta-step may change: the meta-variables (the model's weights, the
+        parts' -- Meta-SGD's rates, a relation module, ...), the optimizer's (moments, step
+        count, a loss scale) and what a forward pass changes (BatchNorm's moving statistics)."""
+        return [*self.meta_variables, *self.optimizer.variables,
+                *self.non_trainable_variables()]
+
+    def _snapshot(self) -> list:
+        """The values of ``step_state`` before the step (tensors, read before anything of the
+        step is written: the graph orders the reads first)."""
+        return [tf.identity(v) for v in self.step_state()]
+
+    def _update_if_finite(self, before, gradients, losses, accuracies) -> dict:
+        """Apply the meta-gradient unless the meta-batch is not finite, and report it.
+
+        A meta-batch is skipped whole -- nothing it changed is kept (weights, optimizer state,
+        BatchNorm's moving statistics, the parts) and ``skipped`` is 1 -- if its losses, its
+        meta-gradient or the statistics its forward passes wrote hold a NaN or Inf, or if the
+        update itself would leave a non-finite value (an overflow in the optimizer's moments).
+        The same code runs on one device and, under a strategy, in the cross-replica context
+        on all-reduced gradients, so every replica and worker takes the same decision. A
+        loss-scale optimizer (float16) gets the non-finite gradients: its own skip lowers the
+        scale."""
+        state = self.step_state()
+        optimizer_variables = {id(v) for v in self.optimizer.variables}
         scaled = isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer)
+        metrics = {"loss": tf.reduce_mean(losses), "accuracy": tf.reduce_mean(accuracies)}
+
+        def restore(keep_optimizer: bool):
+            for variable, value in zip(state, before):
+                if not (keep_optimizer and id(variable) in optimizer_variables):
+                    variable.assign(value)
+            return tf.constant(1.0)
 
         def apply():
             self.optimizer.apply_gradients(zip(gradients, self.meta_variables))
-            return tf.constant(0.0)
+            return tf.cond(all_finite(state), lambda: tf.constant(0.0),
+                           lambda: restore(keep_optimizer=False))
 
         def skip():
             if scaled:  # its own skip keeps the scale dynamic (lowered after an overflow)
                 self.optimizer.apply_gradients(zip(gradients, self.meta_variables))
-            for variable, value in zip(states, before):  # the forward pass's BN statistics
-                variable.assign(value)
-            return tf.constant(1.0)
+            return restore(keep_optimizer=scaled)
 
+        finite = all_finite([losses, *gradients, *self.non_trainable_variables()])
         metrics["skipped"] = tf.cond(finite, apply, skip)
         return metrics
 
@@ -387,9 +419,20 @@ class Learner:
         return self.strategy.experimental_distribute_values_from_function(local)
 
     def _replicated_train_step(self, *batch) -> dict:
-        metrics = self.strategy.run(self._meta_train_step, args=batch)
-        return {name: self.strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
-                for name, value in metrics.items()}
+        """``_meta_train_step`` under a strategy: each replica's tasks' gradients, summed across
+        replicas (and workers) in one all-reduce; the guarded update in the cross-replica
+        context, where every replica sees the same gradients, losses and statistics."""
+        before = self._snapshot()
+        gradients, losses, accuracies = self.strategy.run(self._replica_gradients, args=batch)
+        gradients = [self.strategy.experimental_local_results(g)[0] for g in gradients]
+        return self._update_if_finite(before, gradients,
+                                      self.strategy.gather(losses, axis=0),
+                                      self.strategy.gather(accuracies, axis=0))
+
+    def _replica_gradients(self, *batch):
+        gradients, losses, accuracies = self.outer_gradients(*batch)
+        context = tf.distribute.get_replica_context()
+        return context.all_reduce(tf.distribute.ReduceOp.SUM, gradients), losses, accuracies
 
     def _replicated_test_step(self, *batch) -> dict:
         metrics = self.strategy.run(self._meta_test_step, args=batch)
