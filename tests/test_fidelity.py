@@ -87,6 +87,26 @@ def test_snail_refuses_more_classes_than_it_was_trained_for(small_glyphs):
     assert servable.classify(x[:6], y[:6] % 3, x[:2])["probabilities"].shape == (2, 3)
 
 
+@pytest.mark.parametrize("algorithm", ["snail", "maml"])
+def test_every_entry_point_refuses_wider_episodes(small_glyphs, algorithm):
+    """A 3-way SNAIL (label inputs) and a 3-way MAML (a 3-unit head) given 4-way support sets:
+    each public verb answers one line naming both counts. (SNAIL's fewshot_logits used to answer
+    for the first 3 classes, its steps ended in a raw InvalidArgumentError.)"""
+    learner = _snail(ways=3) if algorithm == "snail" else MAML(
+        conv4((28, 28, 1), outputs=3, width=8), MAMLConfig())
+    wide = next(iter(EpisodeSampler(small_glyphs, EpisodeConfig(4, 1, 1), meta_batch=2,
+                                    seed=1).dataset()))
+    sx, sy, qx, _ = wide
+    for verb in (lambda: learner.meta_train_step(wide), lambda: learner.meta_test_step(wide),
+                 lambda: learner.fewshot_logits(sx[0], sy[0], qx[0]),
+                 lambda: learner.adapt(sx[0], sy[0])):
+        with pytest.raises(DataError, match=rf"^{algorithm} was built for at most 3 classes but "
+                                            "the support has 4; train with --ways 4") as err:
+            verb()
+        assert "\n" not in str(err.value)
+    assert int(learner.optimizer.iterations) == 0  # nothing was trained on
+
+
 def test_snail_meta_trains_on_shuffled_support_orders(episodes):
     """Episodes arrive sorted by label; SNAIL's training sequences must not be."""
     _, (sx, sy, _, _) = episodes

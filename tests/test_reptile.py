@@ -60,6 +60,23 @@ def test_epsilon_anneals_linearly_to_zero():
     np.testing.assert_allclose(rates, [1.0, 0.5, 0.0], atol=1e-6)
 
 
+def test_reptile_without_total_steps_says_in_one_line_that_epsilon_stays():
+    import warnings
+
+    from tfmeta.learners import create
+
+    with pytest.warns(UserWarning, match=r"^reptile: epsilon stays at 0.5 \(the paper anneals it "
+                                         r"linearly to 0 over training\): give total_steps") as w:
+        learner = create("reptile", _model(), epsilon=0.5)
+    assert len(w) == 1 and "\n" not in str(w[0].message)
+    assert float(learner.optimizer.learning_rate) == 0.5
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # annealed: nothing to say
+        learner = create("reptile", _model(), total_steps=10)
+    learner.optimizer.iterations.assign(5)
+    assert float(learner.optimizer.learning_rate) == pytest.approx(0.5)
+
+
 @pytest.mark.parametrize("steps", [4, 12])  # unrolled (<= UNROLL_STEPS), a graph loop
 def test_adam_inner_loop_equals_keras_adam_on_the_same_minibatches(steps):
     """Reptile's inner loop (the paper's code: Adam with beta1 = 0 on minibatches) against Keras'

@@ -365,11 +365,25 @@ class Learner:
     def fewshot_logits(self, support_x, support_y, query_x):
         """Logits ``[Q, n]`` of ``query_x`` after adapting to one support set (``support_x``
         ``[S, H, W, C]`` preprocessed, ``support_y`` ``[S]`` labels ``0..n-1``), as one graph:
-        the same answers as ``adapt(support_x, support_y)(query_x)``."""
+        the same answers as ``adapt(support_x, support_y)(query_x)``. A support set of more
+        classes than the learner was built for is refused (``check_ways``; in a graph, an
+        assertion with the same message), never answered for the first classes only."""
+        if tf.executing_eagerly():
+            self.check_ways(np.asarray(support_y))
+            return self._fewshot_logits(support_x, support_y, query_x)
+        if self.max_ways is None:
+            return self._fewshot_logits(support_x, support_y, query_x)
+        with tf.control_dependencies([tf.debugging.assert_less_equal(
+                tf.reduce_max(support_y) + 1, self.max_ways, message=self.ways_message("n"))]):
+            return self._fewshot_logits(support_x, support_y, query_x)
+
+    def _fewshot_logits(self, support_x, support_y, query_x):
+        """``fewshot_logits`` once the support's classes are checked."""
         raise NotImplementedError
 
     # -- shared verbs ---------------------------------------------------------------------------
     def meta_train_step(self, batch) -> dict:
+        self.check_ways(batch[1])  # the support labels: more classes than built for is an error
         if self.strategy is not None:
             batch = self._shard(batch)
             fn = self._train_fn if self.compiled else self._replicated_train_step
@@ -378,6 +392,7 @@ class Learner:
         return fn(*batch)
 
     def meta_test_step(self, batch) -> dict:
+        self.check_ways(batch[1])
         if self.strategy is not None:
             batch = self._shard(batch)
             fn = self._test_fn if self.compiled else self._replicated_test_step
@@ -389,6 +404,7 @@ class Learner:
         """``meta_test_step``'s figures on queries perturbed by ``attack`` (an
         :class:`~tfmeta.learners.adversarial.Attack`) to raise each episode's deployed loss,
         through the adaptation to the clean support set."""
+        self.check_ways(batch[1])
         if self.strategy is not None:
             raise ConfigError("robust evaluation runs on one device: load the run without a "
                               "strategy")
@@ -453,12 +469,16 @@ class Learner:
         return None
 
     def check_ways(self, labels) -> None:
-        """One clear error if a support set labelled ``0..n-1`` has more classes than the learner
-        can tell apart (instead of silently dropping classes)."""
-        n = int(np.max(labels)) + 1
+        """One clear error if support labels ``0..n-1`` (of one support set or a meta-batch of
+        them) have more classes than the learner can tell apart, instead of silently dropping
+        classes or failing deep inside TensorFlow."""
+        n = int(np.max(np.asarray(labels))) + 1
         if self.max_ways is not None and n > self.max_ways:
-            raise DataError(f"{self.name} was trained for at most {self.max_ways} classes but the "
-                            f"support has {n}; train with --ways {n} or more")
+            raise DataError(self.ways_message(n))
+
+    def ways_message(self, n) -> str:
+        return (f"{self.name} was built for at most {self.max_ways} classes but the support has "
+                f"{n}; train with --ways {n} or more")
 
     def preprocess(self, images) -> tf.Tensor:
         """Numpy images of any size (uint8, or float in [0, 1]) -> float32 model inputs."""
@@ -646,7 +666,7 @@ class OptimizationLearner(Learner):
             phi = self.test_adaptation(self.weights(), support_x, support_y)
         return self.adapted_classifier(phi, support_x)
 
-    def fewshot_logits(self, support_x, support_y, query_x):
+    def _fewshot_logits(self, support_x, support_y, query_x):
         with stochastic_layers_off(self.model):
             phi = self.test_adaptation(self.weights(), support_x, support_y)
             logits = self.deployed_forward(phi, support_x, query_x)

@@ -158,7 +158,7 @@ class MetricLearner(Learner):
         return {"loss": cross_entropy(logits, query_y, axis=-1),
                 "accuracy": accuracy(logits, query_y, axis=-1)}
 
-    def fewshot_logits(self, support_x, support_y, query_x):
+    def _fewshot_logits(self, support_x, support_y, query_x):
         return self.episode_logits(support_x[None], support_y[None], query_x[None],
                                    training=False)[0]
 

@@ -28,6 +28,7 @@ the paper's transductive accuracy (all query images in one batch).
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import keras
 import tensorflow as tf
@@ -89,14 +90,19 @@ class Reptile(OptimizationLearner):
     @classmethod
     def default_optimizer(cls, config, total_steps: int | None = None,
                           learning_rate: float | None = None):
-        """SGD with rate epsilon, annealed linearly to 0 over ``total_steps``."""
+        """SGD with rate epsilon, annealed linearly to 0 over ``total_steps``; without
+        ``total_steps`` epsilon cannot be annealed, and a one-line warning says so."""
         if learning_rate is not None:
             raise ConfigError("reptile has no outer learning rate: its outer step is the option "
                               "epsilon (--set learner.epsilon=VALUE)")
         rate = config.epsilon
-        if total_steps:
-            rate = keras.optimizers.schedules.PolynomialDecay(rate, total_steps, 0.0, power=1.0)
-        return keras.optimizers.SGD(rate)
+        if not total_steps:
+            warnings.warn(f"reptile: epsilon stays at {rate} (the paper anneals it linearly to 0 "
+                          "over training): give total_steps (create(..., total_steps=N)) to "
+                          "anneal it", stacklevel=2)
+            return keras.optimizers.SGD(rate)
+        return keras.optimizers.SGD(
+            keras.optimizers.schedules.PolynomialDecay(rate, total_steps, 0.0, power=1.0))
 
     @classmethod
     def check_episode(cls, config: ReptileConfig, episode) -> None:
