@@ -100,6 +100,28 @@ def test_help_and_version_answer_without_tensorflow():
     assert r.returncode == 0 and r.stdout.startswith("tfmeta ") and not r.stderr
 
 
+def test_commands_start_quietly_unless_verbose(tmp_path):
+    """No TensorFlow / absl start-up line (``I0000 ...``, ``E0000 ... failed call to cuInit``,
+    absl's notice) on stderr before a command's own line; ``--verbose`` shows them again."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    command = [sys.executable, "-m", "tfmeta", "evaluate", "--checkpoint",
+               str(tmp_path / "missing")]
+    quiet = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+    assert quiet.returncode == 2
+    assert quiet.stderr.splitlines() == [
+        f"tfmeta: error: {tmp_path / 'missing'}: not a tfmeta run (run.json missing)"], (
+        quiet.stderr)
+    verbose = subprocess.run(command + ["--verbose"], capture_output=True, text=True,
+                             timeout=120, env=env)
+    assert verbose.returncode == 2 and "I0000" in verbose.stderr  # what is hidden otherwise
+    assert verbose.stderr.splitlines()[-1] == quiet.stderr.splitlines()[-1]
+    info = subprocess.run([sys.executable, "-m", "tfmeta", "info"], capture_output=True,
+                          text=True, timeout=120, env=env)
+    assert info.returncode == 0 and "tensorflow" in info.stdout and info.stderr == "", info.stderr
+
+
 def test_info_lists_versions_presets_learners_and_offline_datasets(capsys):
     from tfmeta.cli import main
 

@@ -97,6 +97,9 @@ def _add_output_flags(p):
     p.add_argument("--no-progress", action="store_true", help="no progress bar or lines")
     p.add_argument("--quiet", action="store_true",
                    help="no progress and no log lines (warnings and errors only)")
+    p.add_argument("--verbose", action="store_true",
+                   help="TensorFlow's own start-up and log lines on stderr (hidden otherwise, "
+                        "unless TF_CPP_MIN_LOG_LEVEL is set)")
 
 
 def _progress(args) -> bool:
@@ -506,7 +509,21 @@ COMMANDS = {"train": _train, "quickstart": _quickstart, "evaluate": _evaluate,
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    # TensorFlow's C++ start-up lines are hidden on the command line (tfmeta.quiet) unless asked
+    # for with --verbose or a TF_CPP_MIN_LOG_LEVEL of the user's; main(argv) from Python is left
+    # alone.
+    quiet = (argv is None and "TF_CPP_MIN_LOG_LEVEL" not in os.environ
+             and not getattr(args, "verbose", False))
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if quiet:
+        from tfmeta.quiet import cpp_log_lines_hidden
+
+        with cpp_log_lines_hidden():
+            return _run(args)
+    return _run(args)
+
+
+def _run(args) -> int:
     _configure_logging(getattr(args, "quiet", False), not getattr(args, "no_progress", False))
     from tfmeta.errors import TfmetaError, TrainingStopped, WorkerLost
 

@@ -71,9 +71,10 @@ class TrainConfig:
             (:mod:`tfmeta.learners.adversarial`; queries perturbed within an L-infinity ball of
             ``attack_epsilon``, PGD in ``attack_steps`` steps); the test evaluation then reports
             robust accuracy under the same attack beside the clean one. ``None``: clean queries.
-        on_nonfinite: ``"skip"`` a meta-batch whose loss or meta-gradient is NaN / Inf (no
-            update; ten in a row stop the run) or ``"stop"`` the run at the first one; none
-            reaches a checkpoint (:class:`tfmeta.trainer.MetaTrainer`).
+        on_nonfinite: ``"skip"`` a meta-batch whose loss, meta-gradient or new state is NaN /
+            Inf (skipped whole, on one device and under a strategy; counted in ``results.json``;
+            ten in a row stop the run) or ``"stop"`` the run at the first one; none reaches a
+            checkpoint (:class:`tfmeta.trainer.MetaTrainer`).
         lr_schedule: ``"constant"`` or ``"cosine"`` (the outer learning rate decays to 0 over
             ``steps``).
         pretrain_steps: minibatches of ordinary classification of every training class before
