@@ -95,8 +95,13 @@ def test_inner_loop_step_matches_its_formula():
     phi = sgd_inner_loop(learner.forward, theta, sx[0], sy[0], 1, 0.3)
     for p, t, gi in zip(phi, theta, g):
         np.testing.assert_allclose(p.numpy(), t.numpy() - 0.3 * gi.numpy(), rtol=1e-12)
-    # MAML's default inner loss is the paper code's: per-image losses summed over the N*K support
+    # MAML's default inner loss is the mean: its step is alpha times the mean loss's gradient.
+    phi = learner.inner_loop(theta, sx[0], sy[0], 1)
+    for p, t, gi in zip(phi, theta, g):
+        np.testing.assert_allclose(p.numpy(), t.numpy() - 0.4 * gi.numpy(), rtol=1e-10)
+    # The paper code's (inner_reduction="sum/shots"): per-image losses summed over the N*K support
     # images and divided by K, i.e. N times the mean (alpha = 0.4 is tuned for that).
+    learner = MAML(learner.model, MAMLConfig(inner_reduction="sum/shots"), compiled=False)
     summed = [tf.constant(t.numpy()) for t in theta]
     with tf.GradientTape() as tape:
         tape.watch(summed)
