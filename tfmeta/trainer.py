@@ -289,8 +289,8 @@ class MetaTrainer:
         bad = nonfinite_names(self.learner.step_state())
         if bad:
             raise TrainingStopped(
-                f"the state at step {step} holds non-finite values ({', '.join(bad[:3])}"
-                f"{', ...' if len(bad) > 3 else ''}); it was not saved: the latest checkpoint "
+                f"the state at step {step} holds non-finite values ({_first(bad)}); it was "
+                f"not saved: the latest checkpoint "
                 f"({self.latest.latest_checkpoint or 'none yet'}) is the last good state. Lower "
                 "the learning rates or check the data, then resume with the same command")
         try:
@@ -314,6 +314,11 @@ class MetaTrainer:
             shutil.rmtree(self.write_dir, ignore_errors=True)
 
 
+def _first(names: list, most: int = 3) -> str:
+    """The first ``most`` of ``names``, then "..." if there are more."""
+    return ", ".join(names[:most]) + (", ..." if len(names) > most else "")
+
+
 def nonfinite_names(variables) -> list:
     """The names (paths) of the floating-point variables that hold a NaN or Inf."""
     import numpy as np
@@ -335,9 +340,8 @@ def read_checkpoint(checkpoint: tf.train.Checkpoint, path: str, exact: bool = Fa
                sorted(reader.get_variable_to_dtype_map().items())
                if dtype.is_floating and not np.all(np.isfinite(reader.get_tensor(key)))]
         if bad:
-            raise DataError(f"{path}: holds non-finite values ({', '.join(bad[:3])}"
-                            f"{', ...' if len(bad) > 3 else ''}); it was not loaded: use an "
-                            "earlier checkpoint or train again")
+            raise DataError(f"{path}: holds non-finite values ({_first(bad)}); it was not "
+                            "loaded: use an earlier checkpoint or train again")
         status = checkpoint.restore(path)
         if exact:
             status.assert_existing_objects_matched()
