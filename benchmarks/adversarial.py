@@ -28,7 +28,7 @@ def main():
               "--queries", "15", "--meta-batch", "4", "--steps", str(args.steps), "--width",
               "32", "--val-every", str(args.steps), "--episodes", "100", "--no-progress"]
     for name, extra in (("standard", []), ("adversarial", [
-            "--adversarial", "pgd", "--epsilon", str(args.epsilon), "--attack-steps",
+            "--adversarial", "pgd", "--attack-epsilon", str(args.epsilon), "--attack-steps",
             str(args.train_steps)])):
         out = os.path.join(args.out, name)
         began = time.time()
@@ -36,7 +36,7 @@ def main():
                        stdout=subprocess.DEVNULL)
         trained = time.time() - began
         subprocess.run(tfmeta + ["evaluate", "--checkpoint", out, "--episodes", "600", "--attack",
-                                 "pgd", "--epsilon", str(args.epsilon), "--attack-steps",
+                                 "pgd", "--attack-epsilon", str(args.epsilon), "--attack-steps",
                                  str(args.attack_steps)], check=True, stdout=subprocess.DEVNULL)
         with open(os.path.join(out, "evaluation.json")) as f:
             r = json.load(f)

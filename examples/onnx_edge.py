@@ -55,7 +55,7 @@ def main():
     import tfmeta
     import tfmeta.export
     from tfmeta.data import support_from_folder
-    from tfmeta.data.source import load_image_files
+    from tfmeta.data.files import load_image_files
 
     run = args.run
     if run is None:

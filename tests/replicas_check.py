@@ -54,9 +54,9 @@ def run(case, strategy, batches) -> dict:
     cls, fixed = ALGORITHMS[algorithm]
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
         model = build_model("conv4", (16, 16, 1), cls.backbone_output, episode.ways, width=4)
+        # one task at a time per replica: the replicas share 2 cores
         learner = cls(model, make_config(algorithm, **options, **fixed), episode=episode,
-                      optimizer=keras.optimizers.SGD(0.5), strategy=strategy)
-    learner.parallel_tasks = 1  # one task at a time per replica: the replicas share 2 cores
+                      optimizer=keras.optimizers.SGD(0.5), strategy=strategy, parallel_tasks=1)
     initial = [np.array(v.numpy()) for v in learner.meta_variables]
     # The test step first: training averages BatchNorm's moving statistics across replicas (one
     # device applies the tasks' updates in turn), and the metric learners test with them.

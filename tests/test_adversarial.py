@@ -23,9 +23,9 @@ def sampler(small_glyphs):
     return EpisodeSampler(small_glyphs, EPISODE, meta_batch=2, seed=7)
 
 
-def _learner(algorithm):
+def _learner(algorithm, attack=None):
     keras.utils.set_random_seed(0)
-    return create(algorithm, "conv4", episode=EPISODE, backbone_width=8)
+    return create(algorithm, "conv4", episode=EPISODE, backbone_width=8, attack=attack)
 
 
 @pytest.mark.parametrize("kind", ["fgsm", "pgd"])
@@ -61,8 +61,7 @@ def test_robust_accuracy_beside_clean_on_the_same_episodes(sampler):
 @pytest.mark.parametrize("algorithm", ["maml", "protonet"])
 def test_adversarial_meta_training_runs_and_perturbs_queries(sampler, algorithm):
     batch = [t.numpy() for t in next(iter(sampler.dataset()))]
-    clean, attacked = _learner(algorithm), _learner(algorithm)
-    attacked.attack = Attack("fgsm", 0.1)
+    clean, attacked = _learner(algorithm), _learner(algorithm, Attack("fgsm", 0.1))
     a = float(clean.meta_train_step(batch)["loss"])
     b = float(attacked.meta_train_step(batch)["loss"])
     assert np.isfinite(b) and b > a  # the same weights: attacked queries have the higher loss

@@ -209,3 +209,61 @@ def test_a_keras_hub_spec_that_is_not_a_preset_folder_is_one_line(tmp_path, monk
         create("protonet", "keras_hub:resnet_50_imagenet", episode=EPISODE)
     with pytest.raises(ConfigError, match="preset folder holds its weights"):
         create("protonet", f"keras_hub:{tmp_path}", episode=EPISODE, weights=str(tmp_path))
+
+
+def test_image_size_and_channels_follow_the_data_and_the_backbone(tmp_path, capsys):
+    """Issue 27: a folder of 24x24 RGB images on MobileNetV3Small (which takes at least 32x32)
+    trains without --image-size / --channels: colour from the data, the size raised to the
+    backbone's smallest input, said in the run's first lines and recorded in run.json (it failed
+    with "cannot take 28x28x1 images" while the defaults were fixed at 28x28x1)."""
+    import json
+
+    from PIL import Image
+
+    from tfmeta.cli import main
+
+    rng = np.random.default_rng(0)
+    for c in range(14):
+        os.makedirs(tmp_path / "data" / f"class{c}")
+        colour = rng.integers(0, 256, 3)
+        for i in range(4):
+            pixels = np.clip(colour + rng.normal(0, 20, (24, 24, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "data" / f"class{c}" / f"{i}.png")
+    out = str(tmp_path / "run")
+    assert main(["train", "--algorithm", "protonet", "--model", MOBILENET, "--dataset",
+                 f"folder:{tmp_path / 'data'}", "--ways", "2", "--queries", "2", "--steps", "1",
+                 "--meta-batch", "1", "--val-every", "1", "--val-episodes", "1", "--episodes",
+                 "1", "--no-progress", "--out", out]) == 0
+    said = capsys.readouterr().out
+    assert "images 32x32x3 (from the data, raised to the backbone's smallest input" in said
+    data = json.load(open(os.path.join(out, "run.json")))["data"]
+    assert (data["image_size"], data["channels"]) == (32, 3)
+
+
+def test_image_shape_from_folders_archives_and_named_datasets(tmp_path):
+    import zipfile
+
+    from PIL import Image
+
+    from tfmeta.data import DataConfig
+    from tfmeta.data.datasets import with_image_shape
+
+    for c, (size, mode) in enumerate([(40, "L"), (40, "L"), (36, "L")]):
+        os.makedirs(tmp_path / "gray" / f"c{c}")
+        Image.new(mode, (size, size)).save(tmp_path / "gray" / f"c{c}" / "0.png")
+    gray, note = with_image_shape(DataConfig(f"folder:{tmp_path / 'gray'}"))
+    assert (gray.image_size, gray.channels) == (40, 1) and "from the data" in note
+    with zipfile.ZipFile(tmp_path / "gray.zip", "w") as z:
+        for c in range(3):
+            z.write(tmp_path / "gray" / f"c{c}" / "0.png", f"gray/c{c}/0.png")
+    assert with_image_shape(DataConfig(f"zip:{tmp_path / 'gray.zip'}"))[0] == dataclass_with(
+        gray, dataset=f"zip:{tmp_path / 'gray.zip'}")
+    assert with_image_shape(DataConfig("glyphs"))[0].image_size == 28
+    given = DataConfig(f"folder:{tmp_path / 'gray'}", image_size=20, channels=3)
+    assert with_image_shape(given) == (given, "")  # given values are kept, nothing said
+
+
+def dataclass_with(config, **changes):
+    import dataclasses
+
+    return dataclasses.replace(config, **changes)

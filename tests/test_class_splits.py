@@ -90,7 +90,8 @@ def test_folder_split_by_csv_and_txt_files(tmp_path):
     splits = load_splits(config)
     assert splits["train"].class_names == ("class3", "class0")  # the file's order
     assert splits["val"].class_names == ("class1",) and splits["test"].num_classes == 2
-    whole = from_folder(str(tmp_path / "data"))  # the pixels the loader gives without split files
+    whole = from_folder(str(tmp_path / "data"),  # the pixels the loader gives without split files
+                        splits["train"].image_shape[0])
     np.testing.assert_array_equal(splits["train"].class_images(1),
                                   whole.class_images(whole.class_names.index("class0")))
 

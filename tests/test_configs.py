@@ -167,3 +167,88 @@ def test_cosine_schedule_follows_its_formula_and_reptile_refuses_it():
         RunConfig(algorithm="reptile", train=TrainConfig(lr_schedule="cosine")).validate()
     with pytest.raises(ConfigError, match="lr_schedule must be one of"):
         RunConfig().with_settings(["train.lr_schedule=step"])
+
+
+def test_the_cli_flags_are_built_from_the_config_tree():
+    """Every field of the tree (and of every learner's config) that names a flag has it, with its
+    help and default from the field; no learner name or learner option is written in the CLI."""
+    import dataclasses
+    import pathlib
+
+    from tfmeta.cli import build_parser
+    from tfmeta.commands import SETTING, setting_fields
+
+    train = build_parser("train")._subparsers._group_actions[0].choices["train"]
+    by_flag = {a.option_strings[0]: a for a in train._actions if a.option_strings}
+    wanted = 0
+    for prefix, cls in setting_fields():
+        for field in dataclasses.fields(cls):
+            flag = field.metadata.get("flag")
+            if flag:
+                wanted += 1
+                action = by_flag[f"--{flag}"]
+                assert action.dest == SETTING + prefix + field.name, flag
+                assert field.metadata["help"] in action.help, flag
+    assert wanted >= 35 and "--inner-lr" in by_flag and "--fce" in by_flag
+    assert "(default 2000;" in by_flag["--steps"].help  # TrainConfig.steps' default, said once
+    source = "".join(pathlib.Path(f"tfmeta/{name}.py").read_text()
+                     for name in ("cli", "commands", "export_commands"))
+    for name in ALGORITHMS:
+        assert f'"{name}"' not in source, name
+    for option in ("inner_lr", "inner_steps", "fce", "first_order"):
+        assert option not in source, option
+
+
+def test_settings_that_need_another_are_refused_apart_and_old_flag_names_warn(tmp_path, capsys):
+    from tfmeta.cli import main
+
+    assert main(["train", "--algorithm", "protonet", "--attack-epsilon", "0.1",
+                 "--print-config"]) == 2
+    assert "train.attack_epsilon (--attack-epsilon) needs train.adversarial (--adversarial)" in \
+        capsys.readouterr().err
+    assert main(["train", "--algorithm", "protonet", "--adversarial", "fgsm", "--epsilon",
+                 "0.1", "--print-config"]) == 0
+    out, err = capsys.readouterr()
+    assert "--epsilon is deprecated" in err and "use --attack-epsilon" in err
+    assert json.loads(out)["train"]["attack_epsilon"] == 0.1
+    with pytest.raises(ConfigError, match="attack_steps"):
+        RunConfig().with_settings(["train.attack_steps=3"]).validate()
+    assert main(["evaluate", "--checkpoint", str(tmp_path), "--attack-steps", "3"]) == 2
+    assert "attack_steps (--attack-steps) needs attack (--attack)" in capsys.readouterr().err
+
+
+def test_each_default_is_stated_once():
+    """The defaults the CLI, the config tree and the library share live in one place each: the
+    protocol's 600 test episodes, the attack's 8/255 radius and 7 PGD steps, 2 parallel tasks
+    (as numbers in the code, docstrings aside)."""
+    import ast
+    import pathlib
+
+    numbers, sevens, twos = [], [], []
+    for path in pathlib.Path("tfmeta").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and node.value == 600:
+                numbers.append(f"{path}:{node.lineno} 600")
+            if isinstance(node, ast.BinOp) and ast.unparse(node) == "8 / 255":
+                numbers.append(f"{path}:{node.lineno} 8/255")
+            names = ([t.id for t in node.targets if isinstance(t, ast.Name)]
+                     if isinstance(node, ast.Assign) else
+                     [node.target.id] if isinstance(node, ast.AnnAssign) and
+                     isinstance(node.target, ast.Name) else [])
+            value = getattr(node, "value", None)
+            for name in names:
+                if isinstance(value, ast.Constant) and "steps" in name.lower() and \
+                        value.value == 7:
+                    sevens.append(f"{path}:{node.lineno} {name}")
+                if isinstance(value, ast.Constant) and "parallel" in name.lower() and \
+                        value.value == 2:
+                    twos.append(f"{path}:{node.lineno} {name}")
+            if isinstance(node, ast.arguments):
+                pairs = [*zip(node.args[::-1], node.defaults[::-1]),
+                         *zip(node.kwonlyargs, node.kw_defaults)]
+                for arg, default in pairs:
+                    if isinstance(default, ast.Constant) and "parallel" in arg.arg and \
+                            default.value == 2:
+                        twos.append(f"{path}:{default.lineno} {arg.arg}")
+    assert sorted(n.split()[-1] for n in numbers) == ["600", "8/255"], numbers
+    assert len(sevens) == 1 and len(twos) == 1, (sevens, twos)

@@ -8,12 +8,15 @@ import pytest
 from tfmeta.data import EpisodeConfig, EpisodeSampler
 from tfmeta.learners import ALGORITHMS, create
 
+from learner_cases import smoke_options
+
+EPISODE = EpisodeConfig(3, 2, 2)
+
 
 def _learner(algorithm, backbone, compiled=True):
     keras.utils.set_random_seed(0)
-    options = {"train_shots": 4} if algorithm == "reptile" else {}  # 2 shots + 2 queries
-    return create(algorithm, backbone, episode=EpisodeConfig(3, 2, 2), backbone_width=8,
-                  compiled=compiled, **options)
+    return create(algorithm, backbone, episode=EPISODE, backbone_width=8, compiled=compiled,
+                  **smoke_options(algorithm, EPISODE))
 
 
 @pytest.fixture(scope="module")

@@ -115,31 +115,32 @@ def test_snail_meta_trains_on_shuffled_support_orders(episodes):
     orders = []
     for step in range(3):
         learner.optimizer.iterations.assign(step)
-        shuffled, labels = learner.shuffled_support(support, tf.constant(sy))
+        shuffled, labels = learner.training_support(support, tf.constant(sy), 0)
         order = shuffled.numpy()[..., 0].astype(int) % 6
         np.testing.assert_array_equal(labels.numpy(), np.take_along_axis(sy, order, 1))
         orders.append(order)
     assert any(not np.array_equal(o, np.arange(6)[None].repeat(2, 0)) for o in orders)
     assert not np.array_equal(orders[0], orders[1])  # a new order every step
     learner.optimizer.iterations.assign(1)
-    again, _ = learner.shuffled_support(support, tf.constant(sy))
+    again, _ = learner.training_support(support, tf.constant(sy), 0)
     np.testing.assert_array_equal(again.numpy()[..., 0].astype(int) % 6, orders[1])  # resumable
 
 
 def test_snail_tasks_of_one_meta_step_get_their_own_support_orders(episodes):
     """The outer step takes tasks one at a time; each task's support order is its own (it was
-    seeded by the outer step alone, so every task of a meta-step shared one order)."""
+    seeded by the outer step alone, so every task of a meta-step shared one order): the task's
+    index reaches it as an argument."""
     _, (sx, sy, qx, qy) = episodes
     learner = _snail()
     recorded = []
-    shuffle = learner.shuffled_support
+    shuffle = learner.training_support
 
-    def recording(support, support_y):
-        shuffled, labels = shuffle(support, support_y)
+    def recording(support, support_y, task_index):
+        shuffled, labels = shuffle(support, support_y, task_index)
         recorded.append(labels)
         return shuffled, labels
 
-    learner.shuffled_support = recording
+    learner.training_support = recording
     same = [np.repeat(a[:1], 2, axis=0) for a in (sx, sy, qx, qy)]  # two identical tasks
     learner.outer_gradients(*[tf.constant(a) for a in same])
     assert len(recorded) == 2

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tfmeta.data import DataError, EpisodeConfig, EpisodeSampler, from_arrays
-from tfmeta.data.source import from_files
+from tfmeta.data.files import from_files
 from tfmeta.errors import ConfigError
 from tfmeta.run import RunConfig
 

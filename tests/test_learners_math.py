@@ -369,8 +369,7 @@ def test_svm_at_its_production_settings_is_within_the_stated_duality_gap():
 def test_label_smoothing_of_the_calibrated_heads_matches_its_formula():
     from tfmeta.learners import RidgeConfig, RidgeHead
 
-    learner = RidgeHead(_embedding(), RidgeConfig(), compiled=False)
-    learner.label_smoothing = 0.1
+    learner = RidgeHead(_embedding(), RidgeConfig(), compiled=False, label_smoothing=0.1)
     rng = np.random.default_rng(13)
     support = tf.constant(rng.normal(size=(1, 6, 4)), tf.float32)
     query = tf.constant(rng.normal(size=(1, 3, 4)), tf.float32)

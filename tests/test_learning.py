@@ -10,6 +10,8 @@ from tfmeta.evaluation import evaluate
 from tfmeta.learners import MAML, MAMLConfig, create
 from tfmeta.models import conv4
 
+from learner_cases import CASES, learning_options
+
 
 @pytest.fixture(scope="module")
 def glyph_splits():
@@ -17,7 +19,7 @@ def glyph_splits():
 
 
 def _train_and_evaluate(learner, train, test, steps):
-    sampler = EpisodeSampler(train, EpisodeConfig(5, 1, 5), meta_batch=4, seed=1)
+    sampler = EpisodeSampler(train, TRAIN_EPISODE, meta_batch=4, seed=1)
     test_sampler = EpisodeSampler(test, EpisodeConfig(5, 1, 15), meta_batch=10, seed=99)
     before = evaluate(learner, test_sampler, 50)["accuracy"]  # 50 x 75 queries: SE < 1 point
     for batch in sampler.dataset(num_batches=steps):
@@ -27,38 +29,25 @@ def _train_and_evaluate(learner, train, test, steps):
     return before, after
 
 
-# Minimum gain over the same model before meta-training, on the same 50 test episodes. An untrained
-# Conv4 fine-tuned for Reptile's 10 test steps already scores ~75% on glyphs (transductive
-# BatchNorm); Reptile's annealed interpolation gains slowly, so its bar is lower.
-GAIN = {"maml": 0.10, "reptile": 0.025, "anil": 0.10, "metasgd": 0.10, "protonet": 0.10,
-        "matching": 0.10, "ridge": 0.10, "siamese": 0.10, "relation": 0.10,
-        "svm": 0.10, "snail": 0.10}  # (matching-fce: tests/test_learners_math.py, CI budget)
-# Accuracy reached within this budget, where the default 0.60 is too high: SNAIL meta-trains on
-# shuffled support sequences, so it must learn to read labels, not positions (measured 0.20 ->
-# 0.56); Reptile with the paper's inner Adam at lr 0.001 gains slowly (measured 0.48 -> 0.60-0.62).
-FLOOR = {"snail": 0.50, "reptile": 0.55}
-# Options for this test's budget and episodes (5-way, 1 shot + 5 queries per class while training).
-OPTIONS = {
-    "snail": {"filters": 32, "keys": (32, 64, 64)},
-    "matching-fce": {"fce": True},
-    "reptile": {"train_shots": 6},  # the paper's settings otherwise
-}  # MAML runs its defaults (the paper's summed step, 0.30 -> 0.37 here, is no longer one)
+TRAIN_EPISODE = EpisodeConfig(5, 1, 5)  # 5-way, 1 shot + 5 queries per class while training
 
 
 def _learner(algorithm):
     keras.utils.set_random_seed(0)
-    return create(algorithm.replace("-fce", ""), "conv4", episode=EpisodeConfig(5, 1, 5),
-                  backbone_width=32, total_steps=300, **OPTIONS.get(algorithm, {}))
+    return create(algorithm, "conv4", episode=TRAIN_EPISODE, backbone_width=32, total_steps=300,
+                  **learning_options(algorithm, TRAIN_EPISODE))
 
 
-@pytest.mark.parametrize("algorithm", sorted(GAIN))
+@pytest.mark.parametrize("algorithm", sorted(n for n, case in CASES.items() if case.gain))
 def test_meta_training_learns_5way_1shot_glyphs(glyph_splits, algorithm):
+    """Minimum gain over the same model before meta-training, on the same 50 test episodes, and
+    a floor (tests/learner_cases.py: each learner's row)."""
     train, _, test = glyph_splits
     learner = _learner(algorithm)
     before, after = _train_and_evaluate(learner, train, test, steps=300)
     print(f"{algorithm}: {before:.3f} -> {after:.3f}")
-    assert after >= FLOOR.get(algorithm, 0.60)
-    assert after >= before + GAIN[algorithm]
+    assert after >= CASES[algorithm].floor
+    assert after >= before + CASES[algorithm].gain
     if algorithm == "snail":  # classes come from labels, not positions in the support sequence
         _, _, test = glyph_splits
         sampler = EpisodeSampler(test, EpisodeConfig(5, 1, 15), meta_batch=10, seed=99)

@@ -13,6 +13,8 @@ from tfmeta.cli import main
 from tfmeta.data import EpisodeConfig, EpisodeSampler
 from tfmeta.learners import ALGORITHMS, create
 
+from learner_cases import smoke_options
+
 EPISODE = EpisodeConfig(5, 1, 5)
 # Measured (width 16, 5-way 1-shot, one inner step of 0.4): cosine to float32's meta-gradient
 # 0.92 for bfloat16 (8-bit mantissa; 13-36 % relative error per weight tensor) and 0.985 for
@@ -56,7 +58,7 @@ def test_every_learner_meta_trains_under_bfloat16(algorithm, batch):
     keras.utils.set_random_seed(0)
     learner = create(algorithm, "conv4", episode=EPISODE, input_shape=(28, 28, 1),
                      backbone_width=4, precision="mixed_bfloat16",
-                     **({"train_shots": 6} if algorithm == "reptile" else {}))
+                     **smoke_options(algorithm, EPISODE))
     before = [v.numpy().copy() for v in learner.meta_variables]
     metrics = learner.meta_train_step(batch)
     assert metrics["loss"].dtype == tf.float32 and np.isfinite(float(metrics["loss"]))

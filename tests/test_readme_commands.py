@@ -81,7 +81,8 @@ def _script_commands():
 
 
 def test_readme_tfmeta_commands_parse_and_resolve():
-    from tfmeta.cli import _train_config, build_parser
+    from tfmeta.cli import build_parser
+    from tfmeta.commands import train_config as _train_config
     from tfmeta.errors import ConfigError
 
     commands = _tfmeta_commands()

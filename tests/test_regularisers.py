@@ -15,14 +15,15 @@ from tfmeta.errors import ConfigError
 from tfmeta.learners import create
 from tfmeta.learners.losses import cross_entropy
 
+from learner_cases import smoke_options
+
 EPISODE = EpisodeConfig(3, 2, 2)
 
 
 def _learner(algorithm, compiled=False, **settings):
     keras.utils.set_random_seed(0)
-    options = {"train_shots": 4} if algorithm == "reptile" else {}  # 2 shots + 2 queries
     return create(algorithm, "conv4", episode=EPISODE, backbone_width=8, compiled=compiled,
-                  **settings, **options)
+                  **settings, **smoke_options(algorithm, EPISODE))
 
 
 @pytest.fixture(scope="module")

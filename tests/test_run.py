@@ -17,18 +17,23 @@ from tfmeta.data import DataConfig, EpisodeConfig
 from tfmeta.errors import ConfigError
 from tfmeta.run import RunConfig, TrainConfig, train
 
+from learner_cases import episode_options
+
 TINY = dict(steps=12, meta_batch=2, val_every=6, val_episodes=4, test_episodes=6,
             checkpoint_every=3)
 
 
-# Options that tiny 3-way 1-shot 2-query episodes need: Reptile trains on shots + queries images.
-TINY_OPTIONS = {"reptile": {"train_shots": 3}}
+TINY_EPISODE = EpisodeConfig(3, 1, 2)
+
+
+def _tiny_options(algorithm) -> dict:
+    """What tiny 3-way 1-shot 2-query episodes need (tests/learner_cases.py)."""
+    return episode_options(algorithm, TINY_EPISODE)
 
 
 def _tiny_config(algorithm="maml", **train_overrides):
-    return RunConfig(algorithm=algorithm, data=DataConfig("glyphs"),
-                     episode=EpisodeConfig(3, 1, 2), width=8,
-                     learner=dict(TINY_OPTIONS.get(algorithm, {})),
+    return RunConfig(algorithm=algorithm, data=DataConfig("glyphs"), episode=TINY_EPISODE,
+                     width=8, learner=_tiny_options(algorithm),
                      train=TrainConfig(**dict(TINY, **train_overrides)))
 
 
@@ -119,7 +124,7 @@ def test_load_and_predict_on_numpy_of_any_size(tmp_path):
     with pytest.raises(ValueError, match="at least 2 classes"):
         learner.predict(support, ["cat"] * 6, query)
     # Evaluation settings cannot change what the model takes (before: a shape traceback)
-    from tfmeta.run import evaluate_run
+    from tfmeta.inference import evaluate_run
 
     for setting, message in (("data.image_size=32", "trained on data.image_size=28; its model "
                                                     "cannot take 32"),
@@ -137,7 +142,7 @@ def test_cli_train_and_evaluate_every_algorithm(tmp_path, capsys, algorithm):
                  "--ways", "3", "--queries", "2", "--width", "8", "--episodes", "6",
                  "--val-every", "3", "--val-episodes", "2", "--no-progress",
                  "--out", str(out)] + [f"--set=learner.{k}={v}" for k, v in
-                                       TINY_OPTIONS.get(algorithm, {}).items()]) == 0
+                                       _tiny_options(algorithm).items()]) == 0
     assert "3-way 1-shot accuracy" in capsys.readouterr().out
     assert main(["evaluate", "--checkpoint", str(out), "--episodes", "8"]) == 0
     assert json.loads((out / "evaluation.json").read_text())["episodes"] == 8
@@ -206,7 +211,8 @@ def _another_value(default):
 def test_every_learner_option_round_trips_through_the_cli_and_a_config_file(tmp_path):
     """Every option of every learner: set from the CLI, written as the resolved tree (what
     run.json holds), read back with --config, and given to the learner's config unchanged."""
-    from tfmeta.cli import _train_config, build_parser
+    from tfmeta.cli import build_parser
+    from tfmeta.commands import train_config as _train_config
     from tfmeta.learners import options
 
     for algorithm in ALGORITHMS:
@@ -293,7 +299,7 @@ def test_sigkilled_cli_run_resumes_to_the_uninterrupted_state(tmp_path, algorith
     uninterrupted run: weights, BatchNorm statistics, learner parts, optimizer slots."""
     steps = 20
     out = tmp_path / "killed"
-    options = [f"--set=learner.{k}={v}" for k, v in TINY_OPTIONS.get(algorithm, {}).items()]
+    options = [f"--set=learner.{k}={v}" for k, v in _tiny_options(algorithm).items()]
     # The killed process keeps TensorFlow's default threads, as this one, where the rest runs:
     # with one intra-op thread per task some kernels sum in another order, and Adam amplifies
     # last-bit differences past the tolerance below.

@@ -33,9 +33,11 @@ def _losses(algorithm, small_glyphs):
     from tfmeta.data import EpisodeConfig, EpisodeSampler
     from tfmeta.run import RunConfig, TrainConfig, build_learner
 
-    options = {"reptile": {"train_shots": 4}, "snail": {"filters": 8, "keys": (8, 8, 8)}}
-    config = RunConfig(algorithm=algorithm, episode=EpisodeConfig(3, 2, 2), width=8,
-                       learner=options.get(algorithm, {}),
+    from learner_cases import smoke_options
+
+    episode = EpisodeConfig(3, 2, 2)
+    config = RunConfig(algorithm=algorithm, episode=episode, width=8,
+                       learner=smoke_options(algorithm, episode),
                        train=TrainConfig(steps=STEPS, meta_batch=2, seed=1))
     learner = build_learner(config, (28, 28, 1))
     batches = iter(EpisodeSampler(small_glyphs, config.episode, 2, seed=5).dataset())

@@ -222,7 +222,7 @@ def test_transparent_pngs_load_and_serve_alike(tmp_path, mode):
     graph; the loaders used to refuse gray+alpha without naming the file."""
     from PIL import Image
 
-    from tfmeta.data.source import load_image_files
+    from tfmeta.data.files import load_image_files
     import tensorflow as tf
 
     from tfmeta.data.images import decode_image
@@ -284,7 +284,7 @@ def test_zip_symlinks_and_bombs_are_refused(tmp_path, monkeypatch):
     # 50 MB of zeros compress ~1000x: a bomb by ratio, refused before anything is read.
     with pytest.raises(DataError, match="zeros.png' expands .* likely decompression bomb"):
         from_zip(_archive(tmp_path / "bomb.zip", {"class1/zeros.png": bytes(50 << 20)}))
-    import tfmeta.data.source as source
+    import tfmeta.data.files as source
 
     monkeypatch.setattr(source, "MAX_ARCHIVE_BYTES", 100)  # and by total size
     with pytest.raises(DataError, match="expands to more than 100 bytes"):

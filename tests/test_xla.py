@@ -11,6 +11,8 @@ from tfmeta.data import EpisodeConfig, EpisodeSampler
 from tfmeta.errors import ConfigError
 from tfmeta.learners import ALGORITHMS, create
 
+from learner_cases import smoke_options
+
 EPISODE = EpisodeConfig(3, 2, 2)
 COMPILED = sorted(name for name, (cls, _) in ALGORITHMS.items() if not cls.xla_unsupported)
 
@@ -53,8 +55,7 @@ def test_learners_xla_cannot_compile_are_one_line_before_anything_is_written(tmp
         with pytest.raises(ConfigError, match=f"XLA cannot compile {algorithm}'s meta-steps: "
                                               ".*; run it without --xla") as err:
             create(algorithm, "conv4", episode=EPISODE, input_shape=(16, 16, 1),
-                   backbone_width=4, jit_compile=True,
-                   **({"train_shots": 4} if algorithm == "reptile" else {}))
+                   backbone_width=4, jit_compile=True, **smoke_options(algorithm, EPISODE))
         assert "\n" not in str(err.value)
     out = tmp_path / "run"
     assert main(["train", "--algorithm", "protonet", "--dataset", "glyphs", "--xla", "--steps",

@@ -8,7 +8,7 @@ config, and ``tfmeta.load(run_dir)`` gives back a meta-trained learner::
     labels = learner.predict(support_images, support_labels, query_images)
 """
 
-__version__ = "0.1.0"
+from tfmeta.version import __version__  # noqa: F401
 
 
 def load(run_dir: str, which: str = "best"):

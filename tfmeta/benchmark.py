@@ -18,6 +18,7 @@ import os
 import time
 
 from tfmeta.errors import ConfigError  # (TensorFlow is imported only when a benchmark runs)
+from tfmeta.evaluation import PROTOCOL_EPISODES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,7 +38,7 @@ class Protocol:
     name: str
     dataset: str  # the DataConfig.dataset kind; the data directory follows its colon
     settings: tuple
-    episodes: int = 600
+    episodes: int = PROTOCOL_EPISODES
     seed: int = 20_000  # tfmeta.data.episodes.TEST_SEED: every run's test episodes
 
 

@@ -16,6 +16,8 @@ import numpy as np
 from tfmeta.files import write_json
 from tfmeta.progress import Progress
 
+PROTOCOL_EPISODES = 600  # test episodes of the field's protocol (at least 600)
+
 
 def confidence_interval(accuracies) -> tuple:
     """``(mean, half-width of the 95% confidence interval)`` of per-episode accuracies."""
@@ -26,7 +28,8 @@ def confidence_interval(accuracies) -> tuple:
     return float(a.mean()), float(1.96 * std / math.sqrt(a.size))
 
 
-def evaluate(learner, sampler, episodes: int = 600, attack=None, progress: bool = True) -> dict:
+def evaluate(learner, sampler, episodes: int = PROTOCOL_EPISODES, attack=None,
+             progress: bool = True) -> dict:
     """Evaluate ``learner`` on ``episodes`` episodes of ``sampler`` (a fixed seed gives the same
     episodes every run). Returns ``{"accuracy", "ci95", "loss", "episodes", ...}``; with an
     ``attack`` (:class:`tfmeta.learners.adversarial.Attack`) also ``robust_accuracy`` and

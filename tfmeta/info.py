@@ -3,40 +3,10 @@ which datasets work offline."""
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import platform
 
-PACKAGES = ("tfmeta", "tensorflow", "keras", "tensorflow-datasets", "numpy", "protobuf",
-            "tf2onnx", "onnxruntime")
-
-
-def _version(package: str) -> str:
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def environment(strategy=None) -> dict:
-    """What a run ran on, recorded in its ``environment.json``: versions, devices, the
-    distribution and whether TensorFlow's ops were deterministic."""
-    import tensorflow as tf
-
-    return {"python": platform.python_version(), "platform": platform.platform(),
-            "versions": {p: _version(p) for p in PACKAGES},
-            "devices": [d.name for d in tf.config.list_logical_devices()],
-            "replicas": strategy.num_replicas_in_sync if strategy is not None else 1,
-            "strategy": type(strategy).__name__ if strategy is not None else "default",
-            "deterministic_ops": _op_determinism()}
-
-
-def _op_determinism() -> bool:
-    # TensorFlow has a public setter (tf.config.experimental.enable_op_determinism) and no
-    # public getter.
-    from tensorflow.python.framework import config
-
-    return bool(config.is_op_determinism_enabled())
+from tfmeta.environment import PACKAGES, package_version
 
 
 def tfds_data_dir() -> str:
@@ -79,7 +49,7 @@ def report() -> str:
     devices = [f"{d.device_type}:{d.name.rsplit(':', 1)[-1]}"
                for d in tf.config.list_physical_devices()]
     lines = [f"python {platform.python_version()} on {platform.platform()}"]
-    lines += [f"{p:<20} {_version(p)}" for p in PACKAGES]
+    lines += [f"{p:<20} {package_version(p)}" for p in PACKAGES]
     lines += [f"devices: {', '.join(devices)}",
               f"glyphs cache: {cache} ({len(cached)} cached; TFMETA_CACHE_DIR moves it)",
               f"TFDS data: {tfds_dir} (TFDS_DATA_DIR moves it)",

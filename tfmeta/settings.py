@@ -4,7 +4,9 @@ starts rather than a traceback in the middle of it."""
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import sys
 import types
 import typing
 
@@ -51,3 +53,76 @@ def check_value(cls, name: str, value, where: str):
                                        for o in options):
         return tuple(value)
     return value
+
+
+def setting(default=dataclasses.MISSING, help: str = "", flag: str | None = None, *,
+            factory=dataclasses.MISSING, requires: str | None = None,
+            deprecated: tuple = ()):
+    """A config field with its help text and command-line alias as metadata, from which the CLI
+    builds its flags (:mod:`tfmeta.cli`), so a default is stated once, here.
+
+    Args:
+        default, factory: the field's default (or default factory).
+        help: one line for ``--help``.
+        flag: the flag that sets it (``"meta-batch"`` -> ``--meta-batch``); ``None``: only
+            ``--set`` / ``--config`` set it.
+        requires: the setting (a field name of the same config) without which this one means
+            nothing (``attack_epsilon`` requires ``adversarial``): a value other than the
+            default is refused while that one is unset.
+        deprecated: old spellings of ``flag``, accepted with a warning for one release.
+    """
+    metadata = {"help": help, "flag": flag, "requires": requires, "deprecated": tuple(deprecated)}
+    return dataclasses.field(default=default, default_factory=factory, metadata=metadata)
+
+
+def check_requirements(config, where: str = "") -> None:
+    """One clear error for a setting of ``config`` (a dataclass built from :func:`setting`
+    fields) given without the setting it needs."""
+    for field in dataclasses.fields(config):
+        needed = field.metadata.get("requires")
+        if not needed or getattr(config, field.name) == field.default:
+            continue
+        if getattr(config, needed) in (None, False):
+            flags = {f.name: f.metadata.get("flag") for f in dataclasses.fields(config)}
+            said = (f" (--{flags[field.name]})" if flags[field.name] else "")
+            raise ConfigError(f"{where}{field.name}{said} needs {where}{needed}"
+                              + (f" (--{flags[needed]})" if flags.get(needed) else "")
+                              + ": set both, or neither")
+
+
+class DeprecatedFlag(argparse.Action):
+    """An old spelling of a flag: works as the new one, with a warning."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"tfmeta: warning: {option_string} is deprecated and will be removed: use "
+              f"--{self.metavar}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def add_flags(p, sections, dest_prefix: str, only=None) -> None:
+    """One argparse flag on ``p`` per field of ``sections`` (``[(key prefix, dataclass)]``) whose
+    :func:`setting` names one (``only``: those flags alone), its value stored under
+    ``dest_prefix + key``; a flag two learners share is added once."""
+    seen = {}
+    for prefix, cls in sections:
+        for f in dataclasses.fields(cls):
+            flag, key = f.metadata.get("flag"), prefix + f.name
+            if not flag or (only is not None and flag not in only) or seen.get(flag) == key:
+                continue
+            if flag in seen:
+                raise ValueError(f"--{flag} stands for both {seen[flag]} and {key}")
+            seen[flag] = key
+            text, dest = f.metadata["help"], dest_prefix + key
+            if f.type in (bool, "bool"):
+                p.add_argument(f"--{flag}", dest=dest, action="store_const", const="true",
+                               help=f"{text} (= --set {key}=true)")
+                continue
+            default = f.default if f.default is not dataclasses.MISSING else None
+            said = ("default: the learner's; " if prefix == "learner." else "" if default is None
+                    else f"default {default:.4g}; " if isinstance(default, float)
+                    else f"default {default}; ")
+            p.add_argument(f"--{flag}", dest=dest, metavar="VALUE",
+                           help=f"{text} ({said}= --set {key}=VALUE)")
+            for old in f.metadata.get("deprecated", ()):
+                p.add_argument(f"--{old}", dest=dest, metavar=flag, action=DeprecatedFlag,
+                               help=argparse.SUPPRESS)

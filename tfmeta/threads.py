@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import os
 
+# Tasks of a meta-batch meta-trained side by side by default (tfmeta train --parallel-tasks).
+PARALLEL_TASKS = 2
+
 
 def available_cores() -> int:
     """CPU cores this process may run on."""

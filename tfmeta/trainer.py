@@ -32,7 +32,8 @@ import time
 import keras
 import tensorflow as tf
 
-from tfmeta.errors import DataError, TrainingStopped
+from tfmeta.errors import TrainingStopped
+from tfmeta.checkpoints import first_names, nonfinite_names, read_checkpoint  # noqa: F401
 from tfmeta.evaluation import evaluate
 
 NONFINITE = ("skip", "stop")
@@ -289,7 +290,7 @@ class MetaTrainer:
         bad = nonfinite_names(self.learner.step_state())
         if bad:
             raise TrainingStopped(
-                f"the state at step {step} holds non-finite values ({_first(bad)}); it was "
+                f"the state at step {step} holds non-finite values ({first_names(bad)}); it was "
                 f"not saved: the latest checkpoint "
                 f"({self.latest.latest_checkpoint or 'none yet'}) is the last good state. Lower "
                 "the learning rates or check the data, then resume with the same command")
@@ -312,49 +313,6 @@ class MetaTrainer:
         """Delete a non-chief worker's scratch checkpoints (the chief's are the run's)."""
         if not self.chief:
             shutil.rmtree(self.write_dir, ignore_errors=True)
-
-
-def _first(names: list, most: int = 3) -> str:
-    """The first ``most`` of ``names``, then "..." if there are more."""
-    return ", ".join(names[:most]) + (", ..." if len(names) > most else "")
-
-
-def nonfinite_names(variables) -> list:
-    """The names (paths) of the floating-point variables that hold a NaN or Inf."""
-    import numpy as np
-
-    return [getattr(v, "path", v.name) for v in variables
-            if tf.as_dtype(v.dtype).is_floating and not np.all(np.isfinite(np.asarray(v)))]
-
-
-def read_checkpoint(checkpoint: tf.train.Checkpoint, path: str, exact: bool = False) -> None:
-    """Restore ``checkpoint`` from ``path``; a truncated, tampered or foreign checkpoint (a
-    missing or short file, values of other shapes, with ``exact`` objects it lacks), or one that
-    holds a NaN or Inf, is one :class:`~tfmeta.errors.DataError` line naming it, never a
-    traceback from TensorFlow's reader, and nothing non-finite is loaded."""
-    import numpy as np
-
-    try:
-        reader = tf.train.load_checkpoint(path)
-        bad = [key.split("/.ATTRIBUTES")[0] for key, dtype in
-               sorted(reader.get_variable_to_dtype_map().items())
-               if dtype.is_floating and not np.all(np.isfinite(reader.get_tensor(key)))]
-        if bad:
-            raise DataError(f"{path}: holds non-finite values ({_first(bad)}); it was not "
-                            "loaded: use an earlier checkpoint or train again")
-        status = checkpoint.restore(path)
-        if exact:
-            status.assert_existing_objects_matched()
-        else:
-            status.expect_partial()
-    except DataError:
-        raise
-    except (tf.errors.OpError, ValueError, AssertionError, IndexError, OSError,
-            RuntimeError) as err:
-        message = (getattr(err, "message", None) or str(err)).strip().splitlines()
-        raise DataError(f"{path}: a damaged checkpoint, or one of another model "
-                        f"({(message or [type(err).__name__])[0][:160]}); restore the run "
-                        "directory from a copy or start a new --out") from None
 
 
 @contextlib.contextmanager

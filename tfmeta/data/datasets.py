@@ -7,11 +7,13 @@ from __future__ import annotations
 import dataclasses
 
 from tfmeta.data import mini_imagenet, omniglot_small
+from tfmeta.data import files
 from tfmeta.data import source as src
 from tfmeta.data.augment import check_augment
 from tfmeta.data.class_splits import split_by_files
 from tfmeta.data.glyphs import glyphs
-from tfmeta.data.tfds_source import from_tfds
+from tfmeta.data.tfds_source import from_tfds, tfds_image_shape
+from tfmeta.settings import setting
 
 
 _PROTOCOLS = ("omniglot-small", "mini-imagenet")  # datasets that come with their class split
@@ -29,8 +31,9 @@ class DataConfig:
             :mod:`tfmeta.data.omniglot_small`), ``mini-imagenet:DIR`` (a local copy with Ravi &
             Larochelle's split: :mod:`tfmeta.data.mini_imagenet`), ``folder:PATH`` or
             ``zip:PATH`` (several paths joined by commas are merged), or ``tfds:NAME``.
-        image_size: images are resized to ``image_size x image_size``.
-        channels: 1 (grayscale) or 3 (RGB).
+        image_size: images are resized to ``image_size x image_size``; ``None``: the data's
+            (:func:`with_image_shape`).
+        channels: 1 (grayscale) or 3 (RGB); ``None``: the data's.
         split: fractions of classes for train / validation / test (only validation / test share
             of the background set for ``omniglot``, whose test classes are the evaluation set;
             unused by ``omniglot-small`` and ``mini-imagenet``, whose splits are their
@@ -57,27 +60,34 @@ class DataConfig:
             machine's memory (``None``; :mod:`tfmeta.data.disk`).
     """
 
-    dataset: str = "glyphs"
-    image_size: int = 28
-    channels: int = 1
-    split: tuple = (0.64, 0.16, 0.2)
-    split_seed: int = 0
-    rotations: bool = False
-    data_dir: str | None = None
-    polarity: str | None = None
-    augment: str | None = None
-    skip_bad_files: bool = False
-    class_splits: str | None = None
-    on_disk: bool | None = None
+    dataset: str = setting("glyphs", "glyphs | omniglot | omniglot-small:DIR | mini-imagenet:DIR "
+                                     "| folder:PATH | zip:PATH | tfds:NAME", "dataset")
+    image_size: int | None = setting(None, "images are resized to this square size (default: "
+                                           "the data's, or the backbone's smallest input)",
+                                     "image-size")
+    channels: int | None = setting(None, "1 or 3 (default: the data's)", "channels")
+    split: tuple = setting((0.64, 0.16, 0.2), "fractions of classes for train / val / test")
+    split_seed: int = setting(0, "seed of the class split")
+    rotations: bool = setting(False, "add 90/180/270 degree rotations as new classes",
+                              "rotations")
+    data_dir: str | None = setting(None, "TFDS data directory")
+    polarity: str | None = setting(None, "light-on-dark or dark-on-light (default: measured)")
+    augment: str | None = setting(None, "affine: distort training images (none by default)")
+    skip_bad_files: bool = setting(False, "folder/zip data: leave out unreadable or non-image "
+                                          "files (counted) instead of stopping",
+                                   "skip-bad-files")
+    class_splits: str | None = setting(None, "folder of train/val/test .txt or .csv files naming "
+                                             "each split's classes", "class-splits")
+    on_disk: bool | None = setting(None, "tfds/omniglot: keep images in a cache file")
 
     def __post_init__(self):
         check_augment(self.augment)
         if self.polarity not in (None,) + src.POLARITIES:
             raise src.DataError(f"polarity must be one of {', '.join(src.POLARITIES)}, got "
                                 f"{self.polarity!r}")
-        if self.channels not in (1, 3):
+        if self.channels not in (None, 1, 3):
             raise src.DataError(f"channels must be 1 or 3, got {self.channels}")
-        if self.image_size < 8:
+        if self.image_size is not None and self.image_size < 8:
             raise src.DataError(f"image_size must be at least 8, got {self.image_size}")
         kind = self.dataset.split(":", 1)[0]
         if kind not in ("glyphs", "omniglot") + _WITH_PATH or (
@@ -90,10 +100,40 @@ class DataConfig:
                                 "to glyphs, omniglot, folder:, zip: and tfds: datasets")
 
 
+# The size the field uses for the named datasets (Omniglot's 105-pixel characters at 28, as
+# Santoro et al. 2016 and Vinyals et al. 2016; mini-ImageNet at 84, as Ravi & Larochelle 2017).
+STANDARD_SHAPES = {"glyphs": (28, 1), "omniglot": (28, 1), "omniglot-small": (28, 1),
+                   "mini-imagenet": (84, 3)}
+
+
+def with_image_shape(config: DataConfig, smallest: int | None = None) -> tuple:
+    """``(config, note)``: ``config`` with ``image_size`` and ``channels`` set where it leaves
+    them out: a named dataset's standard size, a folder's or archive's own (the size most of its
+    images have; colour if any image is), a TFDS dataset's declared shape; raised to ``smallest``
+    (a backbone's smallest input) if smaller. ``note`` says where each came from ("" when both
+    were given)."""
+    if config.image_size is not None and config.channels is not None:
+        return config, ""
+    kind, _, arg = config.dataset.partition(":")
+    if kind in STANDARD_SHAPES:
+        (size, channels), where = STANDARD_SHAPES[kind], f"{kind}'s standard size"
+    elif kind in ("folder", "zip"):
+        (size, channels), where = files.natural_shape(arg.split(",")[0]), "from the data"
+    else:
+        (size, channels), where = tfds_image_shape(arg, config.data_dir), "from the data"
+    if config.image_size is None and smallest and size < smallest:
+        size, where = smallest, f"{where}, raised to the backbone's smallest input"
+    given = dataclasses.replace(config, image_size=config.image_size or size,
+                                channels=config.channels or channels)
+    return given, (f"images {given.image_size}x{given.image_size}x{given.channels} ({where}; "
+                   "--image-size / --channels to choose)")
+
+
 def load_source(config: DataConfig):
     """The whole dataset as one source (for ``omniglot``: the background set, or all 1,623
     characters with ``class_splits``; for ``omniglot-small``: both small sets merged; for
     ``mini-imagenet``: its three splits merged)."""
+    config = with_image_shape(config)[0]
     kind, _, arg = config.dataset.partition(":")
     if kind == "omniglot-small":
         return src.merge(list(omniglot_small.archives(arg, config.image_size, config.channels)))
@@ -103,7 +143,7 @@ def load_source(config: DataConfig):
     if kind == "glyphs":
         return glyphs(image_size=config.image_size)
     if kind in ("folder", "zip"):
-        load = src.from_folder if kind == "folder" else src.from_zip
+        load = files.from_folder if kind == "folder" else files.from_zip
         parts = [load(p, config.image_size, config.channels, config.skip_bad_files)
                  for p in arg.split(",") if p]
         return parts[0] if len(parts) == 1 else src.merge(parts)
@@ -120,6 +160,7 @@ def load_source(config: DataConfig):
 
 def load_splits(config: DataConfig) -> dict:
     """``{"train": source, "val": source, "test": source}`` with disjoint classes."""
+    config = with_image_shape(config)[0]
     if config.dataset.startswith("omniglot-small:"):
         splits = omniglot_small.splits(config.dataset.partition(":")[2], config.image_size,
                                        config.channels, config.split_seed)

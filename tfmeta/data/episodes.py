@@ -27,6 +27,7 @@ import tensorflow as tf
 from tfmeta.data.augment import augment_images, check_augment
 from tfmeta.data.disk import image_gatherer
 from tfmeta.data.source import DataError, ImageSource
+from tfmeta.settings import setting
 
 # Seed of the test episodes: every evaluation of every run draws the same test tasks.
 TEST_SEED = 20_000
@@ -36,9 +37,9 @@ TEST_SEED = 20_000
 class EpisodeConfig:
     """The shape of a task: ``ways`` classes, ``shots`` support and ``queries`` query images each."""
 
-    ways: int = 5
-    shots: int = 1
-    queries: int = 15
+    ways: int = setting(5, "classes per episode", "ways")
+    shots: int = setting(1, "support images per class", "shots")
+    queries: int = setting(15, "query images per class", "queries")
 
     def __post_init__(self):
         for name in ("ways", "shots", "queries"):
@@ -156,12 +157,6 @@ class EpisodeSampler:
         return (indices.map(self.episode_at, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
                 .batch(self.meta_batch, drop_remainder=True)
                 .prefetch(tf.data.AUTOTUNE))
-
-    def element_spec(self):
-        b, n, k, q = self.meta_batch, self.episode.ways, self.episode.shots, self.episode.queries
-        image = self.image_shape
-        return (tf.TensorSpec((b, n * k) + image, tf.float32), tf.TensorSpec((b, n * k), tf.int32),
-                tf.TensorSpec((b, n * q) + image, tf.float32), tf.TensorSpec((b, n * q), tf.int32))
 
 
 def parent_folder(class_name: str) -> str:

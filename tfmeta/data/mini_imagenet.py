@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 
+from tfmeta.data import files
 from tfmeta.data import source as src
 from tfmeta.data.class_splits import SPLITS, csv_rows
 
@@ -24,7 +25,7 @@ def splits(data_dir: str, image_size: int = 84, channels: int = 3) -> dict:
         raise src.DataError(f"{data_dir}: no such folder (mini-imagenet:DIR needs images/ with "
                             "train.csv, val.csv and test.csv, or train/, val/ and test/ folders)")
     if all(os.path.isdir(os.path.join(data_dir, s)) for s in SPLITS):
-        return {s: src.from_folder(os.path.join(data_dir, s), image_size, channels)
+        return {s: files.from_folder(os.path.join(data_dir, s), image_size, channels)
                 for s in SPLITS}
     images = os.path.join(data_dir, "images")
     missing = [s + ".csv" for s in SPLITS if not os.path.isfile(os.path.join(data_dir, s + ".csv"))]
@@ -49,4 +50,4 @@ def _from_csv(path: str, images: str, image_size: int, channels: int) -> src.Ima
         with open(os.path.join(images, filename), "rb") as f:
             return f.read()
 
-    return src.from_files(grouped, read, image_size, channels)
+    return files.from_files(grouped, read, image_size, channels)

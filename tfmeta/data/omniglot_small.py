@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 
+from tfmeta.data import files
 from tfmeta.data import source as src
 from tfmeta.data.episodes import parent_folder
 
@@ -29,9 +30,9 @@ VALIDATION_FRACTION = 0.1
 def _load(data_dir: str, name: str, image_size: int, channels: int) -> src.ImageSource:
     folder = os.path.join(data_dir, name)
     if os.path.isdir(folder):
-        return src.from_folder(folder, image_size, channels)
+        return files.from_folder(folder, image_size, channels)
     if os.path.isfile(folder + ".zip"):
-        return src.from_zip(folder + ".zip", image_size, channels)
+        return files.from_zip(folder + ".zip", image_size, channels)
     raise src.DataError(f"{data_dir}: {name}.zip (or its extracted folder) not found; "
                         "omniglot-small needs Omniglot's small background sets "
                         "(github.com/brendenlake/omniglot, python/images_background_small1.zip "

@@ -67,6 +67,22 @@ def _network_answers(timeout: float = 3.0) -> bool:
     return False
 
 
+def tfds_image_shape(name: str, data_dir: str | None = None) -> tuple:
+    """``(size, channels)`` of a TFDS dataset's images, from its description (nothing is
+    downloaded); images of varying size are one clear error asking for ``--image-size``."""
+    import tensorflow_datasets as tfds
+
+    try:
+        shape = tfds.builder(name, data_dir=data_dir).info.features["image"].shape
+    except Exception as err:  # tfds raises several types for an unknown name
+        raise DataError(f"unknown TFDS dataset '{name}' (or one without an 'image' feature): "
+                        f"{str(err).splitlines()[0]}") from None
+    if shape[0] is None or shape[1] is None:
+        raise DataError(f"tfds:{name} has images of varying size: give --image-size (and "
+                        "--channels)")
+    return max(shape[:2]), 1 if shape[-1] == 1 else 3
+
+
 def load_tfds_arrays(name: str, split: str, data_dir: str | None = None,
                      image_size: int = 28, channels: int = 1, on_disk: bool | None = None):
     """``(images, labels, label_names)`` of one TFDS split, downloading it if needed: ``uint8``

@@ -31,9 +31,9 @@ Python API::
 from tfmeta.errors import ExportError
 from tfmeta.export.layout import check_name, next_version, versions
 from tfmeta.export.servables import ClassifierServable, EmbeddingServable, FewShotServable
+from tfmeta.export.quantize import describe_quantized, quantize
 from tfmeta.export.writer import (EMBEDDING_FILE, FORMATS, METADATA_FILE, convert, describe,
-                                  describe_quantized, embedding_saved_model,
-                                  fewshot_saved_model, quantize, read_metadata,
+                                  embedding_saved_model, fewshot_saved_model, read_metadata,
                                   reference_episode, saved_model, verify,
                                   verify_in_fresh_process)
 

@@ -8,7 +8,9 @@ learner file's ``@register`` is all it takes to add one (see ``tfmeta.learners.r
 import importlib
 import pkgutil
 
-from tfmeta.learners.base import Learner, OptimizationLearner, freeze_batchnorm_statistics
+from tfmeta.learners.base import Learner
+from tfmeta.learners.batchnorm import freeze_batchnorm_statistics
+from tfmeta.learners.optimization import OptimizationLearner
 from tfmeta.learners.inner import sgd_inner_loop
 from tfmeta.learners.metric import MetricLearner
 from tfmeta.learners.registry import (ALGORITHMS, create, learner_class, make_config, options,

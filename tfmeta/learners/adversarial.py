@@ -20,6 +20,8 @@ import tensorflow as tf
 from tfmeta.errors import ConfigError
 
 ATTACKS = ("fgsm", "pgd")
+EPSILON = 8 / 255  # the attacks' default radius (common in the literature)
+STEPS = 7  # PGD's default steps
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,8 +33,8 @@ class Attack:
     """
 
     kind: str = "pgd"
-    epsilon: float = 8 / 255
-    steps: int = 7
+    epsilon: float = EPSILON
+    steps: int = STEPS
 
     def __post_init__(self):
         if self.kind not in ATTACKS:

@@ -1,4 +1,4 @@
-"""The interface every meta-learner shares, and what optimisation-based learners have in common.
+"""The interface every meta-learner shares.
 
 A learner owns a Keras model (any model mapping images to logits or embeddings) and the outer-loop
 optimizer, and has four verbs:
@@ -18,18 +18,13 @@ optimizer, and has four verbs:
 Both steps are compiled once with ``tf.function`` (``compiled=False`` runs them eagerly, for
 debugging); batches of one shape never retrace.
 
-Distributed (``strategy=`` any ``tf.distribute.Strategy``; the model built in its scope, as
-:func:`tfmeta.learners.create` does): each replica takes an equal slice of the meta-batch's tasks
-(in order: replica ``r`` the ``r``-th slice), the tasks' gradients are summed across replicas in one
-all-reduce and applied in the cross-replica context behind the same finiteness guard as on one
-device, and the step's figures are averaged; a test step gathers every replica's episodes. The
-meta-gradient is the one of the whole meta-batch on one device.
+The outer step and its distributed form: :mod:`tfmeta.learners.outer`; what optimisation-based
+learners share: :mod:`tfmeta.learners.optimization`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import warnings
 
 import keras
@@ -40,58 +35,15 @@ from tfmeta.data.episodes import EpisodeConfig
 from tfmeta.data.images import other_polarity, to_uint8_images
 from tfmeta.errors import ConfigError, DataError
 from tfmeta.learners.adversarial import perturb
-from tfmeta.learners.batchnorm import (batchnorm_momentum_zero, exact_batchnorm_moments,  # noqa: F401
-                                      freeze_batchnorm_statistics, fused_batchnorm)
-from tfmeta.learners.inner import sgd_inner_loop
+from tfmeta.learners.batchnorm import fused_batchnorm
+from tfmeta.learners.layers import embedding_copy
+from tfmeta.learners.outer import OuterLoop
 from tfmeta.learners.losses import (accuracy, cross_entropy,  # noqa: F401  (re-exported)
                                     full_precision)
+from tfmeta.threads import PARALLEL_TASKS
 
 
-@contextlib.contextmanager
-def stochastic_layers_off(model: keras.Model):
-    """Within the block (at trace time for compiled code), Dropout-like layers pass their input
-    through unchanged even in a training-mode call. The optimisation-based learners call their
-    model in training mode at test time too (BatchNorm batch statistics); this keeps DropBlock and
-    Dropout to meta-training."""
-    from tfmeta.models import DropBlock, nested_layers
-
-    noisy = [(layer, "stddev" if isinstance(layer, keras.layers.GaussianNoise) else "rate")
-             for layer in nested_layers(model)
-             if isinstance(layer, (keras.layers.Dropout, keras.layers.GaussianDropout,
-                                   keras.layers.AlphaDropout, keras.layers.GaussianNoise,
-                                   DropBlock))]
-    saved = [getattr(layer, name) for layer, name in noisy]
-    for layer, name in noisy:
-        setattr(layer, name, 0.0)
-    try:
-        yield
-    finally:
-        for (layer, name), value in zip(noisy, saved):
-            setattr(layer, name, value)
-
-
-def seed_state_positions(model: keras.Model) -> list:
-    """Where in ``model.non_trainable_variables`` the states of Keras seed generators are (those
-    of ``Dropout`` and other random layers)."""
-    from tfmeta.models import nested_layers
-
-    states = set()
-    for layer in nested_layers(model):
-        for value in vars(layer).values():
-            for item in value if isinstance(value, (list, tuple)) else [value]:
-                if isinstance(item, keras.random.SeedGenerator):
-                    states.add(id(item.state))
-    return [i for i, v in enumerate(model.non_trainable_variables) if id(v) in states]
-
-
-def all_finite(tensors) -> tf.Tensor:
-    """Whether every floating-point value of ``tensors`` (tensors or variables) is finite."""
-    checks = [tf.reduce_all(tf.math.is_finite(t)) for t in tensors
-              if tf.as_dtype(t.dtype).is_floating]
-    return tf.reduce_all(tf.stack(checks)) if checks else tf.constant(True)
-
-
-class Learner:
+class Learner(OuterLoop):
     """Base class of meta-learners (see the module docstring for the verbs)."""
 
     name = "learner"  # the name it registers under (``tfmeta train --algorithm NAME``)
@@ -99,24 +51,34 @@ class Learner:
     # What it needs from a backbone: "logits" (a classifier head of `ways` units), "features"
     # (feature vectors) or "feature_maps" (spatial maps); see tfmeta.models.build_model.
     backbone_output = "features"
-    polarity: str | None = None  # of the meta-training images; set by tfmeta.run from the run
     # Why XLA cannot compile this learner's meta-steps (None: it can; tests/test_xla.py).
     xla_unsupported: str | None = None
-    # Adversarial querying while meta-training (tfmeta.learners.adversarial.Attack; None: clean
-    # queries); a learner without a query loss (Reptile) sets adversarial_queries = False.
-    attack = None
+    # A learner without a query loss to attack (Reptile) sets adversarial_queries = False.
     adversarial_queries = True
-    # Label smoothing of the meta-training objective (its query loss; Reptile's inner loss), a
-    # regulariser; 0: none. Set by tfmeta.learners.create(label_smoothing=).
-    label_smoothing = 0.0
-    # Tasks of a meta-batch the outer step runs side by side (the tf.while_loop's
-    # parallel_iterations): more in flight keeps the cores busy on small tasks, and holds that
-    # many tasks' activations at once. Set by tfmeta.learners.create(parallel_tasks=).
-    parallel_tasks = 2
 
     def __init__(self, model: keras.Model, config=None, *, episode: EpisodeConfig | None = None,
                  optimizer=None, compiled: bool = True, jit_compile: bool = False,
-                 strategy: tf.distribute.Strategy | None = None):
+                 strategy: tf.distribute.Strategy | None = None, name: str | None = None,
+                 label_smoothing: float = 0.0, parallel_tasks: int = PARALLEL_TASKS,
+                 polarity: str | None = None, attack=None):
+        """``model``: a built Keras model (in ``strategy``'s scope under a strategy); ``config``:
+        the learner's options (its ``config_class``; ``None``: the defaults); ``episode``: the
+        (largest) meta-training episode; ``optimizer``: the outer optimizer (``None``: the
+        learner's paper's); ``compiled`` / ``jit_compile``: ``tf.function`` (and XLA) steps;
+        ``name``: the name it was created under (first-order MAML is MAML named ``fomaml``);
+        ``label_smoothing``: of the meta-training objective (its query loss; Reptile's inner
+        loss), 0: none; ``parallel_tasks``: tasks of a meta-batch the outer step runs side by
+        side (the ``tf.while_loop``'s ``parallel_iterations``: more in flight keep the cores busy
+        on small tasks and hold more tasks' activations at once); ``polarity``: of the
+        meta-training images (a run records it; ``adapt`` inverts a support set of the other);
+        ``attack``: adversarial querying while meta-training
+        (:class:`tfmeta.learners.adversarial.Attack`; ``None``: clean queries).
+        :func:`tfmeta.learners.create` builds a learner by name with all of these."""
+        self.name = name or type(self).name
+        self.label_smoothing = float(label_smoothing)
+        self.parallel_tasks = int(parallel_tasks)
+        self.polarity = polarity
+        self.attack = attack
         if not isinstance(model, keras.Model):
             raise TypeError(f"model must be a keras.Model, got {type(model).__name__}")
         if not model.built:
@@ -200,10 +162,11 @@ class Learner:
         """The outer-loop optimizer the learner's paper uses (Adam unless overridden)."""
         return keras.optimizers.Adam(learning_rate)
 
-    def task_losses(self, support_x, support_y, query_x, query_y):
+    def task_losses(self, support_x, support_y, query_x, query_y, task_index=0):
         """``(losses [B], accuracies [B])``: each task's differentiable meta-training objective
         (its query loss after adaptation) and query accuracy, for a meta-batch (the outer step
-        gives it one task at a time: a meta-batch of one)."""
+        gives it one task at a time: a meta-batch of one, whose index in the whole meta-batch is
+        ``task_index``, for what is random per task)."""
         raise NotImplementedError
 
     def inner_loss_scale(self):
@@ -213,120 +176,6 @@ class Learner:
         if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
             return self.optimizer.scale_loss(tf.constant(1.0))
         return None
-
-    def task_gradient(self, support_x, support_y, query_x, query_y, index):
-        """``(gradients, loss, accuracy)`` of one task (``support_x [N*K, H, W, C]``, ...; its
-        ``index`` in the meta-batch): the gradient of its loss with respect to
-        ``meta_variables``. With a loss-scaling optimizer (mixed precision) the loss is scaled
-        here and the optimizer unscales the gradients. With an ``attack``, the task's queries
-        are perturbed first to raise its loss (adversarial querying)."""
-        if self.attack is not None:
-            seed = tf.stack([tf.cast(self.optimizer.iterations, tf.int32),
-                             104729 + tf.cast(index, tf.int32)])
-            query_x = perturb(lambda q: tf.reduce_sum(self.task_losses(
-                support_x[None], support_y[None], q[None], query_y[None])[0]), query_x,
-                self.attack, seed)
-        with tf.GradientTape() as tape:
-            losses, accuracies = self.task_losses(support_x[None], support_y[None],
-                                                  query_x[None], query_y[None])
-            loss = self.optimizer.scale_loss(losses[0])
-        gradients = tape.gradient(loss, self.meta_variables,
-                                  unconnected_gradients=tf.UnconnectedGradients.ZERO)
-        return gradients, losses[0], accuracies[0]
-
-    def outer_gradients(self, support_x, support_y, query_x, query_y):
-        """``(gradients, losses [B], accuracies [B])``: the mean over the meta-batch of the
-        tasks' gradients (``task_gradient``), task after task in a ``tf.while_loop`` that runs
-        ``parallel_tasks`` of them side by side. Only those tasks' activations are alive at a
-        time: memory does not grow with the meta-batch, the graph holds one task (tracing takes
-        seconds, not minutes), and each task's BatchNorm sees its own episode, as in the papers.
-        The sum is carried from task to task in order: the result does not depend on
-        ``parallel_tasks``."""
-        tasks = tf.shape(support_x)[0]
-        # Under a strategy this replica holds the tasks first .. first + tasks - 1 of a meta-batch
-        # of tasks * replicas: task indices (seeds) and the mean are the whole meta-batch's.
-        context = tf.distribute.get_replica_context()
-        replicas = context.num_replicas_in_sync if context is not None else 1
-        first = (tf.cast(context.replica_id_in_sync_group, tf.int32) * tasks
-                 if context is not None else 0)
-
-        def body(i, total, losses, accuracies):
-            gradients, loss, accuracy_ = self.task_gradient(support_x[i], support_y[i],
-                                                            query_x[i], query_y[i], first + i)
-            total = [t + g for t, g in zip(total, gradients)]
-            return (i + 1, total, losses.write(i, tf.cast(loss, tf.float32)),
-                    accuracies.write(i, tf.cast(accuracy_, tf.float32)))
-
-        zeros = [tf.zeros_like(v) for v in self.meta_variables]
-        _, total, losses, accuracies = tf.while_loop(
-            lambda i, *_: i < tasks, body,
-            (tf.constant(0), zeros, tf.TensorArray(tf.float32, tasks),
-             tf.TensorArray(tf.float32, tasks)), parallel_iterations=self.parallel_tasks)
-        return ([t / tf.cast(tasks * replicas, t.dtype) for t in total], losses.stack(),
-                accuracies.stack())
-
-    def _meta_train_step(self, support_x, support_y, query_x, query_y) -> dict:
-        """The outer step on one device, the one place that reduces over the meta-batch and
-        updates (``_replicated_train_step`` is its twin under a strategy): the meta-gradient of
-        the meta-batch, applied by :meth:`_update_if_finite`."""
-        before = self._snapshot()
-        gradients, losses, accuracies = self.outer_gradients(support_x, support_y, query_x,
-                                                             query_y)
-        return self._update_if_finite(before, gradients, losses, accuracies)
-
-    def step_state(self) -> list:
-        """Every variable a meta-step may change: the meta-variables (the model's weights, the
-        parts' -- Meta-SGD's rates, a relation module, ...), the optimizer's (moments, step
-        count, a loss scale) and what a forward pass changes (BatchNorm's moving statistics)."""
-        return [*self.meta_variables, *self.optimizer.variables,
-                *self.non_trainable_variables()]
-
-    def _snapshot(self) -> list:
-        """The values of ``step_state`` before the step (tensors, read before anything of the
-        step is written: the graph orders the reads first)."""
-        return [tf.identity(v) for v in self.step_state()]
-
-    def _update_if_finite(self, before, gradients, losses, accuracies) -> dict:
-        """Apply the meta-gradient unless the meta-batch is not finite, and report it.
-
-        A meta-batch is skipped whole -- nothing it changed is kept (weights, optimizer state,
-        BatchNorm's moving statistics, the parts) and ``skipped`` is 1 -- if its losses, its
-        meta-gradient or the statistics its forward passes wrote hold a NaN or Inf, or if the
-        update itself would leave a non-finite value (an overflow in the optimizer's moments).
-        The same code runs on one device and, under a strategy, in the cross-replica context
-        on all-reduced gradients, so every replica and worker takes the same decision. A
-        loss-scale optimizer (float16) gets the non-finite gradients: its own skip lowers the
-        scale."""
-        state = self.step_state()
-        optimizer_variables = {id(v) for v in self.optimizer.variables}
-        scaled = isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer)
-        metrics = {"loss": tf.reduce_mean(losses), "accuracy": tf.reduce_mean(accuracies)}
-
-        def restore(keep_optimizer: bool):
-            for variable, value in zip(state, before):
-                if not (keep_optimizer and id(variable) in optimizer_variables):
-                    variable.assign(value)
-            return tf.constant(1.0)
-
-        def apply():
-            self.optimizer.apply_gradients(zip(gradients, self.meta_variables))
-            return tf.cond(all_finite(state), lambda: tf.constant(0.0),
-                           lambda: restore(keep_optimizer=False))
-
-        def skip():
-            if scaled:  # its own skip keeps the scale dynamic (lowered after an overflow)
-                self.optimizer.apply_gradients(zip(gradients, self.meta_variables))
-            return restore(keep_optimizer=scaled)
-
-        finite = all_finite([losses, *gradients, *self.non_trainable_variables()])
-        metrics["skipped"] = tf.cond(finite, apply, skip)
-        return metrics
-
-    def non_trainable_variables(self) -> list:
-        """What a forward pass may change besides the meta-variables (BatchNorm's moving
-        statistics), of the model and the parts."""
-        return list(self.model.non_trainable_variables) + [
-            v for part in self.parts.values() for v in part.non_trainable_variables]
 
     def _meta_test_step(self, support_x, support_y, query_x, query_y) -> dict:
         raise NotImplementedError
@@ -341,7 +190,7 @@ class Learner:
         flattened), in inference mode, for a user's own model or a vector search
         (``tfmeta export --embedding``). Here the model's BatchNorm statistics are the ones
         meta-training kept and ``images`` is not needed."""
-        return _embedding_copy(self.model, self.model.output)
+        return embedding_copy(self.model, self.model.output)
 
     def adapt(self, support_x, support_y) -> keras.Model:
         """A plain Keras classifier (logits) for the classes of one support set (``support_x``
@@ -418,42 +267,6 @@ class Learner:
             fn = self._robust_fns[attack] = tf.function(step) if self.compiled else step
         return fn(*batch)
 
-    # -- distribution (see the module docstring) ------------------------------------------------
-    def _shard(self, batch):
-        """The meta-batch as per-replica values: replica ``r`` gets the ``r``-th equal slice."""
-        replicas = self.strategy.num_replicas_in_sync
-        tasks = int(batch[0].shape[0])
-        if tasks % replicas:
-            raise ConfigError(f"a meta-batch of {tasks} tasks does not split evenly over "
-                              f"{replicas} replicas: make meta_batch a multiple of {replicas}")
-        size = tasks // replicas
-
-        def local(context):
-            first = context.replica_id_in_sync_group * size
-            return tuple(tensor[first:first + size] for tensor in batch)
-
-        return self.strategy.experimental_distribute_values_from_function(local)
-
-    def _replicated_train_step(self, *batch) -> dict:
-        """``_meta_train_step`` under a strategy: each replica's tasks' gradients, summed across
-        replicas (and workers) in one all-reduce; the guarded update in the cross-replica
-        context, where every replica sees the same gradients, losses and statistics."""
-        before = self._snapshot()
-        gradients, losses, accuracies = self.strategy.run(self._replica_gradients, args=batch)
-        gradients = [self.strategy.experimental_local_results(g)[0] for g in gradients]
-        return self._update_if_finite(before, gradients,
-                                      self.strategy.gather(losses, axis=0),
-                                      self.strategy.gather(accuracies, axis=0))
-
-    def _replica_gradients(self, *batch):
-        gradients, losses, accuracies = self.outer_gradients(*batch)
-        context = tf.distribute.get_replica_context()
-        return context.all_reduce(tf.distribute.ReduceOp.SUM, gradients), losses, accuracies
-
-    def _replicated_test_step(self, *batch) -> dict:
-        metrics = self.strategy.run(self._meta_test_step, args=batch)
-        return {name: self.strategy.gather(value, axis=0) for name, value in metrics.items()}
-
     @property
     def input_shape(self) -> tuple:
         return tuple(self.model.inputs[0].shape[1:])
@@ -510,178 +323,4 @@ class Learner:
         classes, probabilities = self.predict_proba(support_x, support_y, query_x)
         return classes[probabilities.argmax(-1)]
 
-    def config_dict(self) -> dict:
-        return dataclasses.asdict(self.config)
 
-
-def _embedding_copy(model: keras.Model, features, images=None) -> keras.Model:
-    """A copy of ``model`` from its inputs to ``features`` (a tensor of its graph), flattened;
-    with ``images``, BatchNorm keeps their statistics."""
-    body = keras.Model(_single(model.inputs), features)
-    copy = keras.models.clone_model(body)
-    copy.set_weights(body.get_weights())
-    if images is not None:
-        with stochastic_layers_off(copy):
-            freeze_batchnorm_statistics(copy, tf.convert_to_tensor(images, tf.float32))
-    outputs = copy.outputs[0]
-    if len(outputs.shape) > 2:
-        outputs = keras.layers.Flatten(name="flatten_features")(outputs)
-    return keras.Model(_single(copy.inputs), outputs, name="embedding")
-
-
-def _single(inputs):
-    """A model's one input as a tensor, not a list of one: Keras then takes a tensor when the
-    model is called (a list of one warns that the structure does not match)."""
-    return inputs[0] if len(inputs) == 1 else inputs
-
-
-class OptimizationLearner(Learner):
-    """Learners that adapt by gradient steps on the model's weights (MAML, Reptile, ...).
-
-    The model maps images to ``ways`` logits. Its weights are handled functionally with
-    ``keras.Model.stateless_call``, so an inner loop is a chain of tensors the outer loop can
-    differentiate through, and the model's variables change only in the outer update.
-
-    BatchNorm uses the statistics of the batch at hand in the inner loop (the support set), as in
-    the papers' code. A query image is then classified two ways, and evaluation reports both:
-
-    * as deployed (``accuracy``): BatchNorm holds the support set's statistics, so each query
-      image gets the answer it would get alone -- exactly what ``adapt()``, ``predict()`` and
-      every export compute;
-    * transductively (``transductive_accuracy``): BatchNorm uses the query batch's own statistics,
-      as the MAML and Reptile papers evaluate (and as the meta-training loss is computed).
-
-    Dropout-like layers (DropBlock, Dropout, ...) are active only while meta-training.
-    """
-
-    backbone_output = "logits"
-
-    @property
-    def second_order(self) -> bool:
-        """Whether the meta-gradient differentiates the inner loop's gradients (MAML's Hessian
-        term); first-order learners differentiate the model once."""
-        return False
-
-    def __init__(self, model: keras.Model, *args, **kwargs):
-        super().__init__(model, *args, **kwargs)
-        if self.second_order:  # inner loops differentiated twice: BatchNorm's moments must allow it
-            exact_batchnorm_moments(self.model)
-        self._seed_states = seed_state_positions(self.model)
-
-    def forward(self, params, images):
-        """Logits of ``images`` under weights ``params``; BatchNorm uses batch statistics."""
-        non_trainable = [v.value for v in self.model.non_trainable_variables]
-        # stateless_call returns a random layer's advanced seed, which a pure forward drops: each
-        # call gets a fresh seed instead, or every Dropout mask would be the same.
-        for i in self._seed_states:
-            non_trainable[i] = tf.random.uniform(tf.shape(non_trainable[i]), maxval=2 ** 31 - 1,
-                                                 dtype=non_trainable[i].dtype)
-        logits, _ = self.model.stateless_call(list(params), non_trainable, images, training=True)
-        return full_precision(logits)
-
-    def deployed_forward(self, params, support_x, query_x):
-        """Logits of ``query_x`` under ``params`` with BatchNorm frozen at the statistics of
-        ``support_x``: what the classifier ``adapt()`` returns answers."""
-        non_trainable = [v.value for v in self.model.non_trainable_variables]
-        with batchnorm_momentum_zero(self.model):  # moving statistics := the support's
-            _, statistics = self.model.stateless_call(list(params), non_trainable, support_x,
-                                                      training=True)
-        logits, _ = self.model.stateless_call(list(params), statistics, query_x, training=False)
-        return full_precision(logits)
-
-    def embedding_model(self, images=None) -> keras.Model:
-        """The features below the classifier head (see ``Learner.embedding_model``). These
-        learners normalise with the statistics of the images at hand (BatchNorm never kept
-        moving statistics in meta-training), so ``images`` -- a support set of the user's
-        domain -- give the BatchNorm statistics the embedding keeps, as ``adapt()`` does."""
-        if images is None:
-            raise ValueError(f"{self.name} normalises with the statistics of the images at hand: "
-                             "give images (a support folder) whose BatchNorm statistics the "
-                             "embedding keeps")
-        return _embedding_copy(self.model, self.model.layers[-1].input, images)
-
-    def weights(self) -> list:
-        """The model's trainable weights as tensors (read inside a tape, they are watched)."""
-        return [tf.convert_to_tensor(v) for v in self.model.trainable_variables]
-
-    @property
-    def test_inner_steps(self) -> int:
-        return self.config.test_inner_steps or self.config.inner_steps
-
-    def inner_loss(self, logits, labels):
-        """The support loss the inner loop descends: mean cross-entropy, times the number of
-        ways with ``inner_reduction="sum/shots"`` (the MAML code's sum over the support set
-        divided by the shots, which its step size alpha is tuned for)."""
-        loss = cross_entropy(logits, labels)
-        if getattr(self.config, "inner_reduction", "mean") == "sum/shots":
-            loss *= tf.cast(tf.reduce_max(labels) + 1, loss.dtype)
-        return loss
-
-    def task_loss(self, theta, support_x, support_y, query_x, query_y):
-        """``(loss, accuracy)`` of one task: its query loss after adapting ``theta`` (the
-        model's weights as tensors) on its support set."""
-        raise NotImplementedError
-
-    def task_losses(self, support_x, support_y, query_x, query_y):
-        """``task_loss`` of each task; the meta-batch size is static, so the tasks' graphs are
-        independent and run side by side."""
-        theta = self.weights()
-        results = [self.task_loss(theta, support_x[i], support_y[i], query_x[i], query_y[i])
-                   for i in range(support_x.shape[0])]
-        losses, accuracies = zip(*results)
-        return tf.stack(losses), tf.stack(accuracies)
-
-    def inner_loop(self, theta, x, y, steps, differentiable=True):
-        """Adapted weights phi from theta on one task's data: plain SGD on the support loss."""
-        return sgd_inner_loop(self.forward, theta, x, y, steps, self.config.inner_lr,
-                              differentiable=differentiable,
-                              first_order=getattr(self.config, "first_order", False),
-                              loss_fn=self.inner_loss, loss_scale=self.inner_loss_scale(),
-                              recompute=getattr(self.config, "recompute_inner", False))
-
-    def test_adaptation(self, theta, support_x, support_y):
-        """phi for one support set at test time (evaluation, ``adapt``, served models)."""
-        return self.inner_loop(theta, support_x, support_y, self.test_inner_steps,
-                               differentiable=False)
-
-    def _meta_test_step(self, support_x, support_y, query_x, query_y):
-        theta = self.weights()
-        metrics = {"loss": [], "accuracy": [], "transductive_loss": [],
-                   "transductive_accuracy": []}
-        with stochastic_layers_off(self.model):
-            for i in range(support_x.shape[0]):
-                phi = self.test_adaptation(theta, support_x[i], support_y[i])
-                for prefix, logits in (("", self.deployed_forward(phi, support_x[i], query_x[i])),
-                                       ("transductive_", self.forward(phi, query_x[i]))):
-                    metrics[prefix + "loss"].append(cross_entropy(logits, query_y[i]))
-                    metrics[prefix + "accuracy"].append(accuracy(logits, query_y[i]))
-        return {name: tf.stack(values) for name, values in metrics.items()}
-
-    def _adapt(self, support_x, support_y):
-        """``test_inner_steps`` steps on the support set -> a Keras classifier (logits)."""
-        support_x = tf.convert_to_tensor(support_x, tf.float32)
-        support_y = tf.convert_to_tensor(support_y, tf.int32)
-        self.check_ways(support_y.numpy())
-        with stochastic_layers_off(self.model):
-            phi = self.test_adaptation(self.weights(), support_x, support_y)
-        return self.adapted_classifier(phi, support_x)
-
-    def _fewshot_logits(self, support_x, support_y, query_x):
-        with stochastic_layers_off(self.model):
-            phi = self.test_adaptation(self.weights(), support_x, support_y)
-            logits = self.deployed_forward(phi, support_x, query_x)
-        return logits[:, :tf.reduce_max(support_y) + 1]
-
-    @property
-    def max_ways(self) -> int:
-        return int(self.model.outputs[0].shape[-1])  # the head's units
-
-    def adapted_classifier(self, params, support_x) -> keras.Model:
-        """A copy of the model with weights ``params`` and BatchNorm statistics of the support."""
-        classifier = keras.models.clone_model(self.model)
-        classifier.set_weights(self.model.get_weights())
-        for variable, value in zip(classifier.trainable_variables, params):
-            variable.assign(value)
-        with stochastic_layers_off(classifier):
-            freeze_batchnorm_statistics(classifier, support_x)
-        return classifier

@@ -26,9 +26,11 @@ import dataclasses
 
 import tensorflow as tf
 
-from tfmeta.learners.base import OptimizationLearner, accuracy, cross_entropy
-from tfmeta.learners.inner import check_inner_options
+from tfmeta.learners.base import accuracy, cross_entropy
+from tfmeta.learners.optimization import OptimizationLearner
+from tfmeta.learners.inner import check_inner_options, sgd_inner_loop
 from tfmeta.learners.registry import register
+from tfmeta.settings import setting
 
 
 @dataclasses.dataclass
@@ -55,10 +57,10 @@ class MAMLConfig:
     (tests/test_learning.py runs the defaults). The paper's presets set ``"sum/shots"``.
     """
 
-    inner_steps: int = 1
-    inner_lr: float = 0.4
+    inner_steps: int = setting(1, "inner-loop steps while meta-training", "inner-steps")
+    inner_lr: float = setting(0.4, "inner-loop learning rate", "inner-lr")
     first_order: bool = False
-    test_inner_steps: int | None = 3
+    test_inner_steps: int | None = setting(3, "inner-loop steps at test", "test-inner-steps")
     inner_reduction: str = "mean"
     recompute_inner: bool = False
 
@@ -94,6 +96,22 @@ class MAML(OptimizationLearner):
         gradients, losses, accuracies = self.outer_gradients(support_x, support_y, query_x,
                                                              query_y)
         return gradients, tf.reduce_mean(losses), tf.reduce_mean(accuracies)
+
+    def inner_loss(self, logits, labels):
+        """The support loss the inner loop descends: mean cross-entropy, times the number of
+        ways with ``inner_reduction="sum/shots"`` (the MAML code's sum over the support set
+        divided by the shots, which its step size alpha is tuned for)."""
+        loss = cross_entropy(logits, labels)
+        if self.config.inner_reduction == "sum/shots":
+            loss *= tf.cast(tf.reduce_max(labels) + 1, loss.dtype)
+        return loss
+
+    def inner_loop(self, theta, x, y, steps, differentiable=True):
+        """Adapted weights phi from theta on one task's data: plain SGD on the support loss."""
+        return sgd_inner_loop(self.forward, theta, x, y, steps, self.config.inner_lr,
+                              differentiable=differentiable, first_order=self.config.first_order,
+                              loss_fn=self.inner_loss, loss_scale=self.inner_loss_scale(),
+                              recompute=self.config.recompute_inner)
 
     def task_loss(self, theta, support_x, support_y, query_x, query_y):
         """One task: adapt theta on the support set (inner loop), then the query loss."""

@@ -28,6 +28,7 @@ import tensorflow as tf
 
 from tfmeta.learners.metric import MetricLearner
 from tfmeta.learners.registry import register
+from tfmeta.settings import setting
 
 
 @dataclasses.dataclass
@@ -39,7 +40,7 @@ class MatchingConfig:
     """
 
     temperature: float = 10.0
-    fce: bool = False
+    fce: bool = setting(False, "full context embeddings", "fce")
     fce_steps: int = 5
 
     def __post_init__(self):

@@ -21,6 +21,7 @@ import tensorflow as tf
 from tfmeta.learners.inner import check_inner_options, sgd_inner_loop
 from tfmeta.learners.maml import MAML
 from tfmeta.learners.registry import register
+from tfmeta.settings import setting
 
 
 @dataclasses.dataclass
@@ -33,8 +34,8 @@ class MetaSGDConfig:
         inner_reduction: the inner loss, ``"mean"`` cross-entropy (or MAML's ``"sum/shots"``).
     """
 
-    inner_steps: int = 1
-    test_inner_steps: int | None = 1
+    inner_steps: int = setting(1, "inner-loop steps while meta-training", "inner-steps")
+    test_inner_steps: int | None = setting(1, "inner-loop steps at test", "test-inner-steps")
     initial_rates: tuple = (0.005, 0.1)
     first_order: bool = False
     inner_reduction: str = "mean"

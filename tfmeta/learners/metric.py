@@ -131,6 +131,11 @@ class MetricLearner(Learner):
         logits = self.score(support, support_y, query, ways, training=True)
         return cross_entropy(logits, query_y, axis=-1, smoothing=self.label_smoothing), logits
 
+    def training_support(self, support, support_y, task_index):
+        """The support embeddings and labels a meta-training task is scored with (task
+        ``task_index`` of the meta-batch): as they come, unless a learner needs otherwise."""
+        return support, support_y
+
     @staticmethod
     def ways_of(support_y):
         return tf.reduce_max(support_y) + 1
@@ -146,11 +151,12 @@ class MetricLearner(Learner):
         support, query = self.embed_episodes(support_x, query_x, training)
         return self.score(support, support_y, query, self.ways_of(support_y), training=training)
 
-    def task_losses(self, support_x, support_y, query_x, query_y):
+    def task_losses(self, support_x, support_y, query_x, query_y, task_index=0):
         """All tasks at once: one pass of the model over every image of the meta-batch."""
         support, query = self.embed_episodes(support_x, query_x, training=True)
-        losses, logits = self.episode_loss(support, support_y, query, query_y,
-                                           self.ways_of(support_y))
+        ways = self.ways_of(support_y)
+        support, support_y = self.training_support(support, support_y, task_index)
+        losses, logits = self.episode_loss(support, support_y, query, query_y, ways)
         return losses, accuracy(logits, query_y, axis=-1)
 
     def _meta_test_step(self, support_x, support_y, query_x, query_y):

@@ -25,10 +25,6 @@ from tfmeta.settings import check_value
 
 # name -> (learner class, options it fixes). The one registry of the process.
 ALGORITHMS: dict = {}
-CREATE_ARGUMENTS = {"name", "backbone", "episode", "input_shape", "backbone_width", "outer_lr",
-                    "lr_schedule", "total_steps", "compiled", "jit_compile", "strategy",
-                    "precision", "weight_decay", "dropout", "label_smoothing", "weights",
-                    "freeze_backbone"}
 LR_SCHEDULES = ("constant", "cosine")
 
 
@@ -40,7 +36,7 @@ def register(cls=None, *, name: str | None = None, **fixed):
         key = name or learner_class.name
         config = learner_class.config_class
         fields = {f.name for f in dataclasses.fields(config)} if config else set()
-        clash = sorted(fields & CREATE_ARGUMENTS)
+        clash = sorted(fields & create_arguments())
         if clash:
             raise ConfigError(f"{key}: options may not be named {', '.join(clash)} (arguments of "
                               "tfmeta.learners.create)")
@@ -51,6 +47,14 @@ def register(cls=None, *, name: str | None = None, **fixed):
         return learner_class
 
     return add if cls is None else add(cls)
+
+
+def create_arguments() -> set:
+    """The arguments of :func:`create` (no learner option may share a name with one)."""
+    import inspect
+
+    return {name for name, parameter in inspect.signature(create).parameters.items()
+            if parameter.kind is not inspect.Parameter.VAR_KEYWORD}
 
 
 def learner_class(name: str):
@@ -136,7 +140,8 @@ def create(name: str, backbone="conv4", *, episode: EpisodeConfig | None = None,
            jit_compile: bool = False, strategy=None, precision: str = "float32",
            weight_decay: float = 0.0, dropout: float = 0.0, label_smoothing: float = 0.0,
            weights: str | None = None, freeze_backbone: bool = False,
-           parallel_tasks: int | None = None, **options):
+           parallel_tasks: int | None = None, polarity: str | None = None, attack=None,
+           **options):
     """Learner ``name`` on ``backbone``, ready to meta-train.
 
     Args:
@@ -178,6 +183,10 @@ def create(name: str, backbone="conv4", *, episode: EpisodeConfig | None = None,
             update for any value; more hold more tasks' activations at once; on a CPU,
             :func:`tfmeta.threads.configure_threads` shares the cores among them). ``None``:
             what TensorFlow's threads allow (:func:`tfmeta.threads.tasks_in_flight`).
+        polarity: of the meta-training images (``"light-on-dark"`` or ``"dark-on-light"``; a run
+            records it): ``adapt`` inverts a support set of the other polarity. ``None``: unknown.
+        attack: adversarial querying while meta-training
+            (:class:`tfmeta.learners.adversarial.Attack`); ``None``: clean queries.
         **options: the learner's options (``tfmeta.learners.options(name)``); an unknown one is
             an error naming the valid ones. (No option may share a name with the arguments
             above: ``register`` refuses such a learner.)
@@ -221,9 +230,7 @@ def create(name: str, backbone="conv4", *, episode: EpisodeConfig | None = None,
                 dict(optimizer.get_config(), weight_decay=float(weight_decay)))
         if precision == "mixed_float16":
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer, initial_scale=2.0 ** 10)
-    learner = cls(model, config, episode=episode, optimizer=optimizer, compiled=compiled,
-                  jit_compile=jit_compile, strategy=strategy)
-    learner.name = name
-    learner.label_smoothing = float(label_smoothing)
-    learner.parallel_tasks = parallel_tasks
-    return learner
+    return cls(model, config, episode=episode, optimizer=optimizer, compiled=compiled,
+               jit_compile=jit_compile, strategy=strategy, name=name,
+               label_smoothing=label_smoothing, parallel_tasks=parallel_tasks,
+               polarity=polarity, attack=attack)

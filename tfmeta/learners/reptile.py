@@ -34,9 +34,11 @@ import keras
 import tensorflow as tf
 
 from tfmeta.errors import ConfigError
-from tfmeta.learners.base import OptimizationLearner, cross_entropy
+from tfmeta.learners.base import cross_entropy
+from tfmeta.learners.optimization import OptimizationLearner
 from tfmeta.learners.inner import adam_inner_loop, check_inner_options, sgd_inner_loop
 from tfmeta.learners.registry import register
+from tfmeta.settings import setting
 
 
 @dataclasses.dataclass
@@ -55,12 +57,12 @@ class ReptileConfig:
             code) or ``"sgd"`` (plain gradient steps).
     """
 
-    inner_steps: int = 5
-    inner_lr: float = 0.001
+    inner_steps: int = setting(5, "inner-loop steps while meta-training", "inner-steps")
+    inner_lr: float = setting(0.001, "inner-loop learning rate", "inner-lr")
     inner_batch: int | None = 10
     train_shots: int | None = 10
     epsilon: float = 1.0
-    test_inner_steps: int | None = 50
+    test_inner_steps: int | None = setting(50, "inner-loop steps at test", "test-inner-steps")
     test_inner_batch: int | None = 5
     inner_optimizer: str = "adam"
 

@@ -113,14 +113,7 @@ class SNAIL(MetricLearner):
         return self.episode.ways  # the label inputs and the output have this many units
 
     def score(self, support, support_y, query, ways, training=False):
-        """One sequence per query: the task's labelled support, then the query with no label.
-
-        While meta-training, each task's support sequence is put in a random order (a stateless
-        permutation seeded by the outer step and the task's index in the meta-batch, so a resumed
-        run sees the same orders): episodes arrive sorted by label, and a network trained on
-        sorted sequences could read classes off positions instead of labels."""
-        if training:
-            support, support_y = self.shuffled_support(support, support_y)
+        """One sequence per query: the task's labelled support, then the query with no label."""
         labels = tf.one_hot(support_y, self.max_ways, dtype=support.dtype)
         tasks, shots, queries = tf.shape(support)[0], tf.shape(support)[1], tf.shape(query)[1]
         labelled = tf.concat([support, labels], -1)                           # [T, S, D + W]
@@ -133,21 +126,13 @@ class SNAIL(MetricLearner):
         logits = self.network(flat, training=training)
         return tf.reshape(logits, [tasks, queries, self.max_ways])[..., :ways]
 
-    def task_gradient(self, support_x, support_y, query_x, query_y, index):
-        """The base outer step's, with the task's ``index`` kept for ``shuffled_support``."""
-        self._task_index = index
-        try:
-            return super().task_gradient(support_x, support_y, query_x, query_y, index)
-        finally:
-            self._task_index = None  # never a tensor of a finished trace
-
-    def shuffled_support(self, support, support_y):
-        """Each task's support embeddings and labels in a random order (see ``score``), seeded by
-        the outer step and the task's index."""
-        index = getattr(self, "_task_index", None)
-        index = 0 if index is None else index
+    def training_support(self, support, support_y, task_index):
+        """Each meta-training task's support embeddings and labels in a random order: episodes
+        arrive sorted by label, and a network trained on sorted sequences could read classes
+        off positions instead of labels. The order is a stateless permutation seeded by the outer
+        step and the task's index in the meta-batch, so a resumed run sees the same orders."""
         seed = tf.stack([tf.cast(self.optimizer.iterations, tf.int32),
-                         7919 + tf.cast(index, tf.int32)])
+                         7919 + tf.cast(task_index, tf.int32)])
         keys = tf.random.stateless_uniform(tf.shape(support_y), seed)
         order = tf.argsort(keys, axis=-1)
         return (tf.gather(support, order, batch_dims=1), tf.gather(support_y, order, batch_dims=1))

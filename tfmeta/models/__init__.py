@@ -3,7 +3,7 @@
 import os
 
 from tfmeta.errors import ConfigError
-from tfmeta.models.applications import PREFIX as APPLICATIONS, application_backbone
+from tfmeta.models.applications import PREFIX as APPLICATIONS, application_backbone, smallest_input
 from tfmeta.models.conv4 import conv4
 from tfmeta.models.hub import PREFIX as KERAS_HUB, hub_backbone
 from tfmeta.models.resnet12 import DropBlock, resnet12

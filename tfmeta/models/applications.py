@@ -104,3 +104,20 @@ def application_backbone(spec: str, input_shape, output: str = "features",
     if output == "logits":
         x = keras.layers.Dense(ways, name="head")(x)
     return keras.Model(inputs, x, name=name.lower())
+
+
+def smallest_input(spec: str) -> int | None:
+    """The smallest image size ``keras_applications:NAME`` takes (Keras says it when asked for
+    less), or ``None`` if it says nothing."""
+    import re
+
+    name = spec[len(PREFIX):]
+    if name not in names():
+        return None
+    try:
+        getattr(keras.applications, name)(include_top=False, weights=None,
+                                          input_shape=(8, 8, 3))
+    except ValueError as err:
+        found = re.search(r"at least (\d+)", str(err))
+        return int(found.group(1)) if found else None
+    return None
