@@ -398,3 +398,30 @@ def test_svm_solution_of_a_task_does_not_depend_on_the_tasks_beside_it():
     alone = np.concatenate([svm_dual(kernel[i:i + 1], targets[i:i + 1], 0.1, 1000, 1e-3).numpy()
                             for i in range(4)])
     np.testing.assert_array_equal(together, alone)
+
+
+def test_a_meta_variable_the_loss_does_not_reach_gets_a_zero_gradient():
+    """A learner part (or a head a learner replaces per task, as Proto-MAML's) that no loss
+    reaches takes a zero meta-gradient and the step goes on; it raised "'str' object has no
+    attribute '_type_enum'" (TensorFlow's UnconnectedGradients.ZERO on a Keras variable)."""
+    from tfmeta.models import build_model
+
+    class WithUnusedPart(ProtoNet):
+        def build_parts(self):
+            unused = keras.layers.Dense(2, name="unused")
+            unused.build((None, 3))
+            return {"unused": unused}
+
+    episode = EpisodeConfig(3, 1, 2)
+    learner = WithUnusedPart(build_model("conv4", (28, 28, 1), width=4), ProtoNetConfig(),
+                             episode=episode, compiled=False)
+    rng = np.random.default_rng(0)
+    batch = (rng.random((1, 3, 28, 28, 1), np.float32), np.arange(3)[None].astype(np.int32),
+             rng.random((1, 6, 28, 28, 1), np.float32),
+             np.repeat(np.arange(3), 2)[None].astype(np.int32))
+    unused = learner.parts["unused"].kernel.numpy().copy()
+    gradients = learner.outer_gradients(*batch)[0]
+    assert not np.any(np.asarray(gradients[-1])) and not np.any(np.asarray(gradients[-2]))
+    assert np.any(np.asarray(gradients[0]))  # the model's weights do learn
+    assert float(learner.meta_train_step(batch)["skipped"]) == 0
+    np.testing.assert_array_equal(learner.parts["unused"].kernel.numpy(), unused)

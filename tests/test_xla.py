@@ -11,7 +11,7 @@ from tfmeta.data import EpisodeConfig, EpisodeSampler
 from tfmeta.errors import ConfigError
 from tfmeta.learners import ALGORITHMS, create
 
-from learner_cases import smoke_options
+from learner_cases import CASES, smoke_options
 
 EPISODE = EpisodeConfig(3, 2, 2)
 COMPILED = sorted(name for name, (cls, _) in ALGORITHMS.items() if not cls.xla_unsupported)
@@ -33,8 +33,12 @@ def _figures(algorithm, batch, jit_compile):
     return losses, {k: np.asarray(v) for k, v in test.items()}
 
 
-def test_the_learners_xla_compiles_are_the_optimisation_family_and_snail():
-    assert COMPILED == ["anil", "fomaml", "maml", "metasgd", "snail"]
+def test_the_learners_xla_compiles_are_the_maml_family_and_snail():
+    from tfmeta.learners import MAML, SNAIL, MetaSGD
+
+    family = sorted(name for name, (cls, _) in ALGORITHMS.items()
+                    if issubclass(cls, (MAML, MetaSGD, SNAIL)))
+    assert COMPILED == family and {"anil", "fomaml", "maml", "metasgd", "snail"} <= set(family)
 
 
 @pytest.mark.parametrize("algorithm", COMPILED)
@@ -47,7 +51,7 @@ def test_xla_gives_the_same_losses(algorithm, batch):
         # repeat: the meta-training losses are of other (equally random) orders.
         assert all(np.isfinite(xla[0]))
     else:
-        np.testing.assert_allclose(xla[0], plain[0], rtol=1e-4)
+        np.testing.assert_allclose(xla[0], plain[0], rtol=CASES[algorithm].xla_rtol)
 
 
 def test_learners_xla_cannot_compile_are_one_line_before_anything_is_written(tmp_path, capsys):

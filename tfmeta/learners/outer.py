@@ -46,8 +46,12 @@ class OuterLoop:
             losses, accuracies = self.task_losses(support_x[None], support_y[None],
                                                   query_x[None], query_y[None], task_index=index)
             loss = self.optimizer.scale_loss(losses[0])
-        gradients = tape.gradient(loss, self.meta_variables,
-                                  unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        gradients = tape.gradient(loss, self.meta_variables)
+        # A meta-variable the loss does not reach (Proto-MAML's head, which each task replaces)
+        # gets zeros; TensorFlow's own UnconnectedGradients.ZERO fails on Keras variables, whose
+        # dtype is a string.
+        gradients = [tf.zeros(v.shape, tf.as_dtype(v.dtype)) if g is None else g
+                     for g, v in zip(gradients, self.meta_variables)]
         return gradients, losses[0], accuracies[0]
 
     def outer_gradients(self, support_x, support_y, query_x, query_y):
