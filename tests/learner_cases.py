@@ -41,6 +41,8 @@ CASES = {
     "fomaml": Case(gain=None, note="MAML's code with first_order fixed: MAML's learning test "
                                    "and tests/test_maml_math.py cover it (CI budget)"),
     "anil": Case(),
+    "protomaml": Case(xla_rtol=2e-3, note="its prototype head's logits are -|f - c|^2 + |f|^2: "
+                                            "larger, and rounded more, than MAML's"),
     "metasgd": Case(),
     # The paper's settings; its annealed interpolation with the inner Adam at lr 0.001 gains
     # slowly (measured 0.48 -> 0.60-0.62), and an untrained Conv4 fine-tuned for its 50 test
