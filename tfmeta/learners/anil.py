@@ -13,7 +13,7 @@ outer gradient is second order through the head's updates (``first_order`` drops
 from __future__ import annotations
 
 from tfmeta.learners.inner import sgd_inner_loop
-from tfmeta.learners.maml import MAML, MAMLConfig
+from tfmeta.learners.maml import MAML
 from tfmeta.learners.registry import register
 
 
@@ -22,7 +22,6 @@ class ANIL(MAML):
     """ANIL over any Keras classifier whose last weighted layer is the head."""
 
     name = "anil"
-    config_class = MAMLConfig
 
     @property
     def head_size(self) -> int:

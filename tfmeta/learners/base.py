@@ -232,22 +232,21 @@ class Learner(OuterLoop):
 
     # -- shared verbs ---------------------------------------------------------------------------
     def meta_train_step(self, batch) -> dict:
-        self.check_ways(batch[1])  # the support labels: more classes than built for is an error
-        if self.strategy is not None:
-            batch = self._shard(batch)
-            fn = self._train_fn if self.compiled else self._replicated_train_step
-        else:
-            fn = self._train_fn if self.compiled else self._meta_train_step
-        return fn(*batch)
+        return self._step(batch, self._train_fn, self._replicated_train_step,
+                          self._meta_train_step)
 
     def meta_test_step(self, batch) -> dict:
-        self.check_ways(batch[1])
+        return self._step(batch, self._test_fn, self._replicated_test_step, self._meta_test_step)
+
+    def _step(self, batch, compiled, replicated, one_device) -> dict:
+        """``batch`` through the compiled step, or eagerly through the step of one device or
+        of the strategy's replicas."""
+        self.check_ways(batch[1])  # the support labels: more classes than built for is an error
         if self.strategy is not None:
-            batch = self._shard(batch)
-            fn = self._test_fn if self.compiled else self._replicated_test_step
+            batch, eager = self._shard(batch), replicated
         else:
-            fn = self._test_fn if self.compiled else self._meta_test_step
-        return fn(*batch)
+            eager = one_device
+        return (compiled if self.compiled else eager)(*batch)
 
     def robust_test_step(self, batch, attack) -> dict:
         """``meta_test_step``'s figures on queries perturbed by ``attack`` (an

@@ -22,7 +22,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from tfmeta.learners.maml import MAML, MAMLConfig
+from tfmeta.learners.maml import MAML
 from tfmeta.learners.registry import register
 
 ABSENT_BIAS = -1e4  # the head's bias for a class without support images
@@ -33,7 +33,6 @@ class ProtoMAML(MAML):
     """Proto-MAML over any Keras classifier whose last layer is a ``Dense`` head with a bias."""
 
     name = "protomaml"
-    config_class = MAMLConfig
 
     def __init__(self, model: keras.Model, *args, **kwargs):
         head = model.layers[-1]
