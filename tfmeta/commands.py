@@ -117,7 +117,7 @@ def benchmark_command(args):
     report = run_benchmark(args.name, args.algorithm, args.data_dir, out,
                            config=load(args.config) if args.config else None,
                            settings=args.set, episodes=args.test_episodes,
-                           progress=progress(args),
+                           progress=progress(args), tta=_tta(args.tta),
                            command="tfmeta " + " ".join(sys.argv[1:]))
     print(markdown(report))
     print(f"written to {os.path.join(out, 'benchmark.json')} and benchmark.md")
@@ -247,6 +247,9 @@ def benchmark_flags(p):
                    help="any setting, repeatable (as tfmeta train)")
     p.add_argument("--test-episodes", type=int, default=None,
                    help="episodes per test setting (default: the protocol's)")
+    p.add_argument("--tta", action="store_true",
+                   help="also evaluate each setting with test-time augmentation (shifted support "
+                        "copies as extra shots, answers averaged over shifted query copies)")
     p.add_argument("--out", default=None, help="run directory (default: runs/<name>_<algorithm>)")
 
 
@@ -268,3 +271,9 @@ def show_episode_flags(p):
 def plot_flags(p):
     p.add_argument("run", help="run directory")
     p.add_argument("--out", default=None, help="PNG file (default RUN/curves.png)")
+
+
+def _tta(wanted: bool):
+    from tfmeta.learners.tta import TestTimeAugmentation
+
+    return TestTimeAugmentation() if wanted else None

@@ -18,6 +18,7 @@ from tfmeta.evaluation import PROTOCOL_EPISODES
 from tfmeta.learners import learner_class, make_config, options
 from tfmeta.learners.adversarial import ATTACKS, EPSILON, STEPS, Attack
 from tfmeta.learners.registry import PRECISIONS, check_lr_schedule, scheduled
+from tfmeta.learners.tta import TestTimeAugmentation
 from tfmeta.models import check_backbone
 from tfmeta.settings import check_requirements, check_value, setting
 from tfmeta.trainer import NONFINITE
@@ -117,6 +118,9 @@ class EvaluateConfig:
                                     "attack-epsilon", requires="attack", deprecated=("epsilon",))
     attack_steps: int = setting(STEPS, "PGD steps of the attack", "attack-steps",
                                 requires="attack")
+    tta: bool = setting(False, "also report accuracy with test-time augmentation (shifted "
+                               "support copies as extra shots, answers averaged over shifted "
+                               "query copies)", "tta")
 
     def __post_init__(self):
         if not isinstance(self.episodes, int) or isinstance(self.episodes, bool) or \
@@ -128,6 +132,9 @@ class EvaluateConfig:
     def attack_config(self) -> Attack | None:
         return None if self.attack is None else Attack(self.attack, float(self.attack_epsilon),
                                                        self.attack_steps)
+
+    def tta_config(self) -> TestTimeAugmentation | None:
+        return TestTimeAugmentation() if self.tta else None
 
 
 @dataclasses.dataclass

@@ -29,11 +29,13 @@ def confidence_interval(accuracies) -> tuple:
 
 
 def evaluate(learner, sampler, episodes: int = PROTOCOL_EPISODES, attack=None,
-             progress: bool = True) -> dict:
+             progress: bool = True, tta=None) -> dict:
     """Evaluate ``learner`` on ``episodes`` episodes of ``sampler`` (a fixed seed gives the same
     episodes every run). Returns ``{"accuracy", "ci95", "loss", "episodes", ...}``; with an
     ``attack`` (:class:`tfmeta.learners.adversarial.Attack`) also ``robust_accuracy`` and
-    ``robust_ci95`` on the same episodes, their queries perturbed against the adapted model.
+    ``robust_ci95`` on the same episodes, their queries perturbed against the adapted model;
+    with ``tta`` (:class:`tfmeta.learners.tta.TestTimeAugmentation`) also ``tta_accuracy`` and
+    ``tta_ci95``: the same episodes answered with test-time augmentation, as deployed.
     ``progress``: report the episodes done (:mod:`tfmeta.progress`; shown where its logger is
     enabled, as on the command line)."""
     if episodes < 1:
@@ -41,6 +43,7 @@ def evaluate(learner, sampler, episodes: int = PROTOCOL_EPISODES, attack=None,
     learner.check_ways([sampler.episode.ways - 1])
     batches = math.ceil(episodes / sampler.meta_batch)
     per_episode: dict = {}
+    tta_steps: dict = {}
     shown = Progress(episodes, f"evaluating {episodes} episodes") if progress else None
     for done, batch in enumerate(sampler.dataset(num_batches=batches), 1):
         for name, values in learner.meta_test_step(batch).items():
@@ -48,6 +51,11 @@ def evaluate(learner, sampler, episodes: int = PROTOCOL_EPISODES, attack=None,
         if attack is not None:
             robust = learner.robust_test_step(batch, attack)
             per_episode.setdefault("robust_accuracy", []).append(robust["accuracy"].numpy())
+        if tta is not None:
+            from tfmeta.learners.tta import tta_test_step
+
+            augmented = tta_test_step(learner, batch, tta, tta_steps)
+            per_episode.setdefault("tta_accuracy", []).append(augmented["accuracy"].numpy())
         if shown is not None:
             shown.update(done * sampler.meta_batch)
     per_episode = {name: np.concatenate(v)[:episodes] for name, v in per_episode.items()}
@@ -63,6 +71,10 @@ def evaluate(learner, sampler, episodes: int = PROTOCOL_EPISODES, attack=None,
         result.update(robust_accuracy=r_mean, robust_ci95=r_ci95,
                       attack={"kind": attack.kind, "epsilon": attack.epsilon,
                               "steps": attack.iterations})
+    if tta is not None:
+        a_mean, a_ci95 = confidence_interval(per_episode["tta_accuracy"])
+        result.update(tta_accuracy=a_mean, tta_ci95=a_ci95,
+                      tta={"shift": tta.shift, "support": tta.support, "query": tta.query})
     result.update(episodes=int(episodes), ways=e.ways, shots=e.shots, queries=e.queries,
                   seed=sampler.seed, classes=sampler.source.num_classes)
     return result
@@ -76,6 +88,9 @@ def format_result(result: dict) -> str:
         line += (f"; transductive (query-batch BatchNorm, as the paper evaluates): "
                  f"{100 * result['transductive_accuracy']:.2f}% +- "
                  f"{100 * result['transductive_ci95']:.2f}%")
+    if "tta_accuracy" in result:
+        line += (f"; with test-time augmentation (as deployed): "
+                 f"{100 * result['tta_accuracy']:.2f}% +- {100 * result['tta_ci95']:.2f}%")
     if "robust_accuracy" in result:
         a = result["attack"]
         line += (f"; robust to {a['kind']} (epsilon {a['epsilon']:.4g}, {a['steps']} steps): "

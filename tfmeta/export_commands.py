@@ -17,6 +17,10 @@ def adapt_flags(p):
                    help="besides the SavedModel: onnx, tflite or all")
     p.add_argument("--resize", action="store_true",
                    help="accept support images of different sizes (each is resized)")
+    p.add_argument("--tta", action="store_true",
+                   help="the classifier answers with test-time augmentation (shifted support "
+                        "copies as extra shots, answers averaged over shifted copies of each "
+                        "image), in every export")
 
 
 def _export_target_flags(p, required):
@@ -85,7 +89,14 @@ def adapt_command(args):
     names = np.array(support.class_names)[support.labels()]
     images, labels, classes = learner.prepare_support(support.images, names)
     stage(f"adapting {config.algorithm} to {len(classes)} classes, {len(images)} support images")
-    classifier = learner.adapt(images, labels)
+    tta = None
+    if args.tta:
+        from tfmeta.learners.tta import TestTimeAugmentation
+
+        tta = TestTimeAugmentation()
+        facts.update(test_time_augmentation={"shift": tta.shift, "support": tta.support,
+                                             "query": tta.query})
+    classifier = learner.adapt(images, labels, tta=tta)
     facts.update(support=os.path.abspath(args.support),
                  support_images_per_class=dict(zip(support.class_names, map(int, support.counts))))
     version_dir = export.saved_model(classifier, classes, images, args.export_dir, args.name,

@@ -192,14 +192,20 @@ class Learner(OuterLoop):
         meta-training kept and ``images`` is not needed."""
         return embedding_copy(self.model, self.model.output)
 
-    def adapt(self, support_x, support_y) -> keras.Model:
+    def adapt(self, support_x, support_y, tta=None) -> keras.Model:
         """A plain Keras classifier (logits) for the classes of one support set (``support_x``
-        ``[S, H, W, C]`` preprocessed, ``support_y`` ``[S]`` labels ``0..n-1``).
+        ``[S, H, W, C]`` preprocessed, ``support_y`` ``[S]`` labels ``0..n-1``); with ``tta``
+        (:class:`tfmeta.learners.tta.TestTimeAugmentation`), one that answers with test-time
+        augmentation (:func:`tfmeta.learners.tta.adapt_with_tta`).
 
         If the learner knows the polarity of its meta-training images (a run records it) and the
         support set has the other one (dark strokes on light where it learned light on dark, say),
         the support images are inverted, with a warning, and the classifier inverts its inputs
         too, so that it takes images as the support set came."""
+        if tta is not None:
+            from tfmeta.learners.tta import adapt_with_tta
+
+            return adapt_with_tta(self, support_x, support_y, tta)
         support_x = tf.convert_to_tensor(support_x, tf.float32)
         if self.polarity is None or not bool(other_polarity(support_x, self.polarity)):
             return self._adapt(support_x, support_y)
