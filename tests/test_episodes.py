@@ -114,3 +114,44 @@ def test_within_group_episodes_draw_every_class_from_one_group(small_glyphs):
     assert seen == {0, 1, 2}  # every group is drawn
     with pytest.raises(DataError, match="within one group"):
         EpisodeSampler(source.subset(range(12)), EpisodeConfig(5, 1, 1), group_of=parent_folder)
+
+
+def test_a_share_of_training_episodes_within_one_group(tmp_path):
+    """Issue 28 point 5: ``within_group`` of the episodes draw every class from one group (an
+    alphabet), the others from all classes; each episode's choice follows its seed."""
+    from tfmeta.data import from_arrays
+    from tfmeta.data.episodes import group_function, parent_folder
+    from tfmeta.errors import ConfigError
+    from tfmeta.run import RunConfig
+
+    names = [f"alphabet{g}/char{c}" for g in range(4) for c in range(6)]
+    labels = np.repeat(np.arange(len(names)), 3)
+    # each class's images hold its index as their pixel value: an episode shows its classes
+    images = np.broadcast_to(labels[:, None, None, None], (len(labels), 8, 8, 1)).astype(np.uint8)
+    source = from_arrays(images, np.array(names)[labels])
+    group = group_function("parent-folder")
+
+    def one_group_share(share, episodes=400):
+        sampler = EpisodeSampler(source, EpisodeConfig(4, 1, 1), 1, seed=3, group_of=group,
+                                 within_group=share)
+        single = 0
+        for i in range(episodes):
+            support_x = sampler.episode_at(i)[0].numpy()
+            classes = np.unique(np.round(support_x * 255).astype(int))
+            assert len(classes) == 4
+            single += len({parent_folder(names[c]) for c in classes}) == 1
+        return single / episodes
+
+    assert one_group_share(1.0) == 1.0
+    # from all 24 classes, 4 share a group with probability 4 * (5*4*3)/(23*22*21) = 2.3 %
+    assert one_group_share(0.0) < 0.06
+    assert 0.40 < one_group_share(0.5) < 0.60
+    assert group_function("folder:1")("a/b/c@rot90") == "a"
+    (tmp_path / "groups.csv").write_text("x,animals\ny,animals\nz,tools\n")
+    groups = group_function(str(tmp_path / "groups.csv"))
+    assert groups("x") == groups("y@rot180") == "animals" != groups("z")
+    with pytest.raises(ConfigError, match="needs data.class_groups"):
+        RunConfig().with_values({"train.within_group": 0.5}).validate()
+    with pytest.raises(DataError, match="class_groups must be"):
+        RunConfig().with_values({"train.within_group": 0.5,
+                                 "data.class_groups": "grandparent"}).validate()

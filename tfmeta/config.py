@@ -13,6 +13,7 @@ import dataclasses
 import json
 
 from tfmeta.data import DataConfig, EpisodeConfig
+from tfmeta.data.episodes import group_function
 from tfmeta.errors import ConfigError
 from tfmeta.evaluation import PROTOCOL_EPISODES
 from tfmeta.learners import learner_class, make_config, options
@@ -70,6 +71,9 @@ class TrainConfig:
                                 requires="adversarial")
     lr_schedule: str = setting("constant", "constant, or cosine: the outer learning rate decays "
                                            "to 0 over the steps", "lr-schedule")
+    within_group: float = setting(0.0, "share of training episodes drawn within one class "
+                                       "group (data.class_groups; Omniglot: one alphabet)",
+                                  "within-group")
     pretrain_steps: int = setting(0, "minibatches of classification pre-training (0: none)")
     pretrain_batch: int = setting(64, "images per pre-training minibatch")
     pretrain_lr: float = setting(1e-3, "pre-training learning rate")
@@ -96,6 +100,9 @@ class TrainConfig:
         if self.precision not in PRECISIONS:
             raise ConfigError(f"train.precision must be one of {', '.join(PRECISIONS)}, got "
                               f"{self.precision!r}")
+        if not 0 <= self.within_group <= 1:
+            raise ConfigError(f"train.within_group must be a share in [0, 1], got "
+                              f"{self.within_group}")
 
     def attack(self) -> Attack | None:
         """The adversarial-querying attack of ``adversarial`` (``None`` without one)."""
@@ -170,6 +177,10 @@ class RunConfig:
         cls = learner_class(self.algorithm)
         check_backbone(self.model, self.width, self.dropout, self.weights, self.freeze_backbone)
         check_requirements(self.train, "train.")
+        if self.train.within_group and self.data.class_groups is None:
+            raise ConfigError("train.within_group (--within-group) needs data.class_groups "
+                              "(--class-groups parent-folder, folder:N or a class,group file)")
+        group_function(self.data.class_groups)  # a bad setting: one clear error
         if self.train_ways is not None and self.train_ways < 2:
             raise ConfigError(f"train_ways must be at least 2, got {self.train_ways}")
         learner_config = self.learner_config()  # unknown or invalid options: one clear error

@@ -23,7 +23,7 @@ from tfmeta.config import RUN_FORMAT, RunConfig, TrainConfig, read_run_file  # n
 from tfmeta.data import EpisodeSampler, load_splits
 from tfmeta.data.datasets import with_image_shape
 from tfmeta.data.disk import sample_images
-from tfmeta.data.episodes import TEST_SEED
+from tfmeta.data.episodes import TEST_SEED, group_function
 from tfmeta.data.images import polarity
 from tfmeta.distribute import barrier, is_chief, lost_workers_reported
 from tfmeta.errors import ConfigError
@@ -66,7 +66,9 @@ def samplers(config: RunConfig, splits: dict) -> dict:
     t = config.train
     return {
         "train": EpisodeSampler(splits["train"], config.train_episode, t.meta_batch, t.seed,
-                                "train", augment=config.data.augment),
+                                "train", augment=config.data.augment,
+                                group_of=group_function(config.data.class_groups)
+                                if t.within_group else None, within_group=t.within_group),
         "val": EpisodeSampler(splits["val"], config.episode, t.meta_batch, 10_000 + t.seed, "val"),
         "test": EpisodeSampler(splits["test"], config.episode, t.meta_batch, TEST_SEED, "test"),
     }

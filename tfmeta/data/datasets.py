@@ -54,6 +54,9 @@ class DataConfig:
         polarity: ``"light-on-dark"`` or ``"dark-on-light"``: what the training images look like
             (``None``: measured from them when a run starts, and recorded in ``run.json``).
             ``predict``, ``adapt`` and the servables bring images of the other polarity to it.
+        class_groups: how classes group (:func:`tfmeta.data.episodes.group_function`:
+            ``"parent-folder"``, ``"folder:N"`` or a file of ``class,group`` lines), for training
+            episodes drawn within one group (``train.within_group``).
         on_disk: ``tfds:`` and ``omniglot`` datasets: keep the images, at the training size, in a
             file of the tfmeta cache and read each episode's from there (``True``), in memory
             (``False``), or on disk only where the split is larger than a quarter of the
@@ -79,6 +82,9 @@ class DataConfig:
     class_splits: str | None = setting(None, "folder of train/val/test .txt or .csv files naming "
                                              "each split's classes", "class-splits")
     on_disk: bool | None = setting(None, "tfds/omniglot: keep images in a cache file")
+    class_groups: str | None = setting(None, "how classes group (parent-folder, folder:N or a "
+                                             "class,group .csv): for episodes within one group "
+                                             "(train.within_group)", "class-groups")
 
     def __post_init__(self):
         check_augment(self.augment)

@@ -61,12 +61,13 @@ class EpisodeSampler:
     image of an episode with that episode's seed. ``group_of`` (``class name -> group``, e.g.
     :func:`parent_folder` for the alphabet of ``alphabet/character``) draws every episode's
     classes from one group (a uniformly drawn group among those with at least ``ways`` classes):
-    Omniglot's within-alphabet episodes.
+    Omniglot's within-alphabet episodes; with ``within_group`` < 1, that share of the episodes
+    (each drawn so with that probability, from its seed), the others from all classes.
     """
 
     def __init__(self, source: ImageSource, episode: EpisodeConfig, meta_batch: int = 1,
                  seed: int = 0, name: str = "episodes", augment: str | None = None,
-                 group_of=None):
+                 group_of=None, within_group: float = 1.0):
         if meta_batch < 1:
             raise DataError(f"meta_batch must be positive, got {meta_batch}")
         check_augment(augment)
@@ -94,6 +95,8 @@ class EpisodeSampler:
                 raise DataError(f"{name}: {episode.ways}-way episodes within one group need a "
                                 f"group of {episode.ways} classes; the largest of {len(kinds)} has "
                                 f"{sizes.max()}")
+            if not 0 <= within_group <= 1:
+                raise DataError(f"within_group must be a share in [0, 1], got {within_group}")
             self.groups = np.array([kinds.index(k) for k in names], np.int32)
             self.eligible_groups = np.flatnonzero(sizes >= episode.ways).astype(np.int32)
         self.source = usable
@@ -101,6 +104,7 @@ class EpisodeSampler:
         self.meta_batch = int(meta_batch)
         self.seed = int(seed)
         self.augment = augment
+        self.within_group = float(within_group)
         self._images = None
 
     @property
@@ -133,7 +137,12 @@ class EpisodeSampler:
             eligible = tf.constant(self.eligible_groups)
             group = tf.gather(eligible, tf.random.stateless_uniform(
                 [], group_key, 0, len(self.eligible_groups), tf.int32))
-            class_keys += 2.0 * tf.cast(tf.constant(self.groups) != group, tf.float32)
+            other = tf.cast(tf.constant(self.groups) != group, tf.float32)
+            if self.within_group < 1:  # this episode within one group, or from every class
+                other *= tf.cast(tf.random.stateless_uniform(
+                    [], tf.random.experimental.stateless_fold_in(key, 2)) < self.within_group,
+                    tf.float32)
+            class_keys += 2.0 * other
         classes = tf.argsort(class_keys)[:ways]
         # `shots + queries` distinct images of each class: sort random keys, padding masked last.
         keys = tf.random.stateless_uniform([ways, max_count], image_key)
@@ -163,3 +172,31 @@ def parent_folder(class_name: str) -> str:
     """The folder above a class (``"Greek/character03"`` -> ``"Greek"``; the alphabet of an
     Omniglot character), for ``EpisodeSampler(group_of=...)``."""
     return class_name.rsplit("/", 1)[0] if "/" in class_name else ""
+
+
+def group_function(spec: str | None):
+    """``class name -> group`` of a ``data.class_groups`` setting: ``"parent-folder"`` (the
+    folder above a class: the alphabet of ``alphabet/character``), ``"folder:N"`` (its first N
+    folders), or a ``.csv`` / ``.txt`` file of ``class,group`` lines (any dataset, TFDS
+    included: e.g. CIFAR-100's super-classes); ``None``: no groups."""
+    if spec is None:
+        return None
+    if spec == "parent-folder":
+        return parent_folder
+    if spec.startswith("folder:") and spec[7:].isdigit() and int(spec[7:]) > 0:
+        depth = int(spec[7:])
+        return lambda name: "/".join(name.split("@rot")[0].split("/")[:depth])
+    if spec.endswith((".csv", ".txt")):
+        import csv
+        import os
+
+        if not os.path.isfile(spec):
+            raise DataError(f"class_groups {spec}: no such file")
+        with open(spec, newline="") as f:
+            pairs = [row for row in csv.reader(f) if row and not row[0].startswith("#")]
+        if any(len(row) != 2 for row in pairs):
+            raise DataError(f"class_groups {spec}: expected lines of class,group")
+        groups = dict((c.strip(), g.strip()) for c, g in pairs)
+        return lambda name: groups.get(name.split("@rot")[0], f"(no group) {name}")
+    raise DataError(f"class_groups must be parent-folder, folder:N or a .csv / .txt file of "
+                    f"class,group lines, got {spec!r}")
