@@ -41,6 +41,9 @@ CASES = {
     "fomaml": Case(gain=None, note="MAML's code with first_order fixed: MAML's learning test "
                                    "and tests/test_maml_math.py cover it (CI budget)"),
     "anil": Case(),
+    "maml++": Case(learning={"inner_steps": 2, "test_inner_steps": 2},
+                   note="two inner steps in the learning test (CI budget; the paper's five in "
+                        "the omniglot_small_mamlpp preset)"),
     "protomaml": Case(xla_rtol=2e-3, note="its prototype head's logits are -|f - c|^2 + |f|^2: "
                                             "larger, and rounded more, than MAML's"),
     "metasgd": Case(),

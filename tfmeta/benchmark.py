@@ -70,7 +70,7 @@ def starting_config(name: str, algorithm: str):
 
 def run_name(name: str, algorithm: str) -> str:
     """``omniglot_small_protonet``: the preset's name, and the default run directory's."""
-    return f"{name.replace('-', '_')}_{algorithm}"
+    return f"{name.replace('-', '_')}_{algorithm.replace('+', 'p')}"
 
 
 def evaluate_settings(learner, test_source, bench: Protocol, meta_batch: int = 4,

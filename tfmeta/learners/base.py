@@ -60,7 +60,7 @@ class Learner(OuterLoop):
                  optimizer=None, compiled: bool = True, jit_compile: bool = False,
                  strategy: tf.distribute.Strategy | None = None, name: str | None = None,
                  label_smoothing: float = 0.0, parallel_tasks: int = PARALLEL_TASKS,
-                 polarity: str | None = None, attack=None):
+                 polarity: str | None = None, attack=None, total_steps: int | None = None):
         """``model``: a built Keras model (in ``strategy``'s scope under a strategy); ``config``:
         the learner's options (its ``config_class``; ``None``: the defaults); ``episode``: the
         (largest) meta-training episode; ``optimizer``: the outer optimizer (``None``: the
@@ -72,13 +72,15 @@ class Learner(OuterLoop):
         on small tasks and hold more tasks' activations at once); ``polarity``: of the
         meta-training images (a run records it; ``adapt`` inverts a support set of the other);
         ``attack``: adversarial querying while meta-training
-        (:class:`tfmeta.learners.adversarial.Attack`; ``None``: clean queries).
+        (:class:`tfmeta.learners.adversarial.Attack`; ``None``: clean queries);
+        ``total_steps``: meta-training steps, for what anneals over training (``None``: unknown).
         :func:`tfmeta.learners.create` builds a learner by name with all of these."""
         self.name = name or type(self).name
         self.label_smoothing = float(label_smoothing)
         self.parallel_tasks = int(parallel_tasks)
         self.polarity = polarity
         self.attack = attack
+        self.total_steps = total_steps
         if not isinstance(model, keras.Model):
             raise TypeError(f"model must be a keras.Model, got {type(model).__name__}")
         if not model.built:

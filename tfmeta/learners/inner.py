@@ -26,7 +26,7 @@ def check_inner_options(inner_steps: int, test_inner_steps, inner_reduction: str
 
 def sgd_inner_loop(forward, params, x, y, steps: int, learning_rate, differentiable: bool = True,
                    first_order: bool = False, loss_fn=cross_entropy, recompute: bool = False,
-                   fixed=(), with_metrics: bool = False, loss_scale=None):
+                   fixed=(), with_metrics: bool = False, loss_scale=None, second_order=None):
     """``steps`` plain gradient steps on ``loss_fn(forward(params, x), y)``.
 
     ``phi_0 = params``; ``phi_{t+1} = phi_t - learning_rate * grad L(phi_t)``.
@@ -51,6 +51,9 @@ def sgd_inner_loop(forward, params, x, y, steps: int, learning_rate, differentia
             divides the gradients by it, so that small gradients do not underflow in float16
             (the outer optimizer's dynamic scale; an overflow makes the meta-gradient non-finite
             and the outer loss-scale optimizer skips the step and lowers the scale).
+        second_order: a 0 / 1 tensor that switches the second-order term off / on inside one
+            graph (derivative-order annealing, MAML++): the inner gradients' values are the
+            same, their derivative is multiplied by it.
     Returns:
         the adapted parameters ``phi_steps`` as a list of tensors; with ``with_metrics``, the
         tuple ``(phi_steps, loss, accuracy)``.
@@ -73,6 +76,9 @@ def sgd_inner_loop(forward, params, x, y, steps: int, learning_rate, differentia
         grads = unscaled(tape.gradient(scaled_loss, phi), loss_scale)
         if first_order or not differentiable:
             grads = [tf.stop_gradient(g) for g in grads]
+        elif second_order is not None:
+            grads = [tf.stop_gradient(g) + tf.cast(second_order, g.dtype) * (g - tf.stop_gradient(g))
+                     for g in grads]
         return [p - r * g for p, r, g in zip(phi, rates, grads)]
 
     if recompute and differentiable:

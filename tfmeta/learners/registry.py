@@ -233,4 +233,4 @@ def create(name: str, backbone="conv4", *, episode: EpisodeConfig | None = None,
     return cls(model, config, episode=episode, optimizer=optimizer, compiled=compiled,
                jit_compile=jit_compile, strategy=strategy, name=name,
                label_smoothing=label_smoothing, parallel_tasks=parallel_tasks,
-               polarity=polarity, attack=attack)
+               polarity=polarity, attack=attack, total_steps=total_steps)

@@ -1,0 +1,124 @@
+"""MAML++ (Antoniou, Edwards & Storkey, ICLR 2019, "How to train your MAML",
+arXiv:1810.09502): MAML with the paper's fixes for its instability, each an option.
+
+For each task, with per-step learned rates alpha_{t,l} (LSLR, section 4)::
+
+    phi_0 = theta
+    phi_{t+1} = phi_t - alpha_t * grad L_support(phi_t)              # t = 0 .. N-1
+    L_task = sum_t w_t(i) * L_query(phi_{t+1})                        # multi-step loss (MSL)
+    theta, alpha <- Adam(grad_{theta, alpha} mean_tasks L_task)       # outer loop
+
+* ``multi_step_loss``: the query loss after every inner step, weighted; the weights move
+  linearly from uniform (1/N each) to the last step alone over the first ``msl_anneal`` of
+  training (the paper anneals the earlier steps' weights over its first epochs);
+* ``learned_rates``: one inner learning rate per weight tensor and per step, starting at
+  ``inner_lr`` and meta-learned with the weights (LSLR); test steps beyond the trained ones use
+  the last step's rates;
+* ``first_order_share``: derivative-order annealing (DA): the first share of training is
+  first-order, the rest second-order;
+* a cosine outer schedule: ``train.lr_schedule=cosine`` (the ``omniglot_small_mamlpp`` preset).
+
+Not implemented: per-step BatchNorm weights and statistics (BNWB / BNRS): BatchNorm normalises
+with the statistics of the batch at hand, as in MAML. Defaults are the paper's Omniglot ones (5
+inner steps of 0.1 at training and test, MSL, LSLR) but for DA, off by default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import tensorflow as tf
+
+from tfmeta.learners.inner import sgd_inner_loop
+from tfmeta.learners.losses import accuracy, cross_entropy
+from tfmeta.learners.maml import MAML, MAMLConfig
+from tfmeta.learners.registry import register
+from tfmeta.settings import setting
+
+
+@dataclasses.dataclass
+class MAMLPlusPlusConfig(MAMLConfig):
+    """MAML's options with the paper's defaults, and the MAML++ fixes (module docstring)."""
+
+    inner_steps: int = setting(5, "inner-loop steps while meta-training", "inner-steps")
+    inner_lr: float = setting(0.1, "inner-loop learning rate", "inner-lr")
+    test_inner_steps: int | None = setting(5, "inner-loop steps at test", "test-inner-steps")
+    multi_step_loss: bool = True
+    msl_anneal: float = 0.1
+    learned_rates: bool = True
+    first_order_share: float = 0.0
+
+    def __post_init__(self):
+        super().__post_init__()
+        for name in ("msl_anneal", "first_order_share"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be a share of training in [0, 1], got "
+                                 f"{getattr(self, name)}")
+
+
+@register
+class MAMLPlusPlus(MAML):
+    """MAML++ over any Keras classifier (see the module docstring)."""
+
+    name = "maml++"
+    config_class = MAMLPlusPlusConfig
+
+    def build_parts(self) -> dict:
+        if not self.config.learned_rates:
+            return {}
+        steps = max(self.config.inner_steps, self.config.test_inner_steps or 0)
+        self.rates = tf.Module(name="lslr")
+        self.rates.alpha = [tf.Variable(tf.fill([steps], tf.cast(self.config.inner_lr, v.dtype)),
+                                        name=f"rates_{i}")
+                            for i, v in enumerate(self.model.trainable_variables)]
+        return {"rates": self.rates}
+
+    def step_rates(self, t: int):
+        """Step ``t``'s inner learning rates: one per weight tensor (LSLR), or ``inner_lr``."""
+        if not self.config.learned_rates:
+            return self.config.inner_lr
+        return [alpha[min(t, alpha.shape[0] - 1)] for alpha in self.rates.alpha]
+
+    def training_share(self):
+        """How far meta-training is, in [0, 1] (0 without a known number of steps)."""
+        if not self.total_steps:
+            return tf.constant(0.0)
+        return tf.minimum(1.0, tf.cast(self.optimizer.iterations, tf.float32) / self.total_steps)
+
+    def second_order_on(self):
+        """1 once derivative-order annealing lets the second-order term in, else 0."""
+        return tf.cast(self.training_share() >= self.config.first_order_share, tf.float32)
+
+    def adapted_steps(self, theta, x, y, steps: int, differentiable: bool = True) -> list:
+        """``[phi_1, ..., phi_steps]``: the weights after each inner step."""
+        phis, phi = [], theta
+        for t in range(steps):
+            phi = sgd_inner_loop(self.forward, phi, x, y, 1, self.step_rates(t),
+                                 differentiable=differentiable,
+                                 first_order=self.config.first_order, loss_fn=self.inner_loss,
+                                 loss_scale=self.inner_loss_scale(),
+                                 second_order=self.second_order_on() if differentiable else None)
+            phis.append(phi)
+        return phis
+
+    def inner_loop(self, theta, x, y, steps, differentiable=True):
+        return self.adapted_steps(theta, x, y, steps, differentiable)[-1]
+
+    def step_weights(self, steps: int):
+        """The multi-step loss's weight of each step's query loss (they sum to 1)."""
+        if not self.config.multi_step_loss or steps == 1:
+            return [0.0] * (steps - 1) + [1.0]
+        anneal = self.config.msl_anneal
+        progress = (tf.minimum(1.0, self.training_share() / anneal) if anneal > 0
+                    else tf.constant(1.0))
+        early = (1.0 - progress) / steps
+        return [early] * (steps - 1) + [1.0 - early * (steps - 1)]
+
+    def task_loss(self, theta, support_x, support_y, query_x, query_y):
+        """One task: the weighted query losses after each inner step (MSL)."""
+        phis = self.adapted_steps(theta, support_x, support_y, self.config.inner_steps)
+        weights = self.step_weights(len(phis))
+        logits = [self.forward(phi, query_x) for phi in phis]
+        losses = [cross_entropy(z, query_y, smoothing=self.label_smoothing) for z in logits]
+        loss = tf.add_n([tf.cast(w, l.dtype) * l for w, l in zip(weights, losses)])
+        return loss, accuracy(logits[-1], query_y)
