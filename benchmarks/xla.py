@@ -2,7 +2,7 @@
 on the standard workload's shapes (Conv4, 28x28x1, 5-way 1-shot, 15 queries), with and without
 ``jit_compile``, in one process.
 
-Run:  python benchmarks/xla.py --algorithm maml --meta-batch 8 --width 64
+Run:  python benchmarks/xla.py --algorithm fomaml --meta-batch 8 --width 64
 """
 
 import argparse
@@ -12,7 +12,7 @@ import time
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--algorithm", default="maml")
+    p.add_argument("--algorithm", default="fomaml")
     p.add_argument("--meta-batch", type=int, default=8)
     p.add_argument("--width", type=int, default=64)
     args = p.parse_args()

@@ -1,10 +1,14 @@
-"""``--xla`` (``jit_compile``): the learners XLA compiles give the same meta-training losses and
-test-step figures as without it (float32 tolerance); the others are refused in one line before a
-run directory is written."""
+"""``--xla`` (``jit_compile``): the learners XLA compiles give the same meta-gradients,
+meta-training losses and test-step figures as without it (float32 tolerance); the others are
+refused in one line before a run directory is written -- second-order learners on a model with
+BatchNorm among them, whose meta-gradient XLA computes a few percent off the exact one."""
+
+import re
 
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from tfmeta.cli import main
 from tfmeta.data import EpisodeConfig, EpisodeSampler
@@ -14,7 +18,19 @@ from tfmeta.learners import ALGORITHMS, create
 from learner_cases import CASES, smoke_options
 
 EPISODE = EpisodeConfig(3, 2, 2)
-COMPILED = sorted(name for name, (cls, _) in ALGORITHMS.items() if not cls.xla_unsupported)
+FAMILY = sorted(name for name, (cls, _) in ALGORITHMS.items() if not cls.xla_unsupported)
+
+
+def _compiles(algorithm) -> bool:
+    try:
+        create(algorithm, "conv4", episode=EPISODE, input_shape=(16, 16, 1), backbone_width=4,
+               jit_compile=True, **smoke_options(algorithm, EPISODE))
+    except ConfigError:
+        return False
+    return True
+
+
+COMPILED = [name for name in FAMILY if _compiles(name)]
 
 
 @pytest.fixture(scope="module")
@@ -33,12 +49,44 @@ def _figures(algorithm, batch, jit_compile):
     return losses, {k: np.asarray(v) for k, v in test.items()}
 
 
-def test_the_learners_xla_compiles_are_the_maml_family_and_snail():
+def test_the_learners_xla_compiles_are_the_first_order_maml_family_and_snail():
     from tfmeta.learners import MAML, SNAIL, MetaSGD
 
     family = sorted(name for name, (cls, _) in ALGORITHMS.items()
                     if issubclass(cls, (MAML, MetaSGD, SNAIL)))
-    assert COMPILED == family and {"anil", "fomaml", "maml", "metasgd", "snail"} <= set(family)
+    assert FAMILY == family and {"anil", "fomaml", "maml", "metasgd", "snail"} <= set(family)
+    # second order through BatchNorm is refused (below); first-order MAML and SNAIL compile
+    assert COMPILED == ["fomaml", "snail"]
+
+
+@pytest.mark.xfail(strict=True, reason="XLA's second-order meta-gradient through BatchNorm is a "
+                                       "few percent off: why --xla refuses it (a pass here means "
+                                       "TensorFlow fixed it: lift the refusal)")
+def test_xla_second_order_meta_gradient_through_batchnorm_is_exact(batch):
+    from tfmeta.learners import MAML
+
+    keras.utils.set_random_seed(0)
+    learner = create("maml", "conv4", episode=EPISODE, input_shape=batch[0].shape[2:],
+                     backbone_width=8, compiled=False)
+    exact = np.concatenate([g.numpy().ravel() for g in learner.meta_gradients(*batch)[0]])
+    compiled = tf.function(lambda *b: MAML.meta_gradients(learner, *b)[0], jit_compile=True)
+    xla = np.concatenate([g.numpy().ravel() for g in compiled(*batch)])
+    assert np.linalg.norm(xla - exact) / np.linalg.norm(exact) < 1e-3  # measured: 3e-2
+
+
+@pytest.mark.parametrize("algorithm", COMPILED)
+def test_xla_gives_the_same_meta_gradients(algorithm, batch):
+    """The meta-gradient itself (the losses after an Adam step barely show an error in it)."""
+    keras.utils.set_random_seed(0)
+    learner = create(algorithm, "conv4", episode=EPISODE, input_shape=batch[0].shape[2:],
+                     backbone_width=8, compiled=False, **smoke_options(algorithm, EPISODE))
+    exact = np.concatenate([g.numpy().ravel() for g in learner.outer_gradients(*batch)[0]])
+    compiled = tf.function(lambda *b: learner.outer_gradients(*b)[0], jit_compile=True)
+    xla = np.concatenate([g.numpy().ravel() for g in compiled(*batch)])
+    if algorithm == "snail":  # its support order is drawn by a stateless RNG XLA does not repeat
+        assert np.all(np.isfinite(xla))
+    else:
+        assert np.linalg.norm(xla - exact) / np.linalg.norm(exact) < 1e-3
 
 
 @pytest.mark.parametrize("algorithm", COMPILED)
@@ -56,7 +104,8 @@ def test_xla_gives_the_same_losses(algorithm, batch):
 
 def test_learners_xla_cannot_compile_are_one_line_before_anything_is_written(tmp_path, capsys):
     for algorithm in sorted(set(ALGORITHMS) - set(COMPILED)):
-        with pytest.raises(ConfigError, match=f"XLA cannot compile {algorithm}'s meta-steps: "
+        with pytest.raises(ConfigError, match=f"XLA cannot compile {re.escape(algorithm)}'s "
+                                              "meta-steps: "
                                               ".*; run it without --xla") as err:
             create(algorithm, "conv4", episode=EPISODE, input_shape=(16, 16, 1),
                    backbone_width=4, jit_compile=True, **smoke_options(algorithm, EPISODE))

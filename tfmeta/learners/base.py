@@ -89,9 +89,10 @@ class Learner(OuterLoop):
                 v.value if isinstance(v, keras.Variable) else v) for v in model.weights):
             raise ValueError("build the model inside strategy.scope() (tfmeta.learners.create "
                              "does, given strategy=)")
-        if jit_compile and self.xla_unsupported:
+        reason = self.xla_unsupported or self.xla_problem(model, config)
+        if jit_compile and reason:
             raise ConfigError(f"XLA cannot compile {self.name}'s meta-steps: "
-                              f"{self.xla_unsupported}; run it without --xla (jit_compile)")
+                              f"{reason}; run it without --xla (jit_compile)")
         if strategy is not None and jit_compile:
             raise ConfigError("XLA (jit_compile) runs on one device here: leave out the strategy "
                               "or XLA")
@@ -118,6 +119,11 @@ class Learner(OuterLoop):
         else:
             self._train_fn = tf.function(self._replicated_train_step)
             self._test_fn = tf.function(self._replicated_test_step)
+
+    def xla_problem(self, model: keras.Model, config) -> str | None:
+        """Why XLA must not compile this learner with ``config`` on ``model`` (``None``: it may),
+        beside the class's ``xla_unsupported``."""
+        return None
 
     def fuse_batchnorm(self, on: bool = True) -> None:
         """Training-mode BatchNorm of the model and the learner's parts through TensorFlow's fused
