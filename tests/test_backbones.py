@@ -246,7 +246,7 @@ def test_image_shape_from_folders_archives_and_named_datasets(tmp_path):
     from PIL import Image
 
     from tfmeta.data import DataConfig
-    from tfmeta.data.datasets import with_image_shape
+    from tfmeta.data.image_shape import with_image_shape
 
     for c, (size, mode) in enumerate([(40, "L"), (40, "L"), (36, "L")]):
         os.makedirs(tmp_path / "gray" / f"c{c}")

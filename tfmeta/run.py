@@ -21,7 +21,7 @@ import keras
 
 from tfmeta.config import RUN_FORMAT, RunConfig, TrainConfig, read_run_file  # noqa: F401
 from tfmeta.data import EpisodeSampler, load_splits
-from tfmeta.data.datasets import with_image_shape
+from tfmeta.data.image_shape import with_image_shape
 from tfmeta.data.disk import sample_images
 from tfmeta.data.episodes import TEST_SEED, group_function
 from tfmeta.data.images import polarity

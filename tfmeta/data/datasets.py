@@ -12,7 +12,8 @@ from tfmeta.data import source as src
 from tfmeta.data.augment import check_augment
 from tfmeta.data.class_splits import split_by_files
 from tfmeta.data.glyphs import glyphs
-from tfmeta.data.tfds_source import from_tfds, tfds_image_shape
+from tfmeta.data.image_shape import with_image_shape
+from tfmeta.data.tfds_source import from_tfds
 from tfmeta.settings import setting
 
 
@@ -104,35 +105,6 @@ class DataConfig:
         if self.class_splits and kind in _PROTOCOLS:
             raise src.DataError(f"{kind} has its protocol's class split; class_splits applies "
                                 "to glyphs, omniglot, folder:, zip: and tfds: datasets")
-
-
-# The size the field uses for the named datasets (Omniglot's 105-pixel characters at 28, as
-# Santoro et al. 2016 and Vinyals et al. 2016; mini-ImageNet at 84, as Ravi & Larochelle 2017).
-STANDARD_SHAPES = {"glyphs": (28, 1), "omniglot": (28, 1), "omniglot-small": (28, 1),
-                   "mini-imagenet": (84, 3)}
-
-
-def with_image_shape(config: DataConfig, smallest: int | None = None) -> tuple:
-    """``(config, note)``: ``config`` with ``image_size`` and ``channels`` set where it leaves
-    them out: a named dataset's standard size, a folder's or archive's own (the size most of its
-    images have; colour if any image is), a TFDS dataset's declared shape; raised to ``smallest``
-    (a backbone's smallest input) if smaller. ``note`` says where each came from ("" when both
-    were given)."""
-    if config.image_size is not None and config.channels is not None:
-        return config, ""
-    kind, _, arg = config.dataset.partition(":")
-    if kind in STANDARD_SHAPES:
-        (size, channels), where = STANDARD_SHAPES[kind], f"{kind}'s standard size"
-    elif kind in ("folder", "zip"):
-        (size, channels), where = files.natural_shape(arg.split(",")[0]), "from the data"
-    else:
-        (size, channels), where = tfds_image_shape(arg, config.data_dir), "from the data"
-    if config.image_size is None and smallest and size < smallest:
-        size, where = smallest, f"{where}, raised to the backbone's smallest input"
-    given = dataclasses.replace(config, image_size=config.image_size or size,
-                                channels=config.channels or channels)
-    return given, (f"images {given.image_size}x{given.image_size}x{given.channels} ({where}; "
-                   "--image-size / --channels to choose)")
 
 
 def load_source(config: DataConfig):

@@ -137,7 +137,7 @@ def check_archive(path: str, archive: zipfile.ZipFile, max_bytes: int | None = N
     return members
 
 
-def _group_by_class(paths: Iterable[str], what: str, strip_top: bool = False,
+def group_by_class(paths: Iterable[str], what: str, strip_top: bool = False,
                     skipped: list | None = None) -> dict:
     """``{class_name: [path, ...]}``: a class is a folder that directly holds image files.
 
@@ -220,7 +220,7 @@ def from_folder(path: str, image_size: int = 28, channels: int = 1,
         warnings.warn(f"{path}: {len(empty)} class folders hold no images and are left out: "
                       f"{', '.join(sorted(empty)[:5])}", stacklevel=2)
     skipped = [] if skip_bad_files else None
-    grouped = _group_by_class(found, path, skipped=skipped)
+    grouped = group_by_class(found, path, skipped=skipped)
 
     def read(rel):
         with open(os.path.join(path, rel), "rb") as f:
@@ -252,7 +252,7 @@ def support_from_folder(path: str, image_size: int = 28, channels: int = 1,
                    for f in files):
             raise DataError(f"{full}: class folder holds no images ({', '.join(IMAGE_EXTENSIONS)})")
         found.extend(files)
-    grouped = _group_by_class(found, path)
+    grouped = group_by_class(found, path)
     if len(grouped) < 2:
         raise DataError(f"{path}: a support set needs at least 2 class folders, found "
                         f"{len(grouped)} ({', '.join(grouped) or 'none'})")
@@ -276,7 +276,7 @@ def from_zip(path: str, image_size: int = 28, channels: int = 1,
         raise DataError(f"{path}: not a zip archive") from None
     skipped = [] if skip_bad_files else None
     with archive:
-        grouped = _group_by_class(check_archive(path, archive), path, strip_top=True,
+        grouped = group_by_class(check_archive(path, archive), path, strip_top=True,
                                   skipped=skipped)
         try:
             source = from_files(grouped, archive.read, image_size, channels, skipped=skipped)
@@ -308,47 +308,3 @@ def load_image_files(paths: Sequence[str], image_size: int, channels: int) -> np
         with open(path, "rb") as f:
             named.append((path, f.read()))
     return _decode_files(named, image_size, channels)
-
-
-def natural_shape(path: str, sample: int = 16) -> tuple:
-    """``(size, channels)`` of the images of a folder or ``.zip`` archive, from up to ``sample``
-    of its files spread over its classes: the largest side most of them have, and 3 channels if
-    any is in colour (else 1). Nothing else is decoded."""
-    import tensorflow as tf
-
-    if os.path.isdir(path):
-        paths = [os.path.join(root, name) for root, _, names in sorted(os.walk(path))
-                 for name in sorted(names)]
-        grouped, read = _group_by_class(paths, path, skipped=[]), _read_file
-        archive = None
-    elif os.path.isfile(path) and zipfile.is_zipfile(path):
-        archive = zipfile.ZipFile(path)
-        grouped, read = _group_by_class(check_archive(path, archive), path, skipped=[]), \
-            archive.read
-    else:
-        raise DataError(f"{path}: no such folder or zip archive")
-    try:
-        files = [f for members in grouped.values() for f in members[:1]]
-        files = files[::max(1, len(files) // sample)][:sample]
-        sizes, channels = [], 1
-        for name in files:
-            data = read(name)
-            dimensions = image_dimensions(data)
-            try:
-                decoded = tf.io.decode_image(data, expand_animations=False)
-            except (tf.errors.InvalidArgumentError, ValueError):
-                continue  # a bad file: loading the data says which
-            sizes.append(max(dimensions or decoded.shape[:2]))
-            channels = 3 if decoded.shape[-1] in (3, 4) else channels
-    finally:
-        if archive is not None:
-            archive.close()
-    if not sizes:
-        raise DataError(f"{path}: no readable image to take the image size from; give "
-                        "--image-size and --channels")
-    return int(np.median(sizes)), channels
-
-
-def _read_file(path: str) -> bytes:
-    with open(path, "rb") as f:
-        return f.read()

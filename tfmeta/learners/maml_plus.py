@@ -60,10 +60,11 @@ class MAMLPlusPlusConfig(MAMLConfig):
 class MAMLPlusPlus(MAML):
     """MAML++ over any Keras classifier (see the module docstring)."""
 
+    config_class = MAMLPlusPlusConfig  # MAML's options, the paper's defaults, its fixes
     name = "maml++"
-    config_class = MAMLPlusPlusConfig
 
     def build_parts(self) -> dict:
+        """LSLR's rates: one per weight tensor and per step, training's or test's."""
         if not self.config.learned_rates:
             return {}
         steps = max(self.config.inner_steps, self.config.test_inner_steps or 0)
