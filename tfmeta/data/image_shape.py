@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import zipfile
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -14,21 +13,18 @@ from tfmeta.data.files import check_archive, group_by_class, image_dimensions
 from tfmeta.data.tfds_source import tfds_image_shape
 from tfmeta.errors import DataError
 
-if TYPE_CHECKING:
-    from tfmeta.data.datasets import DataConfig
-
 # The size the field uses for the named datasets (Omniglot's 105-pixel characters at 28, as
 # Santoro et al. 2016 and Vinyals et al. 2016; mini-ImageNet at 84, as Ravi & Larochelle 2017).
 STANDARD_SHAPES = {"glyphs": (28, 1), "omniglot": (28, 1), "omniglot-small": (28, 1),
                    "mini-imagenet": (84, 3)}
 
 
-def with_image_shape(config: DataConfig, smallest: int | None = None) -> tuple:
-    """``(config, note)``: ``config`` with ``image_size`` and ``channels`` set where it leaves
-    them out: a named dataset's standard size, a folder's or archive's own (the size most of its
-    images have; colour if any image is), a TFDS dataset's declared shape; raised to ``smallest``
-    (a backbone's smallest input) if smaller. ``note`` says where each came from ("" when both
-    were given)."""
+def with_image_shape(config, smallest: int | None = None) -> tuple:
+    """``(config, note)``: ``config`` (a :class:`tfmeta.data.DataConfig`) with ``image_size``
+    and ``channels`` set where it leaves them out: a named dataset's standard size, a folder's or
+    archive's own (the size most of its images have; colour if any image is), a TFDS dataset's
+    declared shape; raised to ``smallest`` (a backbone's smallest input) if smaller. ``note``
+    says where each came from ("" when both were given)."""
     if config.image_size is not None and config.channels is not None:
         return config, ""
     kind, _, arg = config.dataset.partition(":")
