@@ -41,9 +41,10 @@ CASES = {
     "fomaml": Case(gain=None, note="MAML's code with first_order fixed: MAML's learning test "
                                    "and tests/test_maml_math.py cover it (CI budget)"),
     "anil": Case(),
-    "maml++": Case(learning={"inner_steps": 2, "test_inner_steps": 2},
-                   note="two inner steps in the learning test (CI budget; the paper's five in "
-                        "the omniglot_small_mamlpp preset)"),
+    "maml++": Case(smoke={"inner_steps": 2, "test_inner_steps": 2},
+                   learning={"inner_steps": 2, "test_inner_steps": 2},
+                   note="two inner steps in the tests (CI budget; the paper's five in the "
+                        "omniglot_small_mamlpp preset)"),
     "protomaml": Case(),
     "metasgd": Case(),
     # The paper's settings; its annealed interpolation with the inner Adam at lr 0.001 gains

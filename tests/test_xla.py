@@ -74,7 +74,7 @@ def test_xla_second_order_meta_gradient_through_batchnorm_is_exact(batch):
     assert np.linalg.norm(xla - exact) / np.linalg.norm(exact) < 1e-3  # measured: 3e-2
 
 
-@pytest.mark.parametrize("algorithm", COMPILED)
+@pytest.mark.parametrize("algorithm", [name for name in COMPILED if name != "snail"])
 def test_xla_gives_the_same_meta_gradients(algorithm, batch):
     """The meta-gradient itself (the losses after an Adam step barely show an error in it)."""
     keras.utils.set_random_seed(0)
@@ -83,10 +83,8 @@ def test_xla_gives_the_same_meta_gradients(algorithm, batch):
     exact = np.concatenate([g.numpy().ravel() for g in learner.outer_gradients(*batch)[0]])
     compiled = tf.function(lambda *b: learner.outer_gradients(*b)[0], jit_compile=True)
     xla = np.concatenate([g.numpy().ravel() for g in compiled(*batch)])
-    if algorithm == "snail":  # its support order is drawn by a stateless RNG XLA does not repeat
-        assert np.all(np.isfinite(xla))
-    else:
-        assert np.linalg.norm(xla - exact) / np.linalg.norm(exact) < 1e-3
+    assert np.linalg.norm(xla - exact) / np.linalg.norm(exact) < 1e-3  # (SNAIL: its shuffle's
+    # stateless RNG draws other orders under XLA; the losses test below covers it)
 
 
 @pytest.mark.parametrize("algorithm", COMPILED)
