@@ -21,6 +21,8 @@ class Case:
         floor: the least accuracy it must reach there.
         learning: options for that test's budget.
         recorded: whether tests/recorded_losses.json holds its losses (tests/test_same_losses.py).
+        slow: its learning test takes over 40 s on 2 cores: marked ``slow``, left out of the
+            default run (CI's 30 minutes) and run by ``pytest -m slow``.
         xla_rtol: relative tolerance of its meta-training losses with XLA against without
             (tests/test_xla.py; float32 rounding in another order, which Adam's first step turns
             into full-size steps where a gradient is zero up to rounding).
@@ -32,6 +34,7 @@ class Case:
     floor: float = 0.60
     learning: dict = dataclasses.field(default_factory=dict)
     recorded: bool = True
+    slow: bool = False
     xla_rtol: float = 1e-4
     note: str = ""
 
@@ -40,26 +43,26 @@ CASES = {
     "maml": Case(),  # its defaults: the mean-loss inner step (0.494 -> 0.716 measured)
     "fomaml": Case(gain=None, note="MAML's code with first_order fixed: MAML's learning test "
                                    "and tests/test_maml_math.py cover it (CI budget)"),
-    "anil": Case(),
-    "maml++": Case(smoke={"inner_steps": 2, "test_inner_steps": 2},
+    "anil": Case(slow=True),
+    "maml++": Case(smoke={"inner_steps": 2, "test_inner_steps": 2}, slow=True,
                    learning={"inner_steps": 2, "test_inner_steps": 2},
                    note="two inner steps in the tests (CI budget; the paper's five in the "
                         "omniglot_small_mamlpp preset)"),
-    "protomaml": Case(),
-    "metasgd": Case(),
+    "protomaml": Case(slow=True),
+    "metasgd": Case(slow=True),
     # The paper's settings; its annealed interpolation with the inner Adam at lr 0.001 gains
     # slowly (measured 0.48 -> 0.60-0.62), and an untrained Conv4 fine-tuned for its 50 test
     # steps already scores well on glyphs.
-    "reptile": Case(gain=0.025, floor=0.55),
+    "reptile": Case(gain=0.025, floor=0.55, slow=True),
     "protonet": Case(),
-    "matching": Case(note="--fce: tests/test_learners_math.py (CI budget)"),
-    "relation": Case(),
+    "matching": Case(slow=True, note="--fce: tests/test_learners_math.py (CI budget)"),
+    "relation": Case(slow=True),
     "siamese": Case(),
     "ridge": Case(),
-    "svm": Case(),
+    "svm": Case(slow=True),
     # SNAIL meta-trains on shuffled support sequences: it must learn to read labels, not
     # positions (measured 0.20 -> 0.56).
-    "snail": Case(smoke={"filters": 8, "keys": (8, 8, 8)}, floor=0.50,
+    "snail": Case(smoke={"filters": 8, "keys": (8, 8, 8)}, floor=0.50, slow=True,
                   learning={"filters": 32, "keys": (32, 64, 64)}),
 }
 

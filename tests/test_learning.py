@@ -38,7 +38,9 @@ def _learner(algorithm):
                   **learning_options(algorithm, TRAIN_EPISODE))
 
 
-@pytest.mark.parametrize("algorithm", sorted(n for n, case in CASES.items() if case.gain))
+@pytest.mark.parametrize("algorithm", [
+    pytest.param(n, marks=pytest.mark.slow) if case.slow else n
+    for n, case in sorted(CASES.items()) if case.gain])
 def test_meta_training_learns_5way_1shot_glyphs(glyph_splits, algorithm):
     """Minimum gain over the same model before meta-training, on the same 50 test episodes, and
     a floor (tests/learner_cases.py: each learner's row)."""
