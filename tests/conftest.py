@@ -36,3 +36,24 @@ def seeded():
 
     keras.utils.set_random_seed(0)
     np.random.seed(0)
+
+
+# Long cases whose code other cases of the same test cover (left out of the default run, CI's
+# 30 minutes; ``pytest -m slow`` runs them): SNAIL and the second MAML family members where MAML or
+# ProtoNet run the same path.
+SLOW = {
+    "tests/test_xla.py::test_xla_gives_the_same_losses[snail]",
+    "tests/test_run.py::test_sigkilled_cli_run_resumes_to_the_uninterrupted_state[snail]",
+    "tests/test_run.py::test_resume_is_exact[metasgd]",
+    "tests/test_run.py::test_resume_is_exact[reptile]",
+    "tests/test_precision.py::test_every_learner_meta_trains_under_bfloat16[snail]",
+    "tests/test_every_learner.py::test_learner_with_resnet12_adapts_and_predicts_consistently[maml++]",
+    "tests/test_run.py::test_cli_train_and_evaluate_every_algorithm[maml++]",
+}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.nodeid in SLOW:
+            item.add_marker(pytest.mark.slow)
