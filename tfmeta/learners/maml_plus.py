@@ -50,6 +50,9 @@ class MAMLPlusPlusConfig(MAMLConfig):
 
     def __post_init__(self):
         super().__post_init__()
+        if self.recompute_inner:
+            raise ValueError("maml++ takes its inner steps one at a time and does not recompute "
+                             "them: leave recompute_inner off")
         for name in ("msl_anneal", "first_order_share"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be a share of training in [0, 1], got "
@@ -119,6 +122,8 @@ class MAMLPlusPlus(MAML):
         """One task: the weighted query losses after each inner step (MSL)."""
         phis = self.adapted_steps(theta, support_x, support_y, self.config.inner_steps)
         weights = self.step_weights(len(phis))
+        if not self.config.multi_step_loss:  # the last step's query loss alone
+            phis, weights = phis[-1:], weights[-1:]
         logits = [self.forward(phi, query_x) for phi in phis]
         losses = [cross_entropy(z, query_y, smoothing=self.label_smoothing) for z in logits]
         loss = tf.add_n([tf.cast(w, l.dtype) * l for w, l in zip(weights, losses)])
