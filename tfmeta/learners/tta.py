@@ -19,6 +19,7 @@ import keras
 import tensorflow as tf
 
 from tfmeta.errors import ConfigError
+from tfmeta.learners.losses import accuracy, cross_entropy
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,11 +92,8 @@ def tta_test_step(learner, batch, tta: TestTimeAugmentation, cache: dict) -> dic
             accuracies, losses = [], []
             for i in range(support_x.shape[0]):
                 logits = tta_logits(learner, support_x[i], support_y[i], query_x[i], tta)
-                labels = tf.cast(query_y[i], tf.int64)
-                accuracies.append(tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, -1), labels),
-                                                         tf.float32)))
-                losses.append(tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
-                    labels, logits)))
+                accuracies.append(accuracy(logits, query_y[i]))
+                losses.append(cross_entropy(logits, query_y[i]))
             return {"accuracy": tf.stack(accuracies), "loss": tf.stack(losses)}
 
         step = cache[tta] = tf.function(episodes) if learner.compiled else episodes
