@@ -39,6 +39,8 @@ class Case:
     note: str = ""
 
 
+BATCHES = "trains on class minibatches: tests/test_baselines.py tests its learning"
+
 CASES = {
     "maml": Case(),  # its defaults: the mean-loss inner step (0.494 -> 0.716 measured)
     "fomaml": Case(gain=None, note="MAML's code with first_order fixed: MAML's learning test "
@@ -62,6 +64,11 @@ CASES = {
     "svm": Case(slow=True),
     # SNAIL meta-trains on shuffled support sequences: it must learn to read labels, not
     # positions (measured 0.20 -> 0.56).
+    # The fine-tuning baselines train on minibatches of every training class, not episodes: their
+    # learning test (tests/test_baselines.py) feeds them those; here they meet episodes' labels.
+    "baseline": Case(smoke={"classes": 10}, gain=None, note=BATCHES),
+    "baseline++": Case(smoke={"classes": 10}, gain=None, note=BATCHES),
+    "rfs": Case(smoke={"classes": 10}, gain=None, note=BATCHES),
     "snail": Case(smoke={"filters": 8, "keys": (8, 8, 8)}, floor=0.50, slow=True,
                   learning={"filters": 32, "keys": (32, 64, 64)}),
 }

@@ -33,7 +33,10 @@ CASES = {"maml": ("maml", {"inner_steps": 2}),  # case: (algorithm, options)
          # each task gets its seed (the first step's loss).
          "reptile": ("reptile", {"inner_optimizer": "sgd", "inner_lr": 0.1, "inner_batch": None,
                                  "test_inner_batch": None, "train_shots": 3}),
-         "reptile-adam": ("reptile", {"inner_batch": 2, "train_shots": 3})}
+         "reptile-adam": ("reptile", {"inner_batch": 2, "train_shots": 3}),
+         # a classifier of every training class: its minibatches split over the replicas as
+         # tasks do (here the episodes' images and labels stand for them)
+         "baseline": ("baseline", {"classes": 6})}
 episode = EpisodeConfig(3, 1, 2)
 rng = np.random.default_rng(0)
 tasks = 2 * replicas

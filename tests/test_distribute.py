@@ -1,6 +1,6 @@
 """tf.distribute: a MirroredStrategy over 2 logical CPU devices meta-trains to the same weights as
-one device (same seed, same meta-batches), for MAML, Prototypical Networks, a MetaOptNet head and
-Reptile, and its test step gathers the same episodes (BatchNorm's moving statistics, averaged
+one device (same seed, same meta-batches), for MAML, Prototypical Networks, a MetaOptNet head,
+Reptile and Baseline (a classifier of every training class), and its test step gathers the same episodes (BatchNorm's moving statistics, averaged
 across replicas, are left out: README, Scaling out). Run in a fresh process
 (``tests/replicas_check.py``): logical devices must be set before TensorFlow starts."""
 
@@ -16,13 +16,13 @@ HERE = os.path.dirname(__file__)
 
 def test_two_replicas_train_like_one():
     r = subprocess.run([sys.executable, os.path.join(HERE, "replicas_check.py"),
-                        "maml,protonet,ridge,reptile,reptile-adam", "2"],
+                        "maml,protonet,ridge,reptile,reptile-adam,baseline", "2"],
                        capture_output=True, text=True, timeout=900,
                        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
     assert r.returncode == 0, r.stderr[-3000:]
     results = {line["case"]: line for line in map(json.loads, (
         x for x in r.stdout.splitlines() if x.startswith("{")))}
-    assert set(results) == {"maml", "protonet", "ridge", "reptile", "reptile-adam"}
+    assert set(results) == {"maml", "protonet", "ridge", "reptile", "reptile-adam", "baseline"}
     for case, line in results.items():
         assert line["devices"] == 2
         assert line["one_losses"][0] == pytest.approx(line["mirrored_losses"][0], rel=1e-5,

@@ -17,6 +17,8 @@ from tfmeta.data import EpisodeConfig, generate_glyphs, to_uint8_images
 from tfmeta.export import ExportError, layout
 from tfmeta.learners import create
 
+from learner_cases import smoke_options
+
 NAMES = np.array(["alpha", "beta", "gamma", "delta", "epsilon"])
 
 
@@ -24,7 +26,9 @@ def _learner(algorithm, ways=5, width=8, seed=0):
     """A freshly initialised Conv4 learner: what is checked here is that every runtime gives the
     Keras model's answers, which needs no training."""
     keras.utils.set_random_seed(seed)
-    return create(algorithm, "conv4", episode=EpisodeConfig(ways, 2, 15), backbone_width=width)
+    episode = EpisodeConfig(ways, 2, 15)
+    return create(algorithm, "conv4", episode=episode, backbone_width=width,
+                  **smoke_options(algorithm, episode) if algorithm in BASELINES else {})
 
 
 def _episode(ways, shots, queries, seed):
@@ -81,16 +85,21 @@ def _tflite(path, **inputs):
     return interpreter.get_signature_runner("serving_default")(**inputs)
 
 
-@pytest.mark.parametrize("algorithm", ["maml", "reptile", "protonet"])
+# The fine-tuning baselines' heads fit themselves to the support set in a tf.while_loop.
+BASELINES = ("baseline", "baseline++", "rfs")
+
+
+@pytest.mark.parametrize("algorithm", ["maml", "reptile", "protonet", "rfs", "baseline++"])
 def test_keras_savedmodel_onnx_tflite_agree_on_new_images(tmp_path, algorithm):
     learner = _learner(algorithm)
     support, names, query, truth = _episode(3, 2, 4, seed=901)
     images, labels, classes = learner.prepare_support(support, names)
     classifier = learner.adapt(images, labels)
-    version_dir = tfmeta.export.saved_model(classifier, classes, images, str(tmp_path), algorithm,
+    name = algorithm.replace("+", "p")  # a model name: letters, digits, '_', '-', '.'
+    version_dir = tfmeta.export.saved_model(classifier, classes, images, str(tmp_path), name,
                                             formats=["onnx", "tflite"], fresh_process=False)
-    assert version_dir == os.path.join(str(tmp_path), algorithm, "1")
-    assert sorted(os.listdir(tmp_path / algorithm)) == ["1"]  # no staging folder left
+    assert version_dir == os.path.join(str(tmp_path), name, "1")
+    assert sorted(os.listdir(tmp_path / name)) == ["1"]  # no staging folder left
 
     # query images the export was not verified on, through every runtime
     x = learner.preprocess(query).numpy()
@@ -115,7 +124,7 @@ def test_keras_savedmodel_onnx_tflite_agree_on_new_images(tmp_path, algorithm):
     facts = json.load(open(os.path.join(version_dir, "assets.extra", "tfmeta.json")))
     assert facts["class_names"] == list(classes) and set(facts["formats"]) == {"onnx", "tflite"}
     assert max(facts["max_abs_difference"].values()) <= 1e-4
-    _replay_warmup(version_dir, algorithm, "probabilities")
+    _replay_warmup(version_dir, name, "probabilities")
 
 
 def test_serving_bytes_decodes_rgb_and_other_sizes_like_the_loaders(tmp_path):
@@ -138,10 +147,10 @@ def test_serving_bytes_decodes_rgb_and_other_sizes_like_the_loaders(tmp_path):
     np.testing.assert_allclose(from_jpeg, from_decoded, atol=1e-3)
 
 
-@pytest.mark.parametrize("algorithm", ["maml", "anil", "metasgd", "protonet"])
+@pytest.mark.parametrize("algorithm", ["maml", "anil", "metasgd", "protonet", "baseline"])
 def test_fewshot_servable_gives_learner_predict_answers(tmp_path, algorithm):
     learner = _learner(algorithm)
-    formats = ["onnx", "tflite"] if algorithm == "protonet" else []
+    formats = ["onnx", "tflite"] if algorithm in ("protonet", "baseline") else []
     version_dir = tfmeta.export.fewshot_saved_model(learner, str(tmp_path), "fs", formats,
                                                     ways=3, shots=1, fresh_process=False)
     _replay_warmup(version_dir, "fs", "probabilities")

@@ -53,7 +53,7 @@ def test_smoothed_cross_entropy_matches_the_formula():
 # One learner per loss path: MAML.task_loss (MAML, first-order MAML, ANIL, Meta-SGD),
 # Reptile's inner loss, MetricLearner.episode_loss (ProtoNet, Matching, ridge, SVM, SNAIL), and
 # Relation and Siamese networks' own losses.
-LOSS_PATHS = ["maml", "reptile", "protonet", "relation", "siamese"]
+LOSS_PATHS = ["maml", "reptile", "protonet", "relation", "siamese", "baseline"]
 
 
 @pytest.mark.parametrize("algorithm", LOSS_PATHS)

@@ -181,6 +181,9 @@ class RunConfig:
             raise ConfigError("train.within_group (--within-group) needs data.class_groups "
                               "(--class-groups parent-folder, folder:N or a class,group file)")
         group_function(self.data.class_groups)  # a bad setting: one clear error
+        if self.train.within_group and not cls.episodic:
+            raise ConfigError(f"{self.algorithm} trains on minibatches of every training class, "
+                              "not episodes: leave out train.within_group")
         if self.train_ways is not None and self.train_ways < 2:
             raise ConfigError(f"train_ways must be at least 2, got {self.train_ways}")
         learner_config = self.learner_config()  # unknown or invalid options: one clear error

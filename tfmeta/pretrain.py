@@ -21,8 +21,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfmeta.data.augment import augment_images
-from tfmeta.data.disk import image_gatherer
+from tfmeta.data.batches import ClassBatchSampler
 from tfmeta.learners.losses import accuracy, cross_entropy
 
 
@@ -48,16 +47,7 @@ def pretrain(learner, source, steps: int, batch_size: int = 64, learning_rate: f
     classifier = keras.Model(inputs, logits)
     optimizer = keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(
         learning_rate, steps))
-    gather_images = image_gatherer(source.images)  # one constant (or the file), not per batch
-    labels = tf.constant(source.labels().astype(np.int32))
-
-    def batch(index):
-        key = tf.stack([tf.cast(seed, tf.int64), index])
-        picks = tf.random.stateless_uniform([batch_size], key, 0, source.images.shape[0], tf.int64)
-        x = tf.cast(gather_images(picks), tf.float32) / 255.0
-        if augment:
-            x = augment_images(augment, x, tf.random.experimental.stateless_fold_in(key, 1))
-        return x, tf.gather(labels, picks)
+    batches = ClassBatchSampler(source, batch_size, seed=seed, augment=augment)
 
     @tf.function
     def train_step(x, y):
@@ -68,8 +58,8 @@ def pretrain(learner, source, steps: int, batch_size: int = 64, learning_rate: f
         optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
         return loss, accuracy(out, y)
 
-    stream = (tf.data.Dataset.range(steps).map(batch, num_parallel_calls=tf.data.AUTOTUNE,
-                                               deterministic=True)
+    stream = (tf.data.Dataset.range(steps)
+              .map(batches.batch_at, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
               .prefetch(tf.data.AUTOTUNE))
     losses, accuracies = [], []
     for step, (x, y) in enumerate(stream, 1):

@@ -21,6 +21,7 @@ import keras
 
 from tfmeta.config import RUN_FORMAT, RunConfig, TrainConfig, read_run_file  # noqa: F401
 from tfmeta.data import EpisodeSampler, load_splits
+from tfmeta.data.batches import ClassBatchSampler
 from tfmeta.data.image_shape import with_image_shape
 from tfmeta.data.disk import sample_images
 from tfmeta.data.episodes import TEST_SEED, group_function
@@ -29,7 +30,7 @@ from tfmeta.distribute import barrier, is_chief, lost_workers_reported
 from tfmeta.errors import ConfigError
 from tfmeta.evaluation import evaluate, format_result, write_result
 from tfmeta.files import run_lock
-from tfmeta.learners import create
+from tfmeta.learners import create, learner_class
 from tfmeta.models import smallest_input
 from tfmeta.pretrain import pretrain
 from tfmeta.rundir import (RUN_FILE, checkpoint_path, load_config, restore,  # noqa: F401
@@ -62,13 +63,20 @@ def build_learner(config: RunConfig, input_shape, seed: bool = True, strategy=No
 
 
 def samplers(config: RunConfig, splits: dict) -> dict:
-    """Train, validation and test samplers; each stream has its own seed."""
+    """Train, validation and test samplers; each stream has its own seed. A learner that does not
+    train on episodes (``episodic = False``) trains on minibatches of ``train.pretrain_batch``
+    labelled images, ``train.meta_batch`` of them a step."""
     t = config.train
+    if learner_class(config.algorithm).episodic:
+        training = EpisodeSampler(splits["train"], config.train_episode, t.meta_batch, t.seed,
+                                  "train", augment=config.data.augment,
+                                  group_of=group_function(config.data.class_groups)
+                                  if t.within_group else None, within_group=t.within_group)
+    else:
+        training = ClassBatchSampler(splits["train"], t.pretrain_batch, t.meta_batch, t.seed,
+                                     augment=config.data.augment)
     return {
-        "train": EpisodeSampler(splits["train"], config.train_episode, t.meta_batch, t.seed,
-                                "train", augment=config.data.augment,
-                                group_of=group_function(config.data.class_groups)
-                                if t.within_group else None, within_group=t.within_group),
+        "train": training,
         "val": EpisodeSampler(splits["val"], config.episode, t.meta_batch, 10_000 + t.seed, "val"),
         "test": EpisodeSampler(splits["test"], config.episode, t.meta_batch, TEST_SEED, "test"),
     }
@@ -116,6 +124,8 @@ def train(config: RunConfig, out_dir: str, progress: bool = True, log=None,
     previous = read_run_file(run_file) if os.path.exists(run_file) else None  # format, damage
     config = _with_image_shape(config, previous, log)
     splits = load_splits(config.data)
+    config = dataclasses.replace(config, learner=learner_class(
+        config.algorithm).options_from_data(config.learner, splits["train"]))
     if config.data.polarity is None:  # a fact of the training images, recorded with the run
         config = dataclasses.replace(config, data=dataclasses.replace(
             config.data, polarity=polarity(sample_images(splits["train"].images))))

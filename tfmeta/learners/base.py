@@ -55,6 +55,9 @@ class Learner(OuterLoop):
     xla_unsupported: str | None = None
     # A learner without a query loss to attack (Reptile) sets adversarial_queries = False.
     adversarial_queries = True
+    # Whether it meta-trains on episodes; False: on minibatches of images labelled with their
+    # training class, in the support slot of a meta-batch (tfmeta.data.batches; the baselines).
+    episodic = True
 
     def __init__(self, model: keras.Model, config=None, *, episode: EpisodeConfig | None = None,
                  optimizer=None, compiled: bool = True, jit_compile: bool = False,
@@ -149,6 +152,12 @@ class Learner(OuterLoop):
     def checkpoint_items(self) -> dict:
         """Trackables a checkpoint must hold to resume this learner exactly."""
         return {"model": self.model, "optimizer": self.optimizer, **self.parts}
+
+    @classmethod
+    def options_from_data(cls, options: dict, source) -> dict:
+        """``options`` with what a run fills in from its training ``source`` (a classifier of
+        every training class needs their number); by default nothing."""
+        return options
 
     # -- to implement ---------------------------------------------------------------------------
     @classmethod

@@ -206,7 +206,9 @@ class MetricLearner(Learner):
         embedded = backbone(inputs)
         if self.flatten_features:
             embedded = keras.layers.Flatten()(embedded)
-        return keras.Model(inputs, head(embedded), name=f"{self.name}_classifier")
+        # A TensorFlow name scope: "baseline++" -> "baselinepp_classifier"
+        return keras.Model(inputs, head(embedded),
+                           name=f"{self.name.replace('+', 'p')}_classifier")
 
 
 class CalibratedMetricLearner(MetricLearner):

@@ -1,0 +1,15 @@
+"""RFS (Tian et al., ECCV 2020, arXiv:2003.11539) on the omniglot-small benchmark: Baseline's
+training recipe (``omniglot_small_baseline``: a classifier of every training class), then a
+logistic regression on L2-normalised features for each support set.
+
+    tfmeta benchmark omniglot-small --algorithm rfs --data-dir DIR
+
+Differences from the paper: its training recipe is SGD with momentum and weight decay on
+mini-ImageNet-sized data; no self-distillation generations.
+"""
+
+from tfmeta.configs import omniglot_small_baseline
+
+
+def config():
+    return omniglot_small_baseline.config().with_values({"algorithm": "rfs"})
