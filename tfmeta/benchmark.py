@@ -74,11 +74,14 @@ def run_name(name: str, algorithm: str) -> str:
 
 
 def evaluate_settings(learner, test_source, bench: Protocol, meta_batch: int = 4,
-                      episodes: int | None = None, log=None, tta=None) -> list:
+                      episodes: int | None = None, log=None, tta=None,
+                      finetune=None) -> list:
     """One result per setting of ``bench`` on ``test_source`` (a setting the learner cannot run,
     e.g. 20 ways for a MAML trained for 5, is reported as skipped, with the reason); with
     ``tta`` (:class:`tfmeta.learners.tta.TestTimeAugmentation`) each also with test-time
-    augmentation, on the same episodes."""
+    augmentation, on the same episodes; with ``finetune``
+    (:class:`tfmeta.learners.finetune.TestTimeFineTuning`) also with the backbone fine-tuned on
+    each support set."""
     log = log or logging.getLogger("tfmeta").info  # the CLI shows it; --quiet hides it
     from tfmeta.data import EpisodeConfig, EpisodeSampler
     from tfmeta.data.episodes import parent_folder
@@ -98,7 +101,8 @@ def evaluate_settings(learner, test_source, bench: Protocol, meta_batch: int = 4
                                  meta_batch, bench.seed, "test",
                                  group_of=parent_folder if s.within_alphabet else None)
         began = time.time()
-        row.update(evaluate(learner, sampler, episodes or bench.episodes, tta=tta))
+        row.update(evaluate(learner, sampler, episodes or bench.episodes, tta=tta,
+                            finetune=finetune))
         row["seconds"] = round(time.time() - began, 1)
         rows.append(row)
         log(f"{s.name}: {_figure(row)}")
@@ -114,6 +118,10 @@ def _figure(row: dict) -> str:
                  f"{100 * row['transductive_ci95']:.2f})")
     if "tta_accuracy" in row:
         text += f"; TTA {100 * row['tta_accuracy']:.2f} +- {100 * row['tta_ci95']:.2f}"
+    for key, label in (("finetune", "fine-tuned"), ("finetune_tta", "fine-tuned + TTA")):
+        if f"{key}_accuracy" in row:
+            text += (f"; {label} {100 * row[f'{key}_accuracy']:.2f} +- "
+                     f"{100 * row[f'{key}_ci95']:.2f}")
     return text
 
 
@@ -126,7 +134,8 @@ def markdown(report: dict) -> str:
              f"{report['machine']}; {report['episodes']} test episodes per setting, seed "
              f"{report['seed']}, {report['test_classes']} test classes. Command: "
              f"`{report['command']}`", "",
-             "| setting | accuracy % (as deployed, +- 95% CI; TTA: with test-time augmentation) |",
+             "| setting | accuracy % (as deployed, +- 95% CI; TTA: with test-time augmentation; "
+             "fine-tuned: the backbone fine-tuned on each support set) |",
              "| --- | --- |"]
     lines += [f"| {row['setting']} | {_figure(row)} |" for row in report["settings"]]
     return "\n".join(lines) + "\n"
@@ -134,10 +143,10 @@ def markdown(report: dict) -> str:
 
 def run_benchmark(name: str, algorithm: str, data_dir: str, out_dir: str, config=None,
                   settings=(), episodes: int | None = None, progress: bool = True,
-                  command: str = "", log=None, tta=None) -> dict:
+                  command: str = "", log=None, tta=None, finetune=None) -> dict:
     """Train (or resume) ``algorithm`` on benchmark ``name`` with data from ``data_dir`` in
-    ``out_dir``, evaluate every test setting (with ``tta``: also with test-time augmentation),
-    write ``benchmark.json`` and ``benchmark.md``."""
+    ``out_dir``, evaluate every test setting (with ``tta``: also with test-time augmentation;
+    with ``finetune``: also fine-tuned on each support set), write ``benchmark.json`` and ``benchmark.md``."""
     log = log or logging.getLogger("tfmeta").info  # the CLI shows it; --quiet hides it
     import platform
 
@@ -157,7 +166,8 @@ def run_benchmark(name: str, algorithm: str, data_dir: str, out_dir: str, config
     learner = run.load(out_dir)
     recorded = run.load_config(out_dir)  # the run's own config (its measured polarity included)
     test = load_splits(recorded.data)["test"]
-    rows = evaluate_settings(learner, test, bench, config.train.meta_batch, episodes, log, tta)
+    rows = evaluate_settings(learner, test, bench, config.train.meta_batch, episodes, log, tta,
+                             finetune)
     report = {"benchmark": name, "algorithm": algorithm, "settings": rows,
               "train_seconds": round(train_seconds, 1), "steps": config.train.steps,
               "last_fit": fit, "episodes": episodes or bench.episodes, "seed": bench.seed,

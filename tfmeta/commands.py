@@ -92,20 +92,25 @@ def quickstart_command(args):
 
 
 def evaluate_command(args):
-    from tfmeta.config import EvaluateConfig, parse_assignments
     from tfmeta.evaluation import format_result
     from tfmeta.inference import evaluate_run
-    from tfmeta.settings import check_value
 
     out = args.out or os.path.join(args.checkpoint, "evaluation.json")
+    print(format_result(evaluate_run(args.checkpoint, settings=settings_of(args),
+                                     result_file=out, evaluation=evaluation_of(args))))
+    print(f"written to {out}")
+
+
+def evaluation_of(args):
+    """The :class:`EvaluateConfig` of the evaluation flags given (``EVALUATION`` dests)."""
+    from tfmeta.config import EvaluateConfig, parse_assignments
+    from tfmeta.settings import check_value
+
     given = parse_assignments(f"{key[len(EVALUATION):]}={value}" for key, value
                               in vars(args).items() if key.startswith(EVALUATION)
                               and value is not None)
-    evaluation = EvaluateConfig(**{key: check_value(EvaluateConfig, key, value, f"--{key}")
-                                   for key, value in given.items()})
-    print(format_result(evaluate_run(args.checkpoint, settings=settings_of(args),
-                                     result_file=out, evaluation=evaluation)))
-    print(f"written to {out}")
+    return EvaluateConfig(**{key: check_value(EvaluateConfig, key, value, f"--{key}")
+                             for key, value in given.items()})
 
 
 def benchmark_command(args):
@@ -118,6 +123,7 @@ def benchmark_command(args):
                            config=load(args.config) if args.config else None,
                            settings=args.set, episodes=args.test_episodes,
                            progress=progress(args), tta=_tta(args.tta),
+                           finetune=evaluation_of(args).finetune_config(),
                            command="tfmeta " + " ".join(sys.argv[1:]))
     print(markdown(report))
     print(f"written to {os.path.join(out, 'benchmark.json')} and benchmark.md")
@@ -250,6 +256,9 @@ def benchmark_flags(p):
     p.add_argument("--tta", action="store_true",
                    help="also evaluate each setting with test-time augmentation (shifted support "
                         "copies as extra shots, answers averaged over shifted query copies)")
+    from tfmeta.config import EvaluateConfig
+
+    add_flags(p, [("", EvaluateConfig)], EVALUATION, only=("finetune-steps", "finetune-lr"))
     p.add_argument("--out", default=None, help="run directory (default: runs/<name>_<algorithm>)")
 
 

@@ -19,6 +19,7 @@ from tfmeta.evaluation import PROTOCOL_EPISODES
 from tfmeta.learners import learner_class, make_config, options
 from tfmeta.learners.adversarial import ATTACKS, EPSILON, STEPS, Attack
 from tfmeta.learners.registry import PRECISIONS, check_lr_schedule, scheduled
+from tfmeta.learners.finetune import LEARNING_RATE as FINETUNE_LR, TestTimeFineTuning
 from tfmeta.learners.tta import TestTimeAugmentation
 from tfmeta.models import check_backbone
 from tfmeta.settings import check_requirements, check_value, setting
@@ -128,6 +129,11 @@ class EvaluateConfig:
     tta: bool = setting(False, "also report accuracy with test-time augmentation (shifted "
                                "support copies as extra shots, answers averaged over shifted "
                                "query copies)", "tta")
+    finetune_steps: int = setting(0, "also report accuracy with the backbone fine-tuned on each "
+                                     "support set for this many Adam steps (0: not)",
+                                  "finetune-steps")
+    finetune_lr: float = setting(FINETUNE_LR, "learning rate of that fine-tuning",
+                                 "finetune-lr", requires="finetune_steps")
 
     def __post_init__(self):
         if not isinstance(self.episodes, int) or isinstance(self.episodes, bool) or \
@@ -135,6 +141,9 @@ class EvaluateConfig:
             raise ConfigError(f"episodes must be a positive integer, got {self.episodes!r}")
         check_requirements(self)
         self.attack_config()
+        if not isinstance(self.finetune_steps, int) or self.finetune_steps < 0:
+            raise ConfigError(f"finetune_steps must be >= 0, got {self.finetune_steps!r}")
+        self.finetune_config()
 
     def attack_config(self) -> Attack | None:
         return None if self.attack is None else Attack(self.attack, float(self.attack_epsilon),
@@ -142,6 +151,10 @@ class EvaluateConfig:
 
     def tta_config(self) -> TestTimeAugmentation | None:
         return TestTimeAugmentation() if self.tta else None
+
+    def finetune_config(self) -> TestTimeFineTuning | None:
+        return (TestTimeFineTuning(self.finetune_steps, float(self.finetune_lr))
+                if self.finetune_steps else None)
 
 
 @dataclasses.dataclass

@@ -29,13 +29,16 @@ def confidence_interval(accuracies) -> tuple:
 
 
 def evaluate(learner, sampler, episodes: int = PROTOCOL_EPISODES, attack=None,
-             progress: bool = True, tta=None) -> dict:
+             progress: bool = True, tta=None, finetune=None) -> dict:
     """Evaluate ``learner`` on ``episodes`` episodes of ``sampler`` (a fixed seed gives the same
     episodes every run). Returns ``{"accuracy", "ci95", "loss", "episodes", ...}``; with an
     ``attack`` (:class:`tfmeta.learners.adversarial.Attack`) also ``robust_accuracy`` and
     ``robust_ci95`` on the same episodes, their queries perturbed against the adapted model;
     with ``tta`` (:class:`tfmeta.learners.tta.TestTimeAugmentation`) also ``tta_accuracy`` and
-    ``tta_ci95``: the same episodes answered with test-time augmentation, as deployed.
+    ``tta_ci95``: the same episodes answered with test-time augmentation, as deployed; with
+    ``finetune`` (:class:`tfmeta.learners.finetune.TestTimeFineTuning`) also
+    ``finetune_accuracy`` and ``finetune_ci95``: answered by the backbone fine-tuned on each
+    support set (and with ``tta`` too, ``finetune_tta_accuracy``), as deployed.
     ``progress``: report the episodes done (:mod:`tfmeta.progress`; shown where its logger is
     enabled, as on the command line)."""
     if episodes < 1:
@@ -44,6 +47,7 @@ def evaluate(learner, sampler, episodes: int = PROTOCOL_EPISODES, attack=None,
     batches = math.ceil(episodes / sampler.meta_batch)
     per_episode: dict = {}
     tta_steps: dict = {}
+    finetune_steps: dict = {}
     shown = Progress(episodes, f"evaluating {episodes} episodes") if progress else None
     for done, batch in enumerate(sampler.dataset(num_batches=batches), 1):
         for name, values in learner.meta_test_step(batch).items():
@@ -56,6 +60,14 @@ def evaluate(learner, sampler, episodes: int = PROTOCOL_EPISODES, attack=None,
 
             augmented = tta_test_step(learner, batch, tta, tta_steps)
             per_episode.setdefault("tta_accuracy", []).append(augmented["accuracy"].numpy())
+        if finetune is not None:
+            from tfmeta.learners.finetune import finetune_test_step
+
+            for key, with_tta in (("finetune", None), ("finetune_tta", tta)):
+                if key == "finetune" or tta is not None:
+                    tuned = finetune_test_step(learner, batch, finetune, finetune_steps, with_tta)
+                    per_episode.setdefault(f"{key}_accuracy", []).append(
+                        tuned["accuracy"].numpy())
         if shown is not None:
             shown.update(done * sampler.meta_batch)
     per_episode = {name: np.concatenate(v)[:episodes] for name, v in per_episode.items()}
@@ -75,6 +87,13 @@ def evaluate(learner, sampler, episodes: int = PROTOCOL_EPISODES, attack=None,
         a_mean, a_ci95 = confidence_interval(per_episode["tta_accuracy"])
         result.update(tta_accuracy=a_mean, tta_ci95=a_ci95,
                       tta={"shift": tta.shift, "support": tta.support, "query": tta.query})
+    for key in ("finetune", "finetune_tta"):
+        if f"{key}_accuracy" in per_episode:
+            f_mean, f_ci95 = confidence_interval(per_episode[f"{key}_accuracy"])
+            result.update({f"{key}_accuracy": f_mean, f"{key}_ci95": f_ci95})
+    if finetune is not None:
+        result["finetune"] = {"steps": finetune.steps, "learning_rate": finetune.learning_rate,
+                              "augment": finetune.augment}
     result.update(episodes=int(episodes), ways=e.ways, shots=e.shots, queries=e.queries,
                   seed=sampler.seed, classes=sampler.source.num_classes)
     return result
@@ -91,6 +110,14 @@ def format_result(result: dict) -> str:
     if "tta_accuracy" in result:
         line += (f"; with test-time augmentation (as deployed): "
                  f"{100 * result['tta_accuracy']:.2f}% +- {100 * result['tta_ci95']:.2f}%")
+    if "finetune_accuracy" in result:
+        line += (f"; fine-tuned on the support set ({result['finetune']['steps']} steps, as "
+                 f"deployed): {100 * result['finetune_accuracy']:.2f}% +- "
+                 f"{100 * result['finetune_ci95']:.2f}%")
+    if "finetune_tta_accuracy" in result:
+        line += (f"; fine-tuned and with test-time augmentation: "
+                 f"{100 * result['finetune_tta_accuracy']:.2f}% +- "
+                 f"{100 * result['finetune_tta_ci95']:.2f}%")
     if "robust_accuracy" in result:
         a = result["attack"]
         line += (f"; robust to {a['kind']} (epsilon {a['epsilon']:.4g}, {a['steps']} steps): "

@@ -4,6 +4,7 @@ TF Serving's layout; conversions to ONNX and TFLite). TensorFlow is imported whe
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 FORMATS = ("savedmodel", "onnx", "tflite", "all")
@@ -21,6 +22,12 @@ def adapt_flags(p):
                    help="the classifier answers with test-time augmentation (shifted support "
                         "copies as extra shots, answers averaged over shifted copies of each "
                         "image), in every export")
+    p.add_argument("--finetune-steps", type=int, default=0, metavar="N",
+                   help="fine-tune the backbone on the support set for N Adam steps first (with "
+                        "affine distortions); every export holds the fine-tuned weights")
+    p.add_argument("--finetune-lr", type=float, default=None, metavar="VALUE",
+                   help="learning rate of that fine-tuning (default: "
+                        "tfmeta.learners.finetune.LEARNING_RATE)")
 
 
 def _export_target_flags(p, required):
@@ -96,7 +103,16 @@ def adapt_command(args):
         tta = TestTimeAugmentation()
         facts.update(test_time_augmentation={"shift": tta.shift, "support": tta.support,
                                              "query": tta.query})
-    classifier = learner.adapt(images, labels, tta=tta)
+    finetune = None
+    if args.finetune_steps or args.finetune_lr is not None:
+        from tfmeta.errors import ConfigError
+        from tfmeta.learners.finetune import LEARNING_RATE, TestTimeFineTuning
+
+        if not args.finetune_steps:
+            raise ConfigError("--finetune-lr needs --finetune-steps: set both, or neither")
+        finetune = TestTimeFineTuning(args.finetune_steps, args.finetune_lr or LEARNING_RATE)
+        facts.update(test_time_finetuning=dataclasses.asdict(finetune))
+    classifier = learner.adapt(images, labels, tta=tta, finetune=finetune)
     facts.update(support=os.path.abspath(args.support),
                  support_images_per_class=dict(zip(support.class_names, map(int, support.counts))))
     version_dir = export.saved_model(classifier, classes, images, args.export_dir, args.name,

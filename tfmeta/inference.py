@@ -16,18 +16,20 @@ from tfmeta.rundir import load_config
 
 def evaluate_run(out_dir: str, episodes: int = PROTOCOL_EPISODES, seed: int | None = None,
                  settings=(), result_file: str | None = None, attack=None,
-                 evaluation: EvaluateConfig | None = None, tta=None) -> dict:
+                 evaluation: EvaluateConfig | None = None, tta=None, finetune=None) -> dict:
     """Evaluate a run's best checkpoint on its test classes (``tfmeta evaluate``), on test
     episodes of seed ``seed`` (default: every run's ``TEST_SEED``). ``settings`` (``KEY=VALUE``)
     change the data or the episodes, e.g. ``episode.shots=5``. With an ``attack``
     (:class:`tfmeta.learners.adversarial.Attack`) robust accuracy is reported beside the clean
     one; with ``tta`` (:class:`tfmeta.learners.tta.TestTimeAugmentation`) the accuracy with
-    test-time augmentation beside it. ``evaluation`` (an :class:`EvaluateConfig`) gives
-    episodes, seed, attack and augmentation at once.
+    test-time augmentation beside it; with ``finetune``
+    (:class:`tfmeta.learners.finetune.TestTimeFineTuning`) the accuracy with the backbone
+    fine-tuned on each support set. ``evaluation`` (an :class:`EvaluateConfig`) gives episodes,
+    seed, attack, augmentation and fine-tuning at once.
     Writes ``result_file`` (default ``out_dir/evaluation.json``) and returns the result."""
     if evaluation is not None:
         episodes, seed, attack = evaluation.episodes, evaluation.seed, evaluation.attack_config()
-        tta = evaluation.tta_config()
+        tta, finetune = evaluation.tta_config(), evaluation.finetune_config()
     trained = load_config(out_dir)
     config = trained.with_settings(settings)
     for name in ("image_size", "channels"):
@@ -38,7 +40,7 @@ def evaluate_run(out_dir: str, episodes: int = PROTOCOL_EPISODES, seed: int | No
     learner = load(out_dir)
     sampler = EpisodeSampler(load_splits(config.data)["test"], config.episode,
                              config.train.meta_batch, TEST_SEED if seed is None else seed, "test")
-    result = evaluate(learner, sampler, episodes, attack=attack, tta=tta)
+    result = evaluate(learner, sampler, episodes, attack=attack, tta=tta, finetune=finetune)
     result.update(algorithm=config.algorithm, dataset=config.data.dataset)
     write_result(result, result_file or os.path.join(out_dir, "evaluation.json"))
     return result

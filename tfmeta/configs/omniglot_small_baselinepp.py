@@ -3,6 +3,7 @@ recipe (``omniglot_small_baseline``) with a cosine classifier, in training (scal
 more than 200 training classes) and fitted to each support set.
 
     tfmeta benchmark omniglot-small --algorithm baseline++ --data-dir DIR
+    tfmeta train --config omniglot_small_baselinepp --dataset omniglot-small:DIR --out RUN
 """
 
 from tfmeta.configs import omniglot_small_baseline

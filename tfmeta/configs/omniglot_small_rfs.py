@@ -3,6 +3,7 @@ training recipe (``omniglot_small_baseline``: a classifier of every training cla
 logistic regression on L2-normalised features for each support set.
 
     tfmeta benchmark omniglot-small --algorithm rfs --data-dir DIR
+    tfmeta train --config omniglot_small_rfs --dataset omniglot-small:DIR --out RUN
 
 Differences from the paper: its training recipe is SGD with momentum and weight decay on
 mini-ImageNet-sized data; no self-distillation generations.

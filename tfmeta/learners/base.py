@@ -209,16 +209,22 @@ class Learner(OuterLoop):
         meta-training kept and ``images`` is not needed."""
         return embedding_copy(self.model, self.model.output)
 
-    def adapt(self, support_x, support_y, tta=None) -> keras.Model:
+    def adapt(self, support_x, support_y, tta=None, finetune=None) -> keras.Model:
         """A plain Keras classifier (logits) for the classes of one support set (``support_x``
         ``[S, H, W, C]`` preprocessed, ``support_y`` ``[S]`` labels ``0..n-1``); with ``tta``
         (:class:`tfmeta.learners.tta.TestTimeAugmentation`), one that answers with test-time
-        augmentation (:func:`tfmeta.learners.tta.adapt_with_tta`).
+        augmentation (:func:`tfmeta.learners.tta.adapt_with_tta`); with ``finetune``
+        (:class:`tfmeta.learners.finetune.TestTimeFineTuning`), one whose backbone is first
+        fine-tuned on the support set (:func:`tfmeta.learners.finetune.adapt_finetuned`).
 
         If the learner knows the polarity of its meta-training images (a run records it) and the
         support set has the other one (dark strokes on light where it learned light on dark, say),
         the support images are inverted, with a warning, and the classifier inverts its inputs
         too, so that it takes images as the support set came."""
+        if finetune is not None:
+            from tfmeta.learners.finetune import adapt_finetuned
+
+            return adapt_finetuned(self, support_x, support_y, finetune, tta)
         if tta is not None:
             from tfmeta.learners.tta import adapt_with_tta
 
