@@ -1,5 +1,5 @@
-"""``tfmeta`` command line: train, quickstart, evaluate, benchmark, predict, adapt, export,
-export-fewshot, show-episode, plot, info, datasets.
+"""``tfmeta`` command line: train, quickstart, evaluate, benchmark, ensemble, predict, adapt,
+export, export-fewshot, show-episode, plot, info, datasets.
 
 A run is one config tree (:mod:`tfmeta.config`): ``--config`` starts from a preset, a file or a
 run, ``--set KEY=VALUE`` changes any setting, and the flags that stand for settings are built
@@ -45,6 +45,8 @@ COMMANDS = {
                  C.evaluate_command, True),
     "benchmark": ("train and evaluate a learner on a named benchmark (omniglot-small)",
                   C.benchmark_flags, C.benchmark_command, True),
+    "ensemble": ("make one run of several trained runs: their probabilities averaged",
+                 C.ensemble_flags, C.ensemble_command, False),
     "predict": ("classify query images given a support folder", C.predict_flags,
                 C.predict_command, True),
     "adapt": ("adapt a run to a support folder and export it for serving", E.adapt_flags,

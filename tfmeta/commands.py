@@ -129,6 +129,15 @@ def benchmark_command(args):
     print(f"written to {os.path.join(out, 'benchmark.json')} and benchmark.md")
 
 
+def ensemble_command(args):
+    from tfmeta.ensemble import write_ensemble
+
+    facts = write_ensemble(args.runs, args.out)
+    print(f"wrote {args.out}: an ensemble of {len(facts['members'])} runs "
+          f"({', '.join(facts['algorithms'])}); tfmeta evaluate / predict / adapt / "
+          f"export-fewshot --checkpoint {args.out} take it as one run")
+
+
 def predict_command(args):
     from tfmeta.files import write_json
     from tfmeta.inference import predict_files
@@ -260,6 +269,11 @@ def benchmark_flags(p):
 
     add_flags(p, [("", EvaluateConfig)], EVALUATION, only=("finetune-steps", "finetune-lr"))
     p.add_argument("--out", default=None, help="run directory (default: runs/<name>_<algorithm>)")
+
+
+def ensemble_flags(p):
+    p.add_argument("runs", nargs="+", metavar="RUN", help="trained run directories (2 or more)")
+    p.add_argument("--out", required=True, help="the ensemble's run directory")
 
 
 def predict_flags(p):

@@ -78,8 +78,12 @@ def _loaded_run(args):
     export.check_name(args.name)
     config = load_config(args.checkpoint)
     learner = load(args.checkpoint)
-    facts = {"algorithm": config.algorithm, "run": os.path.abspath(args.checkpoint),
-             "checkpoint": os.path.abspath(checkpoint_path(args.checkpoint))}
+    facts = {"algorithm": learner.name, "run": os.path.abspath(args.checkpoint)}
+    member_dirs = getattr(learner, "member_dirs", None)  # an ensemble's runs
+    if member_dirs is None:
+        facts["checkpoint"] = os.path.abspath(checkpoint_path(args.checkpoint))
+    else:
+        facts["checkpoints"] = [os.path.abspath(checkpoint_path(d)) for d in member_dirs]
     return config, learner, facts
 
 

@@ -41,7 +41,7 @@ def evaluate_run(out_dir: str, episodes: int = PROTOCOL_EPISODES, seed: int | No
     sampler = EpisodeSampler(load_splits(config.data)["test"], config.episode,
                              config.train.meta_batch, TEST_SEED if seed is None else seed, "test")
     result = evaluate(learner, sampler, episodes, attack=attack, tta=tta, finetune=finetune)
-    result.update(algorithm=config.algorithm, dataset=config.data.dataset)
+    result.update(algorithm=learner.name, dataset=config.data.dataset)
     write_result(result, result_file or os.path.join(out_dir, "evaluation.json"))
     return result
 

@@ -27,6 +27,7 @@ from tfmeta.data.disk import sample_images
 from tfmeta.data.episodes import TEST_SEED, group_function
 from tfmeta.data.images import polarity
 from tfmeta.distribute import barrier, is_chief, lost_workers_reported
+from tfmeta.ensemble import is_ensemble, load_ensemble
 from tfmeta.errors import ConfigError
 from tfmeta.evaluation import evaluate, format_result, write_result
 from tfmeta.files import run_lock
@@ -199,7 +200,11 @@ def _as_json(value):
 
 
 def load(out_dir: str, which: str = "best"):
-    """The meta-trained learner of a run directory, ready for ``predict`` / ``adapt``."""
+    """The meta-trained learner of a run directory, ready for ``predict`` / ``adapt`` (of an
+    ensemble's directory, ``tfmeta ensemble``: the :class:`tfmeta.ensemble.Ensemble` of its
+    members)."""
+    if is_ensemble(out_dir):
+        return load_ensemble(out_dir, lambda member: load(member, which))
     config = with_run_backbone(load_config(out_dir), out_dir)
     d = config.data
     learner = build_learner(config, (d.image_size, d.image_size, d.channels), seed=False)

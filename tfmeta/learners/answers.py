@@ -1,0 +1,86 @@
+"""What every few-shot answerer offers its user, given ``input_shape``, ``name``, ``adapt`` and
+``_fewshot_logits``: a learner (:class:`tfmeta.learners.base.Learner`) or an ensemble of them
+(:class:`tfmeta.ensemble.Ensemble`). Support sets of numpy images of any size and any labels in,
+labels and probabilities out; a support set of more classes than it can tell apart is one clear
+error."""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from tfmeta.data.images import to_uint8_images
+from tfmeta.errors import DataError
+
+
+class Answers:
+    """``fewshot_logits``, ``predict`` and ``predict_proba`` over ``adapt``, with checked
+    support sets."""
+
+    def fewshot_logits(self, support_x, support_y, query_x):
+        """Logits ``[Q, n]`` of ``query_x`` after adapting to one support set (``support_x``
+        ``[S, H, W, C]`` preprocessed, ``support_y`` ``[S]`` labels ``0..n-1``), as one graph:
+        the same answers as ``adapt(support_x, support_y)(query_x)``. A support set of more
+        classes than the learner was built for is refused (``check_ways``; in a graph, an
+        assertion with the same message), never answered for the first classes only."""
+        if tf.executing_eagerly():
+            self.check_ways(np.asarray(support_y))
+            return self._fewshot_logits(support_x, support_y, query_x)
+        if self.max_ways is None:
+            return self._fewshot_logits(support_x, support_y, query_x)
+        with tf.control_dependencies([tf.debugging.assert_less_equal(
+                tf.reduce_max(support_y) + 1, self.max_ways, message=self.ways_message("n"))]):
+            return self._fewshot_logits(support_x, support_y, query_x)
+
+    def _fewshot_logits(self, support_x, support_y, query_x):
+        """``fewshot_logits`` once the support's classes are checked."""
+        raise NotImplementedError
+
+    @property
+    def max_ways(self) -> int | None:
+        """The most classes one support set may have (``None``: no limit)."""
+        return None
+
+    def check_ways(self, labels) -> None:
+        """One clear error if support labels ``0..n-1`` (of one support set or a meta-batch of
+        them) have more classes than the learner can tell apart, instead of silently dropping
+        classes or failing deep inside TensorFlow."""
+        n = int(np.max(np.asarray(labels))) + 1
+        if self.max_ways is not None and n > self.max_ways:
+            raise DataError(self.ways_message(n))
+
+    def ways_message(self, n) -> str:
+        return (f"{self.name} was built for at most {self.max_ways} classes but the support has "
+                f"{n}; train with --ways {n} or more")
+
+    def preprocess(self, images) -> tf.Tensor:
+        """Numpy images of any size (uint8, or float in [0, 1]) -> float32 model inputs."""
+        height, _, channels = self.input_shape
+        return tf.constant(to_uint8_images(images, height, channels), tf.float32) / 255.0
+
+    def prepare_support(self, support_x, support_y):
+        """``(images, labels, classes)``: preprocessed support images, labels ``0..n-1`` and the
+        class of each label (sorted ``support_y`` values), ready for ``adapt``."""
+        support_y = np.asarray(support_y)
+        if support_y.ndim != 1 or len(support_y) != len(np.asarray(support_x)):
+            raise DataError(f"support_y must be one label per support image, got shape "
+                            f"{support_y.shape} for {len(np.asarray(support_x))} images")
+        classes, labels = np.unique(support_y, return_inverse=True)
+        if len(classes) < 2:
+            raise DataError(f"the support set needs at least 2 classes, got {len(classes)}")
+        self.check_ways(labels)
+        return self.preprocess(support_x), tf.constant(labels, tf.int32), classes
+
+    def predict_proba(self, support_x, support_y, query_x):
+        """``(classes, probabilities [Q, len(classes)])`` for each query image."""
+        x, y, classes = self.prepare_support(support_x, support_y)
+        classifier = self.adapt(x, y)
+        logits = classifier(self.preprocess(query_x), training=False)[:, :len(classes)]
+        return classes, tf.nn.softmax(logits).numpy()
+
+    def predict(self, support_x, support_y, query_x) -> np.ndarray:
+        """The label (one of ``support_y``) of each query image."""
+        classes, probabilities = self.predict_proba(support_x, support_y, query_x)
+        return classes[probabilities.argmax(-1)]
+
+
