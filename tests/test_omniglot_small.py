@@ -62,6 +62,17 @@ def test_benchmark_smoke_as_examples_omniglot_small_runs_it(tmp_path):
     assert report["test_classes"] == 106
     assert "| 20-way 1-shot, within alphabet |" in (out / "benchmark.md").read_text()
     _raw_pngs_predict_as_training_saw_them(str(out))
+    # --evaluate: the trained run evaluated again without training, the same episodes
+    again = tmp_path / "again"
+    r = subprocess.run([sys.executable, "-m", "tfmeta", "benchmark", "omniglot-small",
+                        "--evaluate", str(out), "--test-episodes", "20", "--out", str(again)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    evaluated = json.loads((again / "benchmark.json").read_text())
+    assert evaluated["train_seconds"] is None and evaluated["evaluated_run"] == str(out)
+    assert [row["accuracy"] for row in evaluated["settings"]] == [
+        row["accuracy"] for row in report["settings"]]
+    assert "Evaluated without training" in (again / "benchmark.md").read_text()
 
 
 def _raw_pngs_predict_as_training_saw_them(run_dir):
@@ -99,3 +110,6 @@ def test_unknown_benchmark_is_one_line_exit_2(tmp_path):
                         "--algorithm", "protonet", "--data-dir", str(tmp_path)],
                        capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "omniglot-small" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "tfmeta", "benchmark", "omniglot-small",
+                        "--algorithm", "protonet"], capture_output=True, text=True)
+    assert r.returncode == 2 and "needs --algorithm and --data-dir" in r.stderr

@@ -127,11 +127,14 @@ def _figure(row: dict) -> str:
 
 def markdown(report: dict) -> str:
     """The report as a Markdown table (one row per setting)."""
+    trained = (f"Trained in {report['train_seconds'] / 60:.1f} min of this command's wall time "
+               f"({report['steps']} meta-steps; a resumed run counts what it trained after "
+               f"resuming) on {report['machine']}"
+               if report.get("train_seconds") is not None
+               else f"Evaluated without training ({report['evaluated_run']}) on "
+                    f"{report['machine']}")
     lines = [f"## {report['benchmark']}: {report['algorithm']}", "",
-             f"Trained in {report['train_seconds'] / 60:.1f} min of this command's wall time "
-             f"({report['steps']} meta-steps; a resumed run counts what it trained after "
-             f"resuming) on "
-             f"{report['machine']}; {report['episodes']} test episodes per setting, seed "
+             f"{trained}; {report['episodes']} test episodes per setting, seed "
              f"{report['seed']}, {report['test_classes']} test classes. Command: "
              f"`{report['command']}`", "",
              "| setting | accuracy % (as deployed, +- 95% CI; TTA: with test-time augmentation; "
@@ -146,13 +149,10 @@ def run_benchmark(name: str, algorithm: str, data_dir: str, out_dir: str, config
                   command: str = "", log=None, tta=None, finetune=None) -> dict:
     """Train (or resume) ``algorithm`` on benchmark ``name`` with data from ``data_dir`` in
     ``out_dir``, evaluate every test setting (with ``tta``: also with test-time augmentation;
-    with ``finetune``: also fine-tuned on each support set), write ``benchmark.json`` and ``benchmark.md``."""
+    with ``finetune``: also fine-tuned on each support set), write ``benchmark.json`` and
+    ``benchmark.md``."""
     log = log or logging.getLogger("tfmeta").info  # the CLI shows it; --quiet hides it
-    import platform
-
     from tfmeta import run
-    from tfmeta.data import load_splits
-    from tfmeta.files import write_json
 
     bench = protocol(name)
     if config is None:
@@ -163,18 +163,58 @@ def run_benchmark(name: str, algorithm: str, data_dir: str, out_dir: str, config
     began = time.time()
     fit = run.train(config, out_dir, progress=progress, log=log, test=False)
     train_seconds = time.time() - began
-    learner = run.load(out_dir)
-    recorded = run.load_config(out_dir)  # the run's own config (its measured polarity included)
+    report = _evaluate_and_write(name, out_dir, out_dir, episodes, command, log, tta, finetune,
+                                 meta_batch=config.train.meta_batch)
+    report.update(train_seconds=round(train_seconds, 1), steps=config.train.steps, last_fit=fit)
+    _write(report, out_dir)
+    return report
+
+
+def evaluate_benchmark(name: str, run_dir: str, out_dir: str | None = None,
+                       episodes: int | None = None, command: str = "", log=None, tta=None,
+                       finetune=None) -> dict:
+    """Evaluate a trained run (or an ensemble of runs: ``tfmeta ensemble``) in every setting of
+    benchmark ``name``, without training (``tfmeta benchmark NAME --evaluate RUN``); writes
+    ``benchmark.json`` and ``benchmark.md`` to ``out_dir`` (default: the run's directory)."""
+    from tfmeta import run
+
+    recorded = run.load_config(run_dir)
+    bench = protocol(name)
+    if recorded.data.dataset.split(":")[0] != bench.dataset:
+        raise ConfigError(f"{run_dir} was trained on {recorded.data.dataset}, not on {name}'s "
+                          f"{bench.dataset}")
+    out_dir = out_dir or run_dir
+    report = _evaluate_and_write(name, run_dir, out_dir, episodes, command, log, tta, finetune,
+                                 meta_batch=recorded.train.meta_batch)
+    report.update(train_seconds=None, steps=None, evaluated_run=run_dir)
+    _write(report, out_dir)
+    return report
+
+
+def _evaluate_and_write(name, run_dir, out_dir, episodes, command, log, tta, finetune,
+                        meta_batch) -> dict:
+    """The benchmark's report of the run in ``run_dir``: every setting evaluated."""
+    import platform
+
+    from tfmeta import run
+    from tfmeta.data import load_splits
+
+    bench = protocol(name)
+    learner = run.load(run_dir)
+    recorded = run.load_config(run_dir)  # the run's own config (its measured polarity included)
     test = load_splits(recorded.data)["test"]
-    rows = evaluate_settings(learner, test, bench, config.train.meta_batch, episodes, log, tta,
-                             finetune)
-    report = {"benchmark": name, "algorithm": algorithm, "settings": rows,
-              "train_seconds": round(train_seconds, 1), "steps": config.train.steps,
-              "last_fit": fit, "episodes": episodes or bench.episodes, "seed": bench.seed,
-              "test_classes": test.num_classes, "command": command,
-              "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-              "config": recorded.to_dict()}
+    rows = evaluate_settings(learner, test, bench, meta_batch, episodes, log, tta, finetune)
+    return {"benchmark": name, "algorithm": learner.name, "settings": rows,
+            "episodes": episodes or bench.episodes, "seed": bench.seed,
+            "test_classes": test.num_classes, "command": command,
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+            "config": recorded.to_dict()}
+
+
+def _write(report: dict, out_dir: str) -> None:
+    from tfmeta.files import write_json
+
+    os.makedirs(out_dir, exist_ok=True)
     write_json(report, os.path.join(out_dir, "benchmark.json"))
     with open(os.path.join(out_dir, "benchmark.md"), "w") as f:
         f.write(markdown(report))
-    return report

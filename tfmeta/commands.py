@@ -9,7 +9,7 @@ import logging
 import os
 import sys
 
-from tfmeta.export_commands import SUPPORT_HELP
+from tfmeta.export_commands import SUPPORT_HELP, add_finetune_flags, finetune_of
 from tfmeta.settings import add_flags
 from tfmeta.threads import PARALLEL_TASKS
 
@@ -114,17 +114,28 @@ def evaluation_of(args):
 
 
 def benchmark_command(args):
-    from tfmeta.benchmark import markdown, protocol, run_benchmark, run_name
+    from tfmeta.benchmark import evaluate_benchmark, markdown, protocol, run_benchmark, run_name
     from tfmeta.configs import load
+    from tfmeta.errors import ConfigError
 
     protocol(args.name)  # an unknown name fails before anything is loaded
-    out = args.out or os.path.join("runs", run_name(args.name, args.algorithm))
-    report = run_benchmark(args.name, args.algorithm, args.data_dir, out,
-                           config=load(args.config) if args.config else None,
-                           settings=args.set, episodes=args.test_episodes,
-                           progress=progress(args), tta=_tta(args.tta),
-                           finetune=evaluation_of(args).finetune_config(),
-                           command="tfmeta " + " ".join(sys.argv[1:]))
+    answers = dict(tta=_tta(args.tta), finetune=finetune_of(args),
+                   command="tfmeta " + " ".join(sys.argv[1:]))
+    if args.evaluate:
+        if args.algorithm or args.config or args.set or args.data_dir:
+            raise ConfigError("--evaluate RUN evaluates a trained run as it is: leave out "
+                              "--algorithm, --data-dir, --config and --set")
+        out = args.out or args.evaluate
+        report = evaluate_benchmark(args.name, args.evaluate, out, args.test_episodes, **answers)
+    else:
+        if not (args.algorithm and args.data_dir):
+            raise ConfigError("tfmeta benchmark needs --algorithm and --data-dir (or --evaluate "
+                              "RUN, a trained run)")
+        out = args.out or os.path.join("runs", run_name(args.name, args.algorithm))
+        report = run_benchmark(args.name, args.algorithm, args.data_dir, out,
+                               config=load(args.config) if args.config else None,
+                               settings=args.set, episodes=args.test_episodes,
+                               progress=progress(args), **answers)
     print(markdown(report))
     print(f"written to {os.path.join(out, 'benchmark.json')} and benchmark.md")
 
@@ -252,10 +263,13 @@ def evaluate_flags(p):
 
 def benchmark_flags(p):
     p.add_argument("name", help="the benchmark: omniglot-small")
-    p.add_argument("--algorithm", required=True, help="the learner (tfmeta info lists them)")
-    p.add_argument("--data-dir", required=True,
+    p.add_argument("--algorithm", help="the learner (tfmeta info lists them)")
+    p.add_argument("--data-dir",
                    help="the benchmark's data (omniglot-small: the folder holding "
                         "images_background_small1.zip and images_background_small2.zip)")
+    p.add_argument("--evaluate", metavar="RUN",
+                   help="evaluate this trained run (or ensemble: tfmeta ensemble) in every "
+                        "setting, without training (instead of --algorithm and --data-dir)")
     p.add_argument("--config", metavar="PRESET|FILE|RUN",
                    help="start from this config (default: the preset <benchmark>_<algorithm>)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -265,9 +279,8 @@ def benchmark_flags(p):
     p.add_argument("--tta", action="store_true",
                    help="also evaluate each setting with test-time augmentation (shifted support "
                         "copies as extra shots, answers averaged over shifted query copies)")
-    from tfmeta.config import EvaluateConfig
-
-    add_flags(p, [("", EvaluateConfig)], EVALUATION, only=("finetune-steps", "finetune-lr"))
+    add_finetune_flags(p, "also evaluate each setting with the backbone fine-tuned on each "
+                          "support set for N Adam steps")
     p.add_argument("--out", default=None, help="run directory (default: runs/<name>_<algorithm>)")
 
 

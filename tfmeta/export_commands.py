@@ -22,12 +22,29 @@ def adapt_flags(p):
                    help="the classifier answers with test-time augmentation (shifted support "
                         "copies as extra shots, answers averaged over shifted copies of each "
                         "image), in every export")
-    p.add_argument("--finetune-steps", type=int, default=0, metavar="N",
-                   help="fine-tune the backbone on the support set for N Adam steps first (with "
-                        "affine distortions); every export holds the fine-tuned weights")
+    add_finetune_flags(p, "fine-tune the backbone on the support set for N Adam steps first (with "
+                          "affine distortions); every export holds the fine-tuned weights")
+
+
+def add_finetune_flags(p, text: str) -> None:
+    """``--finetune-steps N`` (doing what ``text`` says) and ``--finetune-lr``; plain flags, so
+    that a command's flags are built without TensorFlow."""
+    p.add_argument("--finetune-steps", type=int, default=0, metavar="N", help=text)
     p.add_argument("--finetune-lr", type=float, default=None, metavar="VALUE",
                    help="learning rate of that fine-tuning (default: "
                         "tfmeta.learners.finetune.LEARNING_RATE)")
+
+
+def finetune_of(args):
+    """The :class:`tfmeta.learners.finetune.TestTimeFineTuning` of the flags (``None``: none)."""
+    if not args.finetune_steps and args.finetune_lr is None:
+        return None
+    from tfmeta.errors import ConfigError
+    from tfmeta.learners.finetune import LEARNING_RATE, TestTimeFineTuning
+
+    if not args.finetune_steps:
+        raise ConfigError("--finetune-lr needs --finetune-steps: set both, or neither")
+    return TestTimeFineTuning(args.finetune_steps, args.finetune_lr or LEARNING_RATE)
 
 
 def _export_target_flags(p, required):
@@ -107,14 +124,8 @@ def adapt_command(args):
         tta = TestTimeAugmentation()
         facts.update(test_time_augmentation={"shift": tta.shift, "support": tta.support,
                                              "query": tta.query})
-    finetune = None
-    if args.finetune_steps or args.finetune_lr is not None:
-        from tfmeta.errors import ConfigError
-        from tfmeta.learners.finetune import LEARNING_RATE, TestTimeFineTuning
-
-        if not args.finetune_steps:
-            raise ConfigError("--finetune-lr needs --finetune-steps: set both, or neither")
-        finetune = TestTimeFineTuning(args.finetune_steps, args.finetune_lr or LEARNING_RATE)
+    finetune = finetune_of(args)
+    if finetune is not None:
         facts.update(test_time_finetuning=dataclasses.asdict(finetune))
     classifier = learner.adapt(images, labels, tta=tta, finetune=finetune)
     facts.update(support=os.path.abspath(args.support),
