@@ -103,21 +103,15 @@ def format_result(result: dict) -> str:
     line = (f"{result['ways']}-way {result['shots']}-shot accuracy (as deployed): "
             f"{100 * result['accuracy']:.2f}% +- {100 * result['ci95']:.2f}% "
             f"(95% CI, {result['episodes']} episodes of {result['classes']} unseen classes)")
-    if "transductive_accuracy" in result:
-        line += (f"; transductive (query-batch BatchNorm, as the paper evaluates): "
-                 f"{100 * result['transductive_accuracy']:.2f}% +- "
-                 f"{100 * result['transductive_ci95']:.2f}%")
-    if "tta_accuracy" in result:
-        line += (f"; with test-time augmentation (as deployed): "
-                 f"{100 * result['tta_accuracy']:.2f}% +- {100 * result['tta_ci95']:.2f}%")
-    if "finetune_accuracy" in result:
-        line += (f"; fine-tuned on the support set ({result['finetune']['steps']} steps, as "
-                 f"deployed): {100 * result['finetune_accuracy']:.2f}% +- "
-                 f"{100 * result['finetune_ci95']:.2f}%")
-    if "finetune_tta_accuracy" in result:
-        line += (f"; fine-tuned and with test-time augmentation: "
-                 f"{100 * result['finetune_tta_accuracy']:.2f}% +- "
-                 f"{100 * result['finetune_tta_ci95']:.2f}%")
+    steps = result.get("finetune", {}).get("steps")
+    for key, label in (("transductive", "transductive (query-batch BatchNorm, as the paper "
+                                         "evaluates)"),
+                       ("tta", "with test-time augmentation (as deployed)"),
+                       ("finetune", f"fine-tuned on the support set ({steps} steps, as deployed)"),
+                       ("finetune_tta", "fine-tuned and with test-time augmentation")):
+        if f"{key}_accuracy" in result:
+            line += (f"; {label}: {100 * result[f'{key}_accuracy']:.2f}% +- "
+                     f"{100 * result[f'{key}_ci95']:.2f}%")
     if "robust_accuracy" in result:
         a = result["attack"]
         line += (f"; robust to {a['kind']} (epsilon {a['epsilon']:.4g}, {a['steps']} steps): "
