@@ -159,3 +159,15 @@ def test_a_run_fills_in_the_training_classes_and_loads(tmp_path):
     learner = load(out)
     assert learner.config.classes == classes
     assert learner.training_head.kernel.shape == (learner.feature_shape[0], classes)
+
+
+def test_a_head_too_small_for_the_data_and_episode_only_settings_are_one_line(tmp_path, capsys):
+    from tfmeta.cli import main
+
+    out = str(tmp_path / "run")
+    assert main(["train", "--algorithm", "rfs", "--set", "learner.classes=3", "--steps", "2",
+                 "--out", out]) == 2
+    assert "learner.classes is 3 but the training data has" in capsys.readouterr().err
+    assert main(["train", "--algorithm", "baseline", "--within-group", "0.5", "--class-groups",
+                 "parent-folder", "--steps", "2", "--out", out]) == 2
+    assert "not episodes: leave out train.within_group" in capsys.readouterr().err

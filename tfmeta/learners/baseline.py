@@ -130,8 +130,14 @@ class ClassifierTraining(MetricLearner):
 
     @classmethod
     def options_from_data(cls, options: dict, source) -> dict:
-        """The number of training classes of the head, from the training data."""
-        return {**options, "classes": options.get("classes") or source.num_classes}
+        """The number of training classes of the head, from the training data (a head of fewer
+        classes than the data has is one clear error)."""
+        classes = options.get("classes") or source.num_classes
+        if classes < source.num_classes:
+            raise ConfigError(f"learner.classes is {classes} but the training data has "
+                              f"{source.num_classes} classes: leave it out (0), the run fills "
+                              "it in")
+        return {**options, "classes": classes}
 
     def build_parts(self) -> dict:
         if self.model is None:  # an adapted classifier's head: no training head
