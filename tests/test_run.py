@@ -150,7 +150,7 @@ def test_cli_train_and_evaluate_every_algorithm(tmp_path, capsys, algorithm):
 
 @pytest.mark.parametrize("args, message", [
     (["train", "--ways", "0"], "must be a positive integer"),
-    (["train", "--algorithm", "nope"], "unknown algorithm 'nope': use anil, fomaml"),
+    (["train", "--algorithm", "nope"], "unknown algorithm 'nope': use anil, baseline, baseline++, fomaml"),
     (["train", "--dataset", "folder:/no/such/dir", "--out", "{tmp}/x"], "no such folder"),
     (["train", "--dataset", "bogus", "--out", "{tmp}/y"], "unknown dataset"),
     (["evaluate", "--checkpoint", "{tmp}/none"], "not a tfmeta run"),
