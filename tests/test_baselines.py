@@ -171,3 +171,58 @@ def test_a_head_too_small_for_the_data_and_episode_only_settings_are_one_line(tm
     assert main(["train", "--algorithm", "baseline", "--within-group", "0.5", "--class-groups",
                  "parent-folder", "--steps", "2", "--out", out]) == 2
     assert "not episodes: leave out train.within_group" in capsys.readouterr().err
+
+
+def test_rfs_distillation_learns_from_the_previous_generation(tmp_path, capsys):
+    """RFS-distill: a run with learner.teacher=RUN holds RUN's network exactly (its logits are
+    the teacher run's), its loss is (1 - w) cross-entropy + w T^2 KL(teacher || student) computed
+    in numpy, training moves the student and never the teacher, the student run loads without
+    its teacher, and a teacher that is not a run is one line."""
+    import shutil
+
+    from tfmeta.cli import main
+    from tfmeta.learners.metric import embed
+    from tfmeta.run import RunConfig, TrainConfig, load, train
+
+    def config(**options):
+        return RunConfig(algorithm="rfs", width=8, learner=options, train=TrainConfig(
+            steps=4, val_every=2, val_episodes=2, test_episodes=2, pretrain_batch=16))
+
+    teacher_dir, student_dir = str(tmp_path / "born0"), str(tmp_path / "born1")
+    train(config(), teacher_dir, progress=False)
+    train(config(teacher=teacher_dir, distill_weight=0.3, temperature=2.0), student_dir,
+          progress=False)
+    teacher, student = load(teacher_dir), load(student_dir)
+    images = tf.constant(np.random.default_rng(0).random((1, 6, 28, 28, 1)), tf.float32)
+    labels = tf.constant([[0, 1, 2, 3, 4, 5]])
+
+    def logits(model, head, training):
+        return student.training_logits(embed(model, images, training=training), head).numpy()
+
+    taught = logits(teacher.model, teacher.training_head, False)
+    np.testing.assert_allclose(logits(student.teacher.model, student.teacher.training_head, False),
+                               taught, rtol=1e-5, atol=1e-5)
+    assert not np.allclose(logits(student.model, student.training_head, False), taught, atol=1e-5)
+
+    s = logits(student.model, student.training_head, True).astype(np.float64)[0]
+    t = taught.astype(np.float64)[0]
+    log_softmax = lambda z: z - z.max(-1, keepdims=True) - np.log(  # noqa: E731
+        np.exp(z - z.max(-1, keepdims=True)).sum(-1, keepdims=True))
+    cross_entropy = -log_softmax(s)[np.arange(6), labels.numpy()[0]].mean()
+    kl = (np.exp(log_softmax(t / 2)) * (log_softmax(t / 2) - log_softmax(s / 2))).sum(-1).mean()
+    loss, _ = student.task_losses(images, labels, images[:, :0], labels[:, :0])
+    np.testing.assert_allclose(float(loss[0]), 0.7 * cross_entropy + 0.3 * 4 * kl, rtol=1e-4)
+
+    before = [v.numpy() for v in student.teacher.model.weights + [student.model.weights[0]]]
+    for _ in range(2):
+        student.meta_train_step((images, labels, images[:, :0], labels[:, :0]))
+    after = [v.numpy() for v in student.teacher.model.weights + [student.model.weights[0]]]
+    assert all(np.array_equal(b, a) for b, a in zip(before[:-1], after[:-1]))
+    assert not np.array_equal(before[-1], after[-1])
+
+    shutil.rmtree(teacher_dir)
+    assert load(student_dir).teacher is None
+    assert main(["train", "--algorithm", "rfs", "--set", f"learner.teacher={teacher_dir}",
+                 "--steps", "2", "--out", str(tmp_path / "born2")]) == 2
+    assert "no checkpoint there" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert not os.path.exists(tmp_path / "born2" / "checkpoints")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import tensorflow as tf
 
@@ -33,10 +35,9 @@ def read_checkpoint(checkpoint: tf.train.Checkpoint, path: str, exact: bool = Fa
             raise DataError(f"{path}: holds non-finite values ({first_names(bad)}); it was not "
                             "loaded: use an earlier checkpoint or train again")
         status = checkpoint.restore(path)
-        if exact:
+        if exact:  # every object given is restored (the file may hold more)
             status.assert_existing_objects_matched()
-        else:
-            status.expect_partial()
+        status.expect_partial()
     except DataError:
         raise
     except (tf.errors.OpError, ValueError, AssertionError, IndexError, OSError,
@@ -45,3 +46,12 @@ def read_checkpoint(checkpoint: tf.train.Checkpoint, path: str, exact: bool = Fa
         raise DataError(f"{path}: a damaged checkpoint, or one of another model "
                         f"({(message or [type(err).__name__])[0][:160]}); restore the run "
                         "directory from a copy or start a new --out") from None
+
+
+def checkpoint_path(out_dir: str, which: str = "best") -> str | None:
+    """The ``best`` (falling back to ``latest``) or ``latest`` checkpoint of a run, or None."""
+    for kind in ((which, "latest") if which == "best" else (which,)):
+        path = tf.train.latest_checkpoint(os.path.join(out_dir, "checkpoints", kind))
+        if path:
+            return path
+    return None

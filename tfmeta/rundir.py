@@ -14,7 +14,7 @@ from tfmeta.config import RunConfig, read_run_file
 from tfmeta.environment import environment
 from tfmeta.files import write_json
 from tfmeta.models import KERAS_FILE, KERAS_HUB
-from tfmeta.checkpoints import read_checkpoint
+from tfmeta.checkpoints import checkpoint_path, read_checkpoint
 
 RUN_FILE = "run.json"
 BACKBONE_FILE = "backbone.keras"  # a keras_file: backbone, copied into the run directory
@@ -36,15 +36,6 @@ def load_config(out_dir: str) -> RunConfig:
     if not os.path.exists(path):
         raise FileNotFoundError(f"{out_dir}: not a tfmeta run ({RUN_FILE} missing)")
     return read_run_file(path)
-
-
-def checkpoint_path(out_dir: str, which: str = "best") -> str | None:
-    """The ``best`` (falling back to ``latest``) or ``latest`` checkpoint of a run, or None."""
-    for kind in ((which, "latest") if which == "best" else (which,)):
-        path = tf.train.latest_checkpoint(os.path.join(out_dir, "checkpoints", kind))
-        if path:
-            return path
-    return None
 
 
 def restore(learner, out_dir: str, which: str = "best") -> str:

@@ -145,13 +145,18 @@ class ClassifierTraining(MetricLearner):
         if self.config.classes < 2:
             raise ConfigError(f"{self.name} trains a classifier of every training class: give "
                               "their number (classes=C; a run fills it in from the data)")
+        self.training_head = self.new_training_head("training_head")
+        return {}
+
+    def new_training_head(self, name: str) -> tf.Module:
+        """A classifier head over every training class, freshly initialised."""
+        head = tf.Module(name=name)
         features = int(np.prod(self.feature_shape))
-        self.training_head = tf.Module(name="training_head")
-        self.training_head.kernel = tf.Variable(keras.initializers.GlorotUniform()(
+        head.kernel = tf.Variable(keras.initializers.GlorotUniform()(
             (features, self.config.classes)), name="kernel")
         if self.head_bias:
-            self.training_head.bias = tf.Variable(tf.zeros([self.config.classes]), name="bias")
-        return {}
+            head.bias = tf.Variable(tf.zeros([self.config.classes]), name="bias")
+        return head
 
     @property
     def meta_variables(self) -> list:
@@ -163,11 +168,13 @@ class ClassifierTraining(MetricLearner):
     def task_losses(self, support_x, support_y, query_x, query_y, task_index=0):
         """Cross-entropy of the training head on a minibatch of images (``support_x``) labelled
         with their training class (``support_y``); the empty query slot is not read."""
-        logits = self.training_logits(embed(self.model, support_x, training=True))
+        logits = self.training_logits(embed(self.model, support_x, training=True),
+                                      self.training_head)
         return (cross_entropy(logits, support_y, axis=-1, smoothing=self.label_smoothing),
                 accuracy(logits, support_y, axis=-1))
 
-    def training_logits(self, features):
+    def training_logits(self, features, head):
+        """Logits of every training class from ``head`` (the training head, or a teacher's)."""
         raise NotImplementedError
 
 
@@ -178,8 +185,8 @@ class Baseline(ClassifierTraining):
     name = "baseline"
     config_class = BaselineConfig
 
-    def training_logits(self, features):
-        return features @ self.training_head.kernel + self.training_head.bias
+    def training_logits(self, features, head):
+        return features @ head.kernel + head.bias
 
     def score(self, support, support_y, query, ways, training=False):
         head = fit_linear_head(support, support_y, ways, self.config.steps,
@@ -195,8 +202,8 @@ class BaselinePlusPlus(ClassifierTraining):
     config_class = BaselineConfig
     head_bias = False
 
-    def training_logits(self, features):
-        vectors = tf.math.l2_normalize(self.training_head.kernel, 0)
+    def training_logits(self, features, head):
+        vectors = tf.math.l2_normalize(head.kernel, 0)
         return self.config.scale * tf.math.l2_normalize(features, -1) @ vectors
 
     def score(self, support, support_y, query, ways, training=False):
