@@ -61,3 +61,47 @@ def test_derivative_order_annealing_is_first_order_then_second_order():
         got = learner.meta_gradients(*batch)[0]
         for g, e in zip(got, expected):
             np.testing.assert_allclose(g.numpy(), e.numpy(), rtol=1e-9, atol=1e-12)
+
+
+def test_per_step_batchnorm_meta_gradient_matches_finite_differences():
+    """BNWB: the meta-gradient through per-step BatchNorm weights (and LSLR) against finite
+    differences on Conv4 in float64; the model's own scale and offset no longer reach the loss,
+    and the weights of every step taken (0 .. 2) do."""
+    learner = MAMLPlusPlus(_conv4_float64(), MAMLPlusPlusConfig(
+        inner_steps=2, inner_lr=0.4, multi_step_loss=False, per_step_batchnorm=True),
+        compiled=False)
+    steps = learner.step_batchnorm.weights
+    assert len(steps) == 8 and all(w.shape[0] == 3 and w.dtype == tf.float64 for w in steps)
+    for w in steps:  # weights that differ per step
+        w.assign(w * np.linspace(0.7, 1.3, 3)[:, None] + 0.05)
+    error = _finite_difference_error(learner, _image_task(3), 2)
+    assert error < 1e-6, error
+    gradients = dict(zip([id(v) for v in learner.meta_variables],
+                         learner.meta_gradients(*_image_task(3))[0]))
+    positions = learner.step_batchnorm_positions
+    model_weights = learner.model.trainable_variables
+    assert not any(np.any(gradients[id(model_weights[p])].numpy()) for p in positions)
+    assert all(np.all(np.any(gradients[id(w)].numpy() != 0, axis=1)) for w in steps)
+
+
+def test_per_step_batchnorm_weights_are_the_networks_after_each_step():
+    """After t inner steps the network holds step t's BatchNorm weights (the inner loop does not
+    change them); test steps beyond the trained ones keep the last, and so does the classifier
+    ``adapt`` returns; training's learned rates beyond the trained steps are not used."""
+    learner = MAMLPlusPlus(_conv4_float64(), MAMLPlusPlusConfig(
+        inner_steps=2, test_inner_steps=4, inner_lr=0.1, per_step_batchnorm=True),
+        compiled=False)
+    for w in learner.step_batchnorm.weights:
+        w.assign(np.arange(3, dtype=np.float64)[:, None] + np.zeros(w.shape))
+    for alpha in learner.rates.alpha:
+        alpha.assign([0.1, 0.2, 7.0, 7.0])  # steps 3 and 4 must reuse 0.2
+    sx, sy, _, _ = _image_task(5, meta_batch=1)
+    phis = learner.adapted_steps(learner.weights(), sx[0], sy[0], 4, differentiable=False)
+    for t, phi in enumerate(phis, 1):
+        assert all(np.all(phi[p].numpy() == min(t, 2)) for p in learner.step_batchnorm_positions)
+    steps = [learner.step_rates(t) for t in range(4)]
+    assert [float(r[0]) for r in steps] == [0.1, 0.2, 0.2, 0.2]
+    classifier = learner.adapt(sx[0].numpy(), sy[0].numpy())
+    gammas = [layer.gamma.numpy() for layer in classifier.layers if hasattr(layer, "gamma")]
+    assert gammas and all(np.all(g == 2) for g in gammas)
+    np.testing.assert_allclose(classifier.get_weights()[0], phis[-1][0].numpy())

@@ -16,11 +16,18 @@ For each task, with per-step learned rates alpha_{t,l} (LSLR, section 4)::
   the last step's rates;
 * ``first_order_share``: derivative-order annealing (DA): the first share of training is
   first-order, the rest second-order;
+* ``per_step_batchnorm``: per-step BatchNorm weights (BNWB, section 4): the network after t inner
+  steps normalises with its own meta-learned scale and offset ``gamma_t, beta_t`` (t = 0 .. N;
+  test steps beyond N keep ``gamma_N, beta_N``), which the inner loop does not change (the
+  paper's code leaves them out of the inner loop too); the adapted classifier holds the last
+  step's;
 * a cosine outer schedule: ``train.lr_schedule=cosine`` (the ``omniglot_small_mamlpp`` preset).
 
-Not implemented: per-step BatchNorm weights and statistics (BNWB / BNRS): BatchNorm normalises
-with the statistics of the batch at hand, as in MAML. Defaults are the paper's Omniglot ones (5
-inner steps of 0.1 at training and test, MSL, LSLR) but for DA, off by default.
+Per-step running statistics (BNRS) serve the paper's non-transductive test; here the classifier
+``adapt`` returns normalises with its support set's statistics instead (as MAML's), so none are
+kept: BatchNorm normalises with the statistics of the batch at hand while meta-training, as in
+MAML. Defaults are the paper's Omniglot ones (5 inner steps of 0.1 at training and test, MSL,
+LSLR) but for DA and BNWB, off by default.
 """
 
 from __future__ import annotations
@@ -29,7 +36,9 @@ import dataclasses
 
 import tensorflow as tf
 
+from tfmeta.learners.batchnorm import batchnorm_layers
 from tfmeta.learners.inner import sgd_inner_loop
+from tfmeta.errors import ConfigError
 from tfmeta.learners.losses import accuracy, cross_entropy
 from tfmeta.learners.maml import MAML, MAMLConfig
 from tfmeta.learners.registry import register
@@ -47,6 +56,7 @@ class MAMLPlusPlusConfig(MAMLConfig):
     msl_anneal: float = 0.1
     learned_rates: bool = True
     first_order_share: float = 0.0
+    per_step_batchnorm: bool = False
 
     def __post_init__(self):
         super().__post_init__()
@@ -67,21 +77,50 @@ class MAMLPlusPlus(MAML):
     name = "maml++"
 
     def build_parts(self) -> dict:
-        """LSLR's rates: one per weight tensor and per step, training's or test's."""
-        if not self.config.learned_rates:
-            return {}
-        steps = max(self.config.inner_steps, self.config.test_inner_steps or 0)
-        self.rates = tf.Module(name="lslr")
-        self.rates.alpha = [tf.Variable(tf.fill([steps], tf.cast(self.config.inner_lr, v.dtype)),
-                                        name=f"rates_{i}")
-                            for i, v in enumerate(self.model.trainable_variables)]
-        return {"rates": self.rates}
+        """LSLR's rates (one per weight tensor and per step) and BNWB's per-step BatchNorm
+        weights (one scale and offset per step taken, 0 .. inner_steps), as asked."""
+        parts = {}
+        if self.config.learned_rates:
+            steps = max(self.config.inner_steps, self.config.test_inner_steps or 0)
+            self.rates = tf.Module(name="lslr")
+            self.rates.alpha = [tf.Variable(tf.fill([steps], tf.cast(self.config.inner_lr,
+                                                                     v.dtype)),
+                                            name=f"rates_{i}")
+                                for i, v in enumerate(self.model.trainable_variables)]
+            parts["rates"] = self.rates
+        if self.config.per_step_batchnorm:
+            positions = {id(v): i for i, v in enumerate(self.model.trainable_variables)}
+            weights = [w for layer in batchnorm_layers(self.model)
+                       for w in (layer.gamma if layer.scale else None,
+                                 layer.beta if layer.center else None)
+                       if w is not None and id(w) in positions]
+            if not weights:
+                raise ConfigError("per_step_batchnorm needs a model with trainable "
+                                  "BatchNormalization layers")
+            self.step_batchnorm = tf.Module(name="bnwb")
+            self.step_batchnorm_positions = [positions[id(w)] for w in weights]
+            self.step_batchnorm.weights = [
+                tf.Variable(tf.repeat(tf.convert_to_tensor(w)[None], self.config.inner_steps + 1,
+                                      0), name=f"bnwb_{i}") for i, w in enumerate(weights)]
+            parts["step_batchnorm"] = self.step_batchnorm
+        return parts
 
     def step_rates(self, t: int):
-        """Step ``t``'s inner learning rates: one per weight tensor (LSLR), or ``inner_lr``."""
+        """Step ``t``'s inner learning rates: one per weight tensor (LSLR), or ``inner_lr``;
+        test steps beyond the trained ones take the last trained step's."""
         if not self.config.learned_rates:
             return self.config.inner_lr
-        return [alpha[min(t, alpha.shape[0] - 1)] for alpha in self.rates.alpha]
+        return [alpha[min(t, self.config.inner_steps - 1)] for alpha in self.rates.alpha]
+
+    def with_step_batchnorm(self, phi: list, t: int) -> list:
+        """``phi`` with the BatchNorm weights of the network after ``t`` inner steps (BNWB)."""
+        if not self.config.per_step_batchnorm:
+            return phi
+        phi = list(phi)
+        step = min(t, self.config.inner_steps)
+        for position, weight in zip(self.step_batchnorm_positions, self.step_batchnorm.weights):
+            phi[position] = tf.cast(weight[step], phi[position].dtype)
+        return phi
 
     def training_share(self):
         """How far meta-training is, in [0, 1] (0 without a known number of steps)."""
@@ -95,13 +134,14 @@ class MAMLPlusPlus(MAML):
 
     def adapted_steps(self, theta, x, y, steps: int, differentiable: bool = True) -> list:
         """``[phi_1, ..., phi_steps]``: the weights after each inner step."""
-        phis, phi = [], theta
+        phis, phi = [], self.with_step_batchnorm(theta, 0)
         for t in range(steps):
             phi = sgd_inner_loop(self.forward, phi, x, y, 1, self.step_rates(t),
                                  differentiable=differentiable,
                                  first_order=self.config.first_order, loss_fn=self.inner_loss,
                                  loss_scale=self.inner_loss_scale(),
                                  second_order=self.second_order_on() if differentiable else None)
+            phi = self.with_step_batchnorm(phi, t + 1)
             phis.append(phi)
         return phis
 
