@@ -1,7 +1,8 @@
 """Test-time fine-tuning (tfmeta/learners/finetune.py): its steps are Keras' Adam on the
 learner's own head, checked against Keras' optimizer on a copy of the backbone; the adapted
 classifier answers as the evaluation measures it and leaves the learner as it was; every export
-carries the fine-tuned weights; learners it cannot serve are one line."""
+carries the fine-tuned weights; the MAML family and Reptile fine-tune from their own
+adaptation."""
 
 import json
 import os
@@ -90,11 +91,43 @@ def test_the_adapted_classifier_answers_as_evaluated_and_leaves_the_learner(batc
     assert float(step["accuracy"][0]) == pytest.approx(accuracy)
 
 
-def test_learners_without_a_feature_head_are_refused_in_one_line(batch):
-    learner = _learner("maml", inner_steps=1)
-    with pytest.raises(ConfigError, match="test_inner_steps") as err:
-        learner.adapt(batch[0][0], batch[1][0], finetune=TestTimeFineTuning(steps=2))
-    assert "\n" not in str(err.value)
+@pytest.mark.parametrize("algorithm, options", [
+    ("maml", {"inner_steps": 1}), ("reptile", {"total_steps": 10, "train_shots": 2})])
+def test_optimisation_learners_fine_tune_from_their_adaptation_as_deployed(algorithm, options,
+                                                                           batch):
+    """The MAML family and Reptile: fine-tuning starts from the learner's own test-time
+    adaptation (a vanishing rate leaves exactly it), moves every weight, and the classifier
+    ``adapt`` returns answers as the evaluation measures it (with test-time augmentation too),
+    leaving the learner as it was."""
+    from tfmeta.learners.layers import stochastic_layers_off
+    from tfmeta.learners.tta import TestTimeAugmentation
+
+    learner = _learner(algorithm, **options)
+    sx, sy, qx, qy = batch
+    support = tf.constant(sx[0]), tf.constant(sy[0])
+    with stochastic_layers_off(learner.model):
+        phi = learner.test_adaptation(learner.weights(), *support)
+    still = finetuned_weights(learner, *support, TestTimeFineTuning(steps=2, learning_rate=1e-30))
+    for got, want in zip(still, phi):
+        np.testing.assert_array_equal(got.numpy(), want.numpy())
+    tuning = TestTimeFineTuning(steps=4, learning_rate=3e-3)
+    tuned = finetuned_weights(learner, *support, tuning)
+    assert all(np.abs(t.numpy() - p.numpy()).max() > 1e-4 for t, p in zip(tuned, phi)
+               if p.shape.rank > 1)  # every kernel moved
+    before = [v.numpy().copy() for v in learner.model.weights]
+    classifier = learner.adapt(sx[0], sy[0], finetune=tuning)
+    for variable, value in zip(learner.model.weights, before):
+        np.testing.assert_array_equal(variable.numpy(), value)
+    want = logits_with(learner, tuned, *support, tf.constant(qx[0])).numpy()
+    np.testing.assert_allclose(classifier(qx[0], training=False).numpy(), want, rtol=1e-4,
+                               atol=1e-4)
+    step = finetune_test_step(learner, batch, tuning, {})
+    assert float(step["accuracy"][0]) == pytest.approx(float(np.mean(want.argmax(-1) == qy[0])))
+    tta = TestTimeAugmentation()
+    answers = learner.adapt(sx[0], sy[0], finetune=tuning, tta=tta)(qx[0], training=False)
+    step = finetune_test_step(learner, batch, tuning, {}, tta)
+    assert float(step["accuracy"][0]) == pytest.approx(
+        float(np.mean(answers.numpy().argmax(-1) == qy[0])))
     with pytest.raises(ConfigError, match="positive integer"):
         TestTimeFineTuning(steps=0)
 

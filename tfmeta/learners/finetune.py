@@ -14,8 +14,19 @@ BatchNorm keeps its meta-trained statistics (inference mode), so the classifier 
 on its own. The fine-tuned weights are computed functionally (``stateless_call``): the learner is
 left as it was. The adapted classifier (:func:`adapt_finetuned`) holds the fine-tuned weights, so
 every export answers with them; evaluation (:func:`finetune_test_step`) measures it as deployed.
-For learners whose answer comes from a head on backbone features (the metric learners and the
-fine-tuning baselines); the MAML family's test-time inner loop is its ``test_inner_steps``.
+
+The optimisation learners (the MAML family, Reptile) have no separate head: ``w`` starts from
+their own test-time adaptation ``phi`` (``test_inner_steps`` on the support set), every weight
+is fine-tuned, and the answers come from the network as deployed (BatchNorm at the support set's
+statistics)::
+
+    w = phi = test_adaptation(theta, S)
+    for step in 1..steps:
+        w = Adam(w, grad_w cross-entropy(f_w(augment(S) | BatchNorm of S), y_S))
+    answer a query q with f_w(q | BatchNorm of S)
+
+With test-time augmentation too, their support set is the augmented one (its shifted copies as
+extra shots, as their ``adapt`` with ``tta`` adapts to), before fine-tuning.
 """
 
 from __future__ import annotations
@@ -28,6 +39,7 @@ import tensorflow as tf
 
 from tfmeta.data.augment import augment_images, check_augment
 from tfmeta.errors import ConfigError
+from tfmeta.learners.layers import stochastic_layers_off
 from tfmeta.learners.losses import accuracy, cross_entropy, full_precision
 
 
@@ -60,14 +72,21 @@ class TestTimeFineTuning:
         check_augment(self.augment)
 
 
+def adapts_all_weights(learner) -> bool:
+    """Whether ``learner`` adapts its whole network at test time (the optimisation learners)
+    rather than a head on backbone features (the metric learners and the baselines)."""
+    from tfmeta.learners.optimization import OptimizationLearner
+
+    return isinstance(learner, OptimizationLearner)
+
+
 def check_learner(learner) -> None:
     """One clear line if ``learner`` cannot be fine-tuned this way."""
     from tfmeta.learners.metric import MetricLearner
 
-    if not isinstance(learner, MetricLearner):
-        raise ConfigError(f"test-time fine-tuning is for learners that answer with a head on "
-                          f"backbone features (the metric learners and the baselines); "
-                          f"{learner.name}'s own test-time steps are its test_inner_steps")
+    if not (isinstance(learner, MetricLearner) or adapts_all_weights(learner)):
+        raise ConfigError(f"test-time fine-tuning is for learners with a network to fine-tune "
+                          f"on the support set; {learner.name} has none")
     if not learner.model.trainable_variables:
         raise ConfigError(f"{learner.name}'s backbone is frozen: nothing to fine-tune")
 
@@ -85,8 +104,10 @@ def _embed_with(learner, weights, images):
 
 def logits_with(learner, weights, support_x, support_y, query_x):
     """Logits ``[Q, ways]`` of one episode by the learner's head on the backbone with
-    ``weights``."""
+    ``weights`` (an optimisation learner: by its network with ``weights``, as deployed)."""
     ways = tf.reduce_max(support_y) + 1
+    if adapts_all_weights(learner):
+        return learner.deployed_forward(weights, support_x, query_x)[:, :ways]
     support = _embed_with(learner, weights, support_x)
     query = _embed_with(learner, weights, query_x)
     return learner.score(support[None], support_y[None], query[None], ways)[0]
@@ -95,7 +116,11 @@ def logits_with(learner, weights, support_x, support_y, query_x):
 def finetuned_weights(learner, support_x, support_y, tuning: TestTimeFineTuning, seed=None):
     """The backbone's trainable weights (tensors) after ``tuning.steps`` Adam steps on one
     support set (``seed``: a ``[2]`` key of the distortions; default ``(tuning.seed, 0)``)."""
-    weights = [tf.convert_to_tensor(v.value) for v in learner.model.trainable_variables]
+    if adapts_all_weights(learner):
+        with stochastic_layers_off(learner.model):
+            weights = learner.test_adaptation(learner.weights(), support_x, support_y)
+    else:
+        weights = [tf.convert_to_tensor(v.value) for v in learner.model.trainable_variables]
     key = tf.constant([tuning.seed, 0], tf.int64) if seed is None else tf.cast(seed, tf.int64)
     beta1, beta2, epsilon = 0.9, 0.999, 1e-7  # Keras' Adam
 
@@ -130,6 +155,13 @@ def adapt_finetuned(learner, support_x, support_y, tuning: TestTimeFineTuning,
     support_x = tf.convert_to_tensor(support_x, tf.float32)
     support_y = tf.convert_to_tensor(support_y, tf.int32)
     learner.check_ways(support_y.numpy())
+    if adapts_all_weights(learner):
+        if tta is not None:  # fine-tuned on the augmented support set
+            from tfmeta.learners.tta import adapt_with_tta
+
+            return adapt_with_tta(_FineTuning(learner, tuning), support_x, support_y, tta)
+        tuned = tf.function(finetuned_weights)(learner, support_x, support_y, tuning)
+        return learner.adapted_classifier(tuned, support_x)
     tuned = tf.function(finetuned_weights)(learner, support_x, support_y, tuning)
     variables = learner.model.trainable_variables
     original = [np.array(v.numpy()) for v in variables]
@@ -140,6 +172,18 @@ def adapt_finetuned(learner, support_x, support_y, tuning: TestTimeFineTuning,
     finally:
         for variable, value in zip(variables, original):
             variable.assign(value)
+
+
+class _FineTuning:
+    """An optimisation learner whose ``adapt`` fine-tunes (for :mod:`tfmeta.learners.tta`, which
+    adapts to the augmented support set)."""
+
+    def __init__(self, learner, tuning: TestTimeFineTuning):
+        self.learner, self.tuning = learner, tuning
+        self.input_shape = learner.input_shape
+
+    def adapt(self, support_x, support_y):
+        return adapt_finetuned(self.learner, support_x, support_y, self.tuning)
 
 
 class _Tuned:
@@ -164,11 +208,14 @@ def finetune_test_step(learner, batch, tuning: TestTimeFineTuning, cache: dict,
     step = cache.get(key)
     if step is None:
         def episodes(support_x, support_y, query_x, query_y):
-            from tfmeta.learners.tta import tta_logits
+            from tfmeta.learners.tta import augmented_support, tta_logits
 
             accuracies, losses = [], []
             for i in range(support_x.shape[0]):
-                weights = finetuned_weights(learner, support_x[i], support_y[i], tuning,
+                support = (support_x[i], support_y[i])
+                if tta is not None and adapts_all_weights(learner):
+                    support = augmented_support(*support, tta)  # as adapt_finetuned does
+                weights = finetuned_weights(learner, *support, tuning,
                                             tf.constant([tuning.seed, i], tf.int64))
                 if tta is None:
                     logits = logits_with(learner, weights, support_x[i], support_y[i],
