@@ -5,8 +5,15 @@ logistic regression on L2-normalised features for each support set.
     tfmeta benchmark omniglot-small --algorithm rfs --data-dir DIR
     tfmeta train --config omniglot_small_rfs --dataset omniglot-small:DIR --out RUN
 
+A self-distillation generation (the paper's RFS-distill) trains this recipe again with a
+trained run as its teacher::
+
+    tfmeta benchmark omniglot-small --algorithm rfs --data-dir DIR --out GEN0
+    tfmeta benchmark omniglot-small --algorithm rfs --data-dir DIR --out GEN1 \
+        --set learner.teacher=GEN0
+
 Differences from the paper: its training recipe is SGD with momentum and weight decay on
-mini-ImageNet-sized data; no self-distillation generations.
+mini-ImageNet-sized data.
 """
 
 from tfmeta.configs import omniglot_small_baseline
