@@ -125,6 +125,13 @@ def _figure(row: dict) -> str:
     return text
 
 
+def _calibration(row: dict) -> str:
+    if "ece" not in row:
+        return "n/a"
+    return (f"{100 * row['ece']:.2f} ({100 * row['uncalibrated_ece']:.2f}; temperature "
+            f"{row['temperature']:.3g})")
+
+
 def markdown(report: dict) -> str:
     """The report as a Markdown table (one row per setting)."""
     trained = (f"Trained in {report['train_seconds'] / 60:.1f} min of this command's wall time "
@@ -138,9 +145,11 @@ def markdown(report: dict) -> str:
              f"{report['seed']}, {report['test_classes']} test classes. Command: "
              f"`{report['command']}`", "",
              "| setting | accuracy % (as deployed, +- 95% CI; TTA: with test-time augmentation; "
-             "fine-tuned: the backbone fine-tuned on each support set) |",
-             "| --- | --- |"]
-    lines += [f"| {row['setting']} | {_figure(row)} |" for row in report["settings"]]
+             "fine-tuned: the backbone fine-tuned on each support set) | calibration error "
+             "(ECE, 15 bins) %: at the run's temperature (uncalibrated) |",
+             "| --- | --- | --- |"]
+    lines += [f"| {row['setting']} | {_figure(row)} | {_calibration(row)} |"
+              for row in report["settings"]]
     return "\n".join(lines) + "\n"
 
 

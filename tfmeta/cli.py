@@ -1,5 +1,5 @@
-"""``tfmeta`` command line: train, quickstart, evaluate, benchmark, ensemble, predict, adapt,
-export, export-fewshot, show-episode, plot, info, datasets.
+"""``tfmeta`` command line: train, quickstart, evaluate, calibrate, benchmark, ensemble, predict,
+adapt, export, export-fewshot, show-episode, plot, info, datasets.
 
 A run is one config tree (:mod:`tfmeta.config`): ``--config`` starts from a preset, a file or a
 run, ``--set KEY=VALUE`` changes any setting, and the flags that stand for settings are built
@@ -43,6 +43,8 @@ COMMANDS = {
                    C.quickstart_command, True),
     "evaluate": ("evaluate a run on its test classes (600+ episodes)", C.evaluate_flags,
                  C.evaluate_command, True),
+    "calibrate": ("fit the temperature of a run's answers on validation episodes",
+                  C.calibrate_flags, C.calibrate_command, True),
     "benchmark": ("train and evaluate a learner on a named benchmark (omniglot-small)",
                   C.benchmark_flags, C.benchmark_command, True),
     "ensemble": ("make one run of several trained runs: their probabilities averaged",

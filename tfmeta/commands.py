@@ -101,6 +101,17 @@ def evaluate_command(args):
     print(f"written to {out}")
 
 
+def calibrate_command(args):
+    from tfmeta.calibration import CALIBRATION_FILE
+    from tfmeta.inference import calibrate_run
+
+    facts = calibrate_run(args.checkpoint, args.episodes, settings=settings_of(args))
+    print(f"temperature {facts['temperature']:.4g} from {facts['episodes']} validation episodes "
+          f"({facts['ways']}-way {facts['shots']}-shot): calibration error (ECE) "
+          f"{100 * facts['ece_before']:.2f}% -> {100 * facts['ece_after']:.2f}%")
+    print(f"written to {os.path.join(args.checkpoint, CALIBRATION_FILE)}")
+
+
 def evaluation_of(args):
     """The :class:`EvaluateConfig` of the evaluation flags given (``EVALUATION`` dests)."""
     from tfmeta.config import EvaluateConfig, parse_assignments
@@ -259,6 +270,15 @@ def evaluate_flags(p):
     add_flags(p, [("", EvaluateConfig)], EVALUATION)
     add_flags(p, setting_fields(), SETTING, only=TASK_FLAGS)
     p.add_argument("--out", default=None, help="JSON result file (default: RUN/evaluation.json)")
+
+
+def calibrate_flags(p):
+    from tfmeta.calibration import CALIBRATION_EPISODES
+
+    p.add_argument("--checkpoint", required=True, help="run (or ensemble) directory")
+    p.add_argument("--episodes", type=int, default=CALIBRATION_EPISODES,
+                   help=f"validation episodes to fit on (default {CALIBRATION_EPISODES})")
+    add_flags(p, setting_fields(), SETTING, only=TASK_FLAGS)
 
 
 def benchmark_flags(p):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
+from tfmeta.calibration import CALIBRATION_EPISODES
 from tfmeta.data import DataConfig, EpisodeConfig
 from tfmeta.data.episodes import group_function
 from tfmeta.errors import ConfigError
@@ -41,7 +42,9 @@ class TrainConfig:
     evaluation then reports robust accuracy beside the clean one. ``pretrain_steps``: minibatches
     of ordinary classification of every training class before meta-training
     (:mod:`tfmeta.pretrain`), of ``pretrain_batch`` images, Adam at ``pretrain_lr`` decayed by a
-    cosine, augmented as ``data.augment`` says."""
+    cosine, augmented as ``data.augment`` says. ``calibration_episodes``: after training, the
+    temperature of the answers is fitted on that many validation episodes
+    (:mod:`tfmeta.calibration`; written to ``calibration.json``)."""
 
     steps: int = setting(2000, "meta-iterations (outer updates)", "steps")
     meta_batch: int = setting(4, "tasks per meta-iteration", "meta-batch")
@@ -78,6 +81,9 @@ class TrainConfig:
     pretrain_steps: int = setting(0, "minibatches of classification pre-training (0: none)")
     pretrain_batch: int = setting(64, "images per pre-training minibatch")
     pretrain_lr: float = setting(1e-3, "pre-training learning rate")
+    calibration_episodes: int = setting(CALIBRATION_EPISODES, "validation episodes the "
+                                        "temperature of the answers is fitted on after training "
+                                        "(0: none)", "calibration-episodes")
 
     def __post_init__(self):
         for name in ("steps", "meta_batch", "val_every", "val_episodes", "test_episodes",
@@ -85,6 +91,9 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"train.{name} must be a positive integer, got {value!r}")
+        if not isinstance(self.calibration_episodes, int) or self.calibration_episodes < 0:
+            raise ConfigError(f"train.calibration_episodes must be an integer >= 0, got "
+                              f"{self.calibration_episodes!r}")
         if self.pretrain_steps < 0 or self.pretrain_batch < 1 or self.pretrain_lr <= 0:
             raise ConfigError("train.pretrain_steps must be >= 0, pretrain_batch and pretrain_lr "
                               "positive")

@@ -77,17 +77,19 @@ class Ensemble(Answers):
         return mean_probability_logits(tf.stack([tf.cast(x, tf.float32) for x in logits], 0))
 
     def meta_test_step(self, batch) -> dict:
-        """Per-episode query ``{"loss", "accuracy"}`` of a meta-batch, as the adapted ensemble
-        answers."""
+        """Per-episode query ``{"loss", "accuracy", "logits"}`` of a meta-batch, as the adapted
+        ensemble answers (before the ensemble's own temperature)."""
         self.check_ways(batch[1])
         if self._test_fn is None:
             def episodes(support_x, support_y, query_x, query_y):
-                accuracies, losses = [], []
+                accuracies, losses, answers = [], [], []
                 for i in range(support_x.shape[0]):
                     logits = self._fewshot_logits(support_x[i], support_y[i], query_x[i])
                     accuracies.append(accuracy(logits, query_y[i]))
                     losses.append(cross_entropy(logits, query_y[i]))
-                return {"accuracy": tf.stack(accuracies), "loss": tf.stack(losses)}
+                    answers.append(logits)
+                return {"accuracy": tf.stack(accuracies), "loss": tf.stack(losses),
+                        "logits": tf.stack(answers)}
 
             self._test_fn = tf.function(episodes) if self.compiled else episodes
         return self._test_fn(*batch)
@@ -101,8 +103,9 @@ class Ensemble(Answers):
         classes = int(tf.reduce_max(tf.convert_to_tensor(support_y))) + 1
         inputs = keras.Input(self.input_shape, name="images")
         logits = [classifier(inputs) for classifier in classifiers]
-        return keras.Model(inputs, MeanProbability(classes, name="mean_probability")(logits),
-                           name="ensemble_classifier")
+        return self.calibrated_classifier(keras.Model(
+            inputs, MeanProbability(classes, name="mean_probability")(logits),
+            name="ensemble_classifier"))
 
     def embedding_model(self, images=None):
         raise ConfigError("an ensemble has no one embedding: export a member's "

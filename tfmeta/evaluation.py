@@ -4,7 +4,9 @@ with a 95% confidence interval ``1.96 * std / sqrt(episodes)`` (std over episode
 ``accuracy`` is always the accuracy as deployed: what the classifier ``learner.adapt()`` returns
 (and every export of it) answers, one query image at a time. Learners whose papers evaluate
 transductively (MAML, Reptile and the other optimisation-based learners: BatchNorm normalises the
-query batch with its own statistics) also report ``transductive_accuracy``.
+query batch with its own statistics) also report ``transductive_accuracy``. ``ece`` is the
+expected calibration error of the answers as deployed (at the run's temperature,
+:mod:`tfmeta.calibration`), ``uncalibrated_ece`` that of the raw logits.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ def evaluate(learner, sampler, episodes: int = PROTOCOL_EPISODES, attack=None,
     for done, batch in enumerate(sampler.dataset(num_batches=batches), 1):
         for name, values in learner.meta_test_step(batch).items():
             per_episode.setdefault(name, []).append(values.numpy())
+        per_episode.setdefault("labels", []).append(np.asarray(batch[3]))
         if attack is not None:
             robust = learner.robust_test_step(batch, attack)
             per_episode.setdefault("robust_accuracy", []).append(robust["accuracy"].numpy())
@@ -74,6 +77,9 @@ def evaluate(learner, sampler, episodes: int = PROTOCOL_EPISODES, attack=None,
     mean, ci95 = confidence_interval(per_episode["accuracy"])
     e = sampler.episode
     result = {"accuracy": mean, "ci95": ci95, "loss": float(per_episode["loss"].mean())}
+    if "logits" in per_episode:
+        result.update(calibration_errors(per_episode["logits"], per_episode["labels"],
+                                         learner.temperature))
     if "transductive_accuracy" in per_episode:
         t_mean, t_ci95 = confidence_interval(per_episode["transductive_accuracy"])
         result.update(transductive_accuracy=t_mean, transductive_ci95=t_ci95,
@@ -99,6 +105,17 @@ def evaluate(learner, sampler, episodes: int = PROTOCOL_EPISODES, attack=None,
     return result
 
 
+def calibration_errors(logits, labels, temperature: float) -> dict:
+    """``ece``: the expected calibration error (15 bins) of the answers as deployed (the logits
+    divided by the run's ``temperature``); ``uncalibrated_ece``: of the logits as they are."""
+    from tfmeta.calibration import expected_calibration_error, softmax
+
+    logits = np.asarray(logits, np.float64)
+    return {"ece": expected_calibration_error(softmax(logits / temperature), labels),
+            "uncalibrated_ece": expected_calibration_error(softmax(logits), labels),
+            "temperature": float(temperature)}
+
+
 def format_result(result: dict) -> str:
     line = (f"{result['ways']}-way {result['shots']}-shot accuracy (as deployed): "
             f"{100 * result['accuracy']:.2f}% +- {100 * result['ci95']:.2f}% "
@@ -112,6 +129,10 @@ def format_result(result: dict) -> str:
         if f"{key}_accuracy" in result:
             line += (f"; {label}: {100 * result[f'{key}_accuracy']:.2f}% +- "
                      f"{100 * result[f'{key}_ci95']:.2f}%")
+    if "ece" in result:
+        line += (f"; calibration error (ECE) {100 * result['ece']:.2f}% at temperature "
+                 f"{result['temperature']:.3g} (uncalibrated "
+                 f"{100 * result['uncalibrated_ece']:.2f}%)")
     if "robust_accuracy" in result:
         a = result["attack"]
         line += (f"; robust to {a['kind']} (epsilon {a['epsilon']:.4g}, {a['steps']} steps): "

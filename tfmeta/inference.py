@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import os
 
+from tfmeta.calibration import CALIBRATION_EPISODES, calibrate, write_calibration
 from tfmeta.config import EvaluateConfig
 from tfmeta.data import EpisodeSampler, load_splits
 from tfmeta.data.episodes import TEST_SEED
 from tfmeta.errors import ConfigError
 from tfmeta.evaluation import PROTOCOL_EPISODES, evaluate, write_result
-from tfmeta.run import load
+from tfmeta.run import VALIDATION_SEED, load
 from tfmeta.rundir import load_config
 
 
@@ -44,6 +45,20 @@ def evaluate_run(out_dir: str, episodes: int = PROTOCOL_EPISODES, seed: int | No
     result.update(algorithm=learner.name, dataset=config.data.dataset)
     write_result(result, result_file or os.path.join(out_dir, "evaluation.json"))
     return result
+
+
+def calibrate_run(out_dir: str, episodes: int = CALIBRATION_EPISODES, settings=()) -> dict:
+    """Fit the temperature of a run's answers (or an ensemble's) on ``episodes`` episodes of its
+    validation classes (``tfmeta calibrate``; ``settings`` as :func:`evaluate_run`'s, e.g. the
+    ways and shots it will serve) and write it to the run's ``calibration.json``, which
+    :func:`tfmeta.run.load` reads. Returns what the file holds."""
+    config = load_config(out_dir).with_settings(settings)
+    learner = load(out_dir)
+    sampler = EpisodeSampler(load_splits(config.data)["val"], config.episode,
+                             config.train.meta_batch, VALIDATION_SEED + config.train.seed, "val")
+    facts = calibrate(learner, sampler, episodes)
+    write_calibration(facts, out_dir)
+    return facts
 
 
 def predict_files(out_dir: str, support_dir: str, query: str) -> list:

@@ -19,6 +19,7 @@ import os
 
 import keras
 
+from tfmeta.calibration import calibrate, read_temperature, write_calibration
 from tfmeta.config import RUN_FORMAT, RunConfig, TrainConfig, read_run_file  # noqa: F401
 from tfmeta.data import EpisodeSampler, load_splits
 from tfmeta.data.batches import ClassBatchSampler
@@ -63,6 +64,9 @@ def build_learner(config: RunConfig, input_shape, seed: bool = True, strategy=No
     return learner
 
 
+VALIDATION_SEED = 10_000  # + train.seed: the validation episodes' seed (and calibration's)
+
+
 def samplers(config: RunConfig, splits: dict) -> dict:
     """Train, validation and test samplers; each stream has its own seed. A learner that does not
     train on episodes (``episodic = False``) trains on minibatches of ``train.pretrain_batch``
@@ -78,7 +82,8 @@ def samplers(config: RunConfig, splits: dict) -> dict:
                                      augment=config.data.augment)
     return {
         "train": training,
-        "val": EpisodeSampler(splits["val"], config.episode, t.meta_batch, 10_000 + t.seed, "val"),
+        "val": EpisodeSampler(splits["val"], config.episode, t.meta_batch,
+                              VALIDATION_SEED + t.seed, "val"),
         "test": EpisodeSampler(splits["test"], config.episode, t.meta_batch, TEST_SEED, "test"),
     }
 
@@ -184,6 +189,14 @@ def _meta_train_and_test(config, learner, streams, splits, out_dir, progress, lo
             return fit
         barrier(strategy)  # every worker reads the best checkpoint once the chief has written it
         restore(learner, out_dir)
+        if t.calibration_episodes:  # the answers' temperature, from validation classes
+            calibration = calibrate(learner, streams["val"], t.calibration_episodes)
+            if chief:
+                write_calibration(calibration, out_dir)
+            log(f"calibrated on {calibration['episodes']} validation episodes: temperature "
+                f"{calibration['temperature']:.3g}, calibration error (ECE) "
+                f"{100 * calibration['ece_before']:.2f}% -> "
+                f"{100 * calibration['ece_after']:.2f}%")
         result = evaluate(learner, streams["test"], config.train.test_episodes,
                           attack=config.train.attack())
     result.update(algorithm=config.algorithm, dataset=config.data.dataset,
@@ -204,9 +217,12 @@ def load(out_dir: str, which: str = "best"):
     ensemble's directory, ``tfmeta ensemble``: the :class:`tfmeta.ensemble.Ensemble` of its
     members)."""
     if is_ensemble(out_dir):
-        return load_ensemble(out_dir, lambda member: load(member, which))
+        ensemble = load_ensemble(out_dir, lambda member: load(member, which))
+        ensemble.temperature = read_temperature(out_dir)
+        return ensemble
     config = with_run_backbone(load_config(out_dir), out_dir)
     d = config.data
     learner = build_learner(config, (d.image_size, d.image_size, d.channels), seed=False)
     restore(learner, out_dir, which)
+    learner.temperature = read_temperature(out_dir)  # 1.0 for a run without calibration.json
     return learner

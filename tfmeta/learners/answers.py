@@ -1,11 +1,12 @@
 """What every few-shot answerer offers its user, given ``input_shape``, ``name``, ``adapt`` and
 ``_fewshot_logits``: a learner (:class:`tfmeta.learners.base.Learner`) or an ensemble of them
 (:class:`tfmeta.ensemble.Ensemble`). Support sets of numpy images of any size and any labels in,
-labels and probabilities out; a support set of more classes than it can tell apart is one clear
-error."""
+labels and probabilities out (calibrated by the run's temperature); a support set of more classes
+than it can tell apart is one clear error."""
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -15,7 +16,27 @@ from tfmeta.errors import DataError
 
 class Answers:
     """``fewshot_logits``, ``predict`` and ``predict_proba`` over ``adapt``, with checked
-    support sets."""
+    support sets, answering with ``logits / temperature``."""
+
+    # The temperature of the answers (:mod:`tfmeta.calibration`): 1, the logits as they are, until
+    # a run's calibration.json sets the instance's (tfmeta.run.load) or tfmeta.calibration does.
+    temperature = 1.0
+
+    def calibrated(self, logits):
+        """``logits / temperature``."""
+        if self.temperature == 1.0:
+            return logits
+        return logits / tf.cast(self.temperature, logits.dtype)
+
+    def calibrated_classifier(self, classifier: keras.Model) -> keras.Model:
+        """``classifier`` answering with its logits divided by the temperature (one
+        ``Rescaling`` layer after it, so every export of it does too)."""
+        if self.temperature == 1.0:
+            return classifier
+        inputs = keras.Input(self.input_shape, name="images")
+        logits = keras.layers.Rescaling(1.0 / self.temperature, name="temperature")(
+            classifier(inputs))
+        return keras.Model(inputs, logits, name=f"{classifier.name}_calibrated")
 
     def fewshot_logits(self, support_x, support_y, query_x):
         """Logits ``[Q, n]`` of ``query_x`` after adapting to one support set (``support_x``
@@ -25,12 +46,12 @@ class Answers:
         assertion with the same message), never answered for the first classes only."""
         if tf.executing_eagerly():
             self.check_ways(np.asarray(support_y))
-            return self._fewshot_logits(support_x, support_y, query_x)
+            return self.calibrated(self._fewshot_logits(support_x, support_y, query_x))
         if self.max_ways is None:
-            return self._fewshot_logits(support_x, support_y, query_x)
+            return self.calibrated(self._fewshot_logits(support_x, support_y, query_x))
         with tf.control_dependencies([tf.debugging.assert_less_equal(
                 tf.reduce_max(support_y) + 1, self.max_ways, message=self.ways_message("n"))]):
-            return self._fewshot_logits(support_x, support_y, query_x)
+            return self.calibrated(self._fewshot_logits(support_x, support_y, query_x))
 
     def _fewshot_logits(self, support_x, support_y, query_x):
         """``fewshot_logits`` once the support's classes are checked."""

@@ -220,7 +220,8 @@ class Learner(OuterLoop, Answers):
         If the learner knows the polarity of its meta-training images (a run records it) and the
         support set has the other one (dark strokes on light where it learned light on dark, say),
         the support images are inverted, with a warning, and the classifier inverts its inputs
-        too, so that it takes images as the support set came."""
+        too, so that it takes images as the support set came. The classifier's logits are divided
+        by the learner's ``temperature`` (a run's calibration, :mod:`tfmeta.calibration`)."""
         if finetune is not None:
             from tfmeta.learners.finetune import adapt_finetuned
 
@@ -231,14 +232,15 @@ class Learner(OuterLoop, Answers):
             return adapt_with_tta(self, support_x, support_y, tta)
         support_x = tf.convert_to_tensor(support_x, tf.float32)
         if self.polarity is None or not bool(other_polarity(support_x, self.polarity)):
-            return self._adapt(support_x, support_y)
+            return self.calibrated_classifier(self._adapt(support_x, support_y))
         warnings.warn(f"{self.name} was meta-trained on {self.polarity} images and the support "
                       "images are not: inverting them, and the inputs of the adapted classifier",
                       stacklevel=2)
         classifier = self._adapt(1.0 - support_x, support_y)
         inputs = keras.Input(self.input_shape, name="images")
         inverted = keras.layers.Rescaling(-1.0, 1.0, name="invert_polarity")(inputs)
-        return keras.Model(inputs, classifier(inverted), name=f"{classifier.name}_inverted")
+        return self.calibrated_classifier(
+            keras.Model(inputs, classifier(inverted), name=f"{classifier.name}_inverted"))
 
     # -- shared verbs ---------------------------------------------------------------------------
     def meta_train_step(self, batch) -> dict:

@@ -162,7 +162,7 @@ class MetricLearner(Learner):
     def _meta_test_step(self, support_x, support_y, query_x, query_y):
         logits = self.episode_logits(support_x, support_y, query_x, training=False)
         return {"loss": cross_entropy(logits, query_y, axis=-1),
-                "accuracy": accuracy(logits, query_y, axis=-1)}
+                "accuracy": accuracy(logits, query_y, axis=-1), "logits": logits}
 
     def _fewshot_logits(self, support_x, support_y, query_x):
         return self.episode_logits(support_x[None], support_y[None], query_x[None],

@@ -114,12 +114,14 @@ class OptimizationLearner(Learner):
 
     def _meta_test_step(self, support_x, support_y, query_x, query_y):
         theta = self.weights()
-        metrics = {"loss": [], "accuracy": [], "transductive_loss": [],
+        metrics = {"loss": [], "accuracy": [], "logits": [], "transductive_loss": [],
                    "transductive_accuracy": []}
         with stochastic_layers_off(self.model):
             for i in range(support_x.shape[0]):
                 phi = self.test_adaptation(theta, support_x[i], support_y[i])
-                for prefix, logits in (("", self.deployed_forward(phi, support_x[i], query_x[i])),
+                deployed = self.deployed_forward(phi, support_x[i], query_x[i])
+                metrics["logits"].append(deployed)
+                for prefix, logits in (("", deployed),
                                        ("transductive_", self.forward(phi, query_x[i]))):
                     metrics[prefix + "loss"].append(cross_entropy(logits, query_y[i]))
                     metrics[prefix + "accuracy"].append(accuracy(logits, query_y[i]))

@@ -1,0 +1,148 @@
+"""Calibrated confidence (tfmeta/calibration.py): the expected calibration error against a count
+by hand, the fitted temperature against a brute-force search of the likelihood and against a
+temperature known in advance, the learner's answers (adapt, fewshot_logits, predict_proba, a
+SavedModel export) divided by it, and a run that fits it on validation episodes, stores it,
+reports the ECE before and after, and is refitted by ``tfmeta calibrate``."""
+
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfmeta.calibration import (expected_calibration_error, fit_temperature, read_temperature,
+                                softmax)
+from tfmeta.cli import main
+from tfmeta.data import EpisodeConfig, EpisodeSampler
+from tfmeta.errors import ConfigError
+from tfmeta.learners import create
+
+EPISODE = EpisodeConfig(3, 2, 2)
+
+
+def _nll(logits, labels, temperature):
+    z = logits / temperature
+    z = z - z.max(-1, keepdims=True)
+    return float(np.mean(np.log(np.exp(z).sum(-1)) - z[np.arange(len(labels)), labels]))
+
+
+def test_expected_calibration_error_is_the_binned_gap_counted_by_hand():
+    # confidences 0.9 (right), 0.9 (wrong), 0.5 (right), 0.4 (wrong): three bins of 15 hold
+    # them: (0.867, 0.933] -> |1/2 - 0.9|, (0.467, 0.533] -> |1 - 0.5|, (0.333, 0.4] -> |0 - 0.4|
+    p = np.array([[0.9, 0.05, 0.05], [0.9, 0.05, 0.05], [0.5, 0.3, 0.2], [0.4, 0.3, 0.3]])
+    y = np.array([0, 1, 0, 2])
+    want = 2 / 4 * 0.4 + 1 / 4 * 0.5 + 1 / 4 * 0.4
+    assert expected_calibration_error(p, y) == pytest.approx(want, abs=1e-12)
+    assert expected_calibration_error(np.eye(3), np.arange(3)) == 0.0  # sure and right
+
+
+def test_the_temperature_minimises_the_likelihood_and_recovers_a_known_one():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(4000, 5)) * 4.0
+    true_temperature = 2.5  # labels drawn from softmax(logits / 2.5): overconfident logits
+    p = softmax(logits / true_temperature)
+    labels = np.array([rng.choice(5, p=row) for row in p])
+    fitted = fit_temperature(logits, labels)
+    assert fitted == pytest.approx(true_temperature, rel=0.06)
+    grid = np.exp(np.linspace(np.log(0.1), np.log(10.0), 4001))  # brute force, 0.1 % apart
+    best = grid[np.argmin([_nll(logits, labels, t) for t in grid])]
+    assert fitted == pytest.approx(best, rel=2e-3)
+    assert _nll(logits, labels, fitted) <= min(_nll(logits, labels, fitted * 1.01),
+                                               _nll(logits, labels, fitted / 1.01))
+    assert (expected_calibration_error(softmax(logits / fitted), labels)
+            < 0.5 * expected_calibration_error(softmax(logits), labels))
+    with pytest.raises(ValueError, match="non-finite"):
+        fit_temperature(np.array([[np.nan, 0.0]]), np.array([0]))
+
+
+@pytest.fixture(scope="module")
+def batch(small_glyphs):
+    sampler = EpisodeSampler(small_glyphs, EPISODE, meta_batch=2, seed=4)
+    return [t.numpy() for t in next(iter(sampler.dataset()))]
+
+
+@pytest.mark.parametrize("algorithm", ["protonet", "maml"])
+def test_every_answer_and_export_is_divided_by_the_temperature(algorithm, batch, tmp_path):
+    import tfmeta.export as export
+
+    keras.utils.set_random_seed(0)
+    learner = create(algorithm, "conv4", episode=EPISODE, backbone_width=8,
+                     **({"inner_steps": 1} if algorithm == "maml" else {}))
+    sx, sy, qx, qy = batch
+    support_images = np.round(sx[0] * 255).astype(np.uint8)  # as predict_proba takes them
+    query_images = np.round(qx[0] * 255).astype(np.uint8)
+    sx, qx = sx.copy(), qx.copy()
+    sx[0], qx[0] = support_images / 255.0, query_images / 255.0
+    raw = learner.adapt(sx[0], sy[0])(qx[0], training=False).numpy()
+    raw_fewshot = learner.fewshot_logits(sx[0], sy[0], qx[0]).numpy()
+    step = learner.meta_test_step(batch)
+    np.testing.assert_allclose(step["logits"].numpy()[0][:, :3], raw[:, :3], rtol=1e-4,
+                               atol=1e-4)  # the test step's logits: the answers, raw
+    learner.temperature = 2.5
+    classifier = learner.adapt(sx[0], sy[0])
+    np.testing.assert_allclose(classifier(qx[0], training=False).numpy(), raw / 2.5, rtol=1e-5,
+                               atol=1e-6)
+    np.testing.assert_allclose(learner.fewshot_logits(sx[0], sy[0], qx[0]).numpy(),
+                               raw_fewshot / 2.5, rtol=1e-5, atol=1e-6)
+    classes, p = learner.predict_proba(support_images, sy[0], query_images)
+    np.testing.assert_allclose(p, softmax(raw[:, :3] / 2.5), atol=1e-4)
+    # Every format is verified against the calibrated Keras classifier's probabilities.
+    version = export.saved_model(classifier, ["a", "b", "c"], sx[0], export_dir=str(tmp_path),
+                                 name="calibrated", fresh_process=False,
+                                 formats=("onnx", "tflite") if algorithm == "protonet" else ())
+    served = tf.saved_model.load(version).signatures["serving_default"](
+        images=tf.constant(qx[0]))
+    np.testing.assert_allclose(served["probabilities"].numpy(), softmax(raw / 2.5), atol=1e-5)
+    assert float(step["accuracy"][0]) == pytest.approx(
+        float(np.mean(raw[:, :3].argmax(-1) == qy[0])))  # accuracy does not move
+
+
+def test_a_run_fits_stores_and_reports_its_temperature(tmp_path, capsys):
+    run = str(tmp_path / "run")
+    assert main(["train", "--algorithm", "protonet", "--steps", "4", "--width", "8",
+                 "--val-every", "4", "--val-episodes", "2", "--episodes", "20", "--ways", "3",
+                 "--set", "train.calibration_episodes=40", "--out", run, "--no-progress"]) == 0
+    assert "calibrated on 40 validation episodes" in capsys.readouterr().out
+    with open(os.path.join(run, "calibration.json")) as f:
+        facts = json.load(f)
+    assert facts["episodes"] == 40 and facts["classes"] == "validation"
+    assert facts["ece_after"] <= facts["ece_before"] + 1e-9
+
+    # The fit, checked on the validation episodes' logits computed again here.
+    from tfmeta.calibration import answers_of
+    from tfmeta.rundir import load_config
+    from tfmeta.data import load_splits
+    from tfmeta.run import VALIDATION_SEED, load
+
+    learner = load(run)
+    assert learner.temperature == pytest.approx(facts["temperature"])
+    config = load_config(run)
+    sampler = EpisodeSampler(load_splits(config.data)["val"], config.episode,
+                             config.train.meta_batch, VALIDATION_SEED + config.train.seed, "val")
+    logits, labels = answers_of(learner, sampler, 40)
+    logits, labels = logits.reshape(-1, logits.shape[-1]), labels.reshape(-1)
+    t = facts["temperature"]
+    assert _nll(logits, labels, t) <= min(_nll(logits, labels, t * 1.02),
+                                          _nll(logits, labels, t / 1.02)) + 1e-9
+    assert facts["ece_before"] == pytest.approx(
+        expected_calibration_error(softmax(logits), labels))
+    with open(os.path.join(run, "results.json")) as f:
+        result = json.load(f)
+    assert result["temperature"] == pytest.approx(t)
+    assert {"ece", "uncalibrated_ece"} <= set(result)
+
+    # tfmeta calibrate refits it for another setting; a damaged file is one line.
+    assert main(["calibrate", "--checkpoint", run, "--episodes", "10", "--shots", "2",
+                 "--quiet"]) == 0
+    assert "written to" in capsys.readouterr().out
+    with open(os.path.join(run, "calibration.json")) as f:
+        refit = json.load(f)
+    assert (refit["episodes"], refit["shots"]) == (10, 2)
+    assert read_temperature(run) == pytest.approx(refit["temperature"])
+    with open(os.path.join(run, "calibration.json"), "w") as f:
+        f.write("{")
+    with pytest.raises(ConfigError, match="damaged") as err:
+        read_temperature(run)
+    assert "\n" not in str(err.value)
