@@ -2,7 +2,8 @@
 by hand, the fitted temperature against a brute-force search of the likelihood and against a
 temperature known in advance, the learner's answers (adapt, fewshot_logits, predict_proba, a
 SavedModel export) divided by it, and a run that fits it on validation episodes, stores it,
-reports the ECE before and after, and is refitted by ``tfmeta calibrate``."""
+reports the ECE before and after, and is refitted by ``tfmeta calibrate``; unknown scores,
+rejection with the threshold fitted on validation classes, and their exports."""
 
 import json
 import os
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfmeta.calibration import (expected_calibration_error, fit_temperature, read_temperature,
+from tfmeta.calibration import (expected_calibration_error, fit_temperature, read_calibration,
                                 softmax)
 from tfmeta.cli import main
 from tfmeta.data import EpisodeConfig, EpisodeSampler
@@ -99,6 +100,55 @@ def test_every_answer_and_export_is_divided_by_the_temperature(algorithm, batch,
         float(np.mean(raw[:, :3].argmax(-1) == qy[0])))  # accuracy does not move
 
 
+def test_unknown_scores_rejection_and_their_exports(batch, tmp_path):
+    """ProtoNet's unknown score is the squared distance to the nearest prototype over T, from
+    the backbone's features in numpy; predict(reject=True) answers -1 above the threshold; the
+    SavedModel, ONNX and TFLite files output the same unknown_score and is_unknown, and an
+    export whose unknown scores disagree is refused."""
+    import tfmeta.export as export
+    from tfmeta.export.check import VERIFICATION_FILE, check
+
+    keras.utils.set_random_seed(0)
+    learner = create("protonet", "conv4", episode=EPISODE, backbone_width=8)
+    learner.temperature = 2.0
+    sx, sy, qx, _ = batch
+    support_images = np.round(sx[0] * 255).astype(np.uint8)
+    query_images = np.round(qx[0] * 255).astype(np.uint8)
+    s, q = support_images / 255.0, query_images / 255.0
+    fs = learner.model(s.astype(np.float32), training=False).numpy().reshape(len(s), -1)
+    fq = learner.model(q.astype(np.float32), training=False).numpy().reshape(len(q), -1)
+    centres = np.stack([fs[sy[0] == k].mean(0) for k in range(3)])
+    distance = ((fq[:, None] - centres[None]) ** 2).sum(-1).min(-1) / 2.0
+    names = np.array(["a", "b", "c"])[sy[0]]
+    scores = learner.unknown_scores(support_images, names, query_images)
+    np.testing.assert_allclose(scores, distance, rtol=1e-4)
+    with pytest.raises(ConfigError, match="no threshold"):
+        learner.predict(support_images, names, query_images, reject=True)
+    threshold = float(np.median(scores))
+    answers = learner.predict(support_images, names, query_images, reject=True,
+                              threshold=threshold)
+    labels = learner.predict(support_images, names, query_images)
+    np.testing.assert_array_equal(answers == -1, scores > threshold)
+    assert list(answers[scores <= threshold]) == list(labels[scores <= threshold])
+
+    learner.unknown_threshold = threshold
+    classifier = learner.adapt(s.astype(np.float32), sy[0])
+    version = export.saved_model(classifier, ["a", "b", "c"], q.astype(np.float32),
+                                 export_dir=str(tmp_path), name="open", fresh_process=False,
+                                 formats=("onnx", "tflite"), unknown_threshold=threshold)
+    served = tf.saved_model.load(version).signatures["serving_default"](
+        images=tf.constant(q, tf.float32))
+    np.testing.assert_allclose(served["unknown_score"].numpy(), scores, rtol=1e-4)
+    np.testing.assert_array_equal(served["is_unknown"].numpy(), scores > threshold)
+    differences, ok = check(version, [os.path.join(version, "model.onnx"),
+                                      os.path.join(version, "model.tflite")])
+    assert ok and {"model.onnx:unknown_score", "model.tflite:unknown_score"} <= set(differences)
+    stored = dict(np.load(os.path.join(version, VERIFICATION_FILE)))
+    stored["expected:unknown_score"] = stored["expected:unknown_score"] + 1.0
+    np.savez(os.path.join(version, VERIFICATION_FILE), **stored)
+    assert not check(version)[1]  # a wrong unknown score fails the check
+
+
 def test_a_run_fits_stores_and_reports_its_temperature(tmp_path, capsys):
     run = str(tmp_path / "run")
     assert main(["train", "--algorithm", "protonet", "--steps", "4", "--width", "8",
@@ -128,6 +178,10 @@ def test_a_run_fits_stores_and_reports_its_temperature(tmp_path, capsys):
                                           _nll(logits, labels, t / 1.02)) + 1e-9
     assert facts["ece_before"] == pytest.approx(
         expected_calibration_error(softmax(logits), labels))
+    # The unknown threshold: 5 % of the known validation queries score above it.
+    assert facts["unknown_threshold"] == pytest.approx(
+        np.quantile(-(logits / t).max(-1), 0.95), rel=1e-6)
+    assert learner.unknown_threshold == pytest.approx(facts["unknown_threshold"])
     with open(os.path.join(run, "results.json")) as f:
         result = json.load(f)
     assert result["temperature"] == pytest.approx(t)
@@ -140,9 +194,39 @@ def test_a_run_fits_stores_and_reports_its_temperature(tmp_path, capsys):
     with open(os.path.join(run, "calibration.json")) as f:
         refit = json.load(f)
     assert (refit["episodes"], refit["shots"]) == (10, 2)
-    assert read_temperature(run) == pytest.approx(refit["temperature"])
+    assert read_calibration(run) == pytest.approx(
+        (refit["temperature"], refit["unknown_threshold"]))
+
+    # tfmeta evaluate --open-set U: the open-set figures beside the accuracy; too many classes
+    # is one line.
+    assert main(["evaluate", "--checkpoint", run, "--episodes", "4", "--open-set", "2",
+                 "--quiet"]) == 0
+    assert "AUROC" in capsys.readouterr().out
+    with open(os.path.join(run, "evaluation.json")) as f:
+        open_set = json.load(f)["open_set"]
+    assert open_set["unknown_ways"] == 2
+    assert {"auroc", "known_accuracy", "unknown_rejected"} <= set(open_set)
+    assert open_set["unknown_threshold"] == pytest.approx(refit["unknown_threshold"])
+    assert main(["evaluate", "--checkpoint", run, "--open-set", "500", "--quiet"]) == 2
+    assert "test classes" in capsys.readouterr().err
+
+    # tfmeta predict --reject: "none of these" above the threshold.
+    from test_export import _glyph_folder
+
+    support, queries = str(tmp_path / "support"), str(tmp_path / "queries")
+    _glyph_folder(support, ["a", "b", "c"], 2)
+    _glyph_folder(queries, ["x", "y", "z", "w"], 2, seed=906)  # other classes
+    out = str(tmp_path / "predictions.json")
+    assert main(["predict", "--checkpoint", run, "--support", support, "--query", queries,
+                 "--reject", "--out", out, "--quiet"]) == 0
+    with open(out) as f:
+        rows = json.load(f)
+    threshold = refit["unknown_threshold"]
+    assert [row["class"] == "none of these" for row in rows] == [
+        row["unknown_score"] > threshold for row in rows]
+
     with open(os.path.join(run, "calibration.json"), "w") as f:
         f.write("{")
     with pytest.raises(ConfigError, match="damaged") as err:
-        read_temperature(run)
+        read_calibration(run)
     assert "\n" not in str(err.value)

@@ -14,6 +14,12 @@ z_q[y_q])``, grows with ``1 / T``, so the fit is a bisection on it. A run keeps 
 in ``calibration.json`` (:func:`write_calibration`); :func:`tfmeta.run.load` gives it to the
 learner (``learner.temperature``), whose ``adapt``, ``fewshot_logits``, ``predict_proba`` and
 every export answer with ``logits / T``.
+
+"None of these": a query's unknown score is minus the largest logit of its answer (the max-logit
+score; for Prototypical Networks, the squared distance to the nearest prototype over ``T``). The
+threshold is the score that 5 % of the validation episodes' (known) queries exceed
+(:func:`unknown_threshold`); ``predict(..., reject=True)`` answers -1 above it, and every export
+outputs ``unknown_score`` and ``is_unknown``.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from tfmeta.files import write_json
 CALIBRATION_FILE = "calibration.json"
 BINS = 15  # the field's ECE (Guo et al. 2017)
 CALIBRATION_EPISODES = 200  # validation episodes a run's temperature is fitted on
+FALSE_REJECTION = 0.05  # the share of known queries the unknown threshold rejects
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -99,17 +106,31 @@ def answers_of(learner, sampler, episodes: int) -> tuple:
     return np.concatenate(logits)[:episodes], np.concatenate(labels)[:episodes]
 
 
-def calibrate(learner, sampler, episodes: int = CALIBRATION_EPISODES) -> dict:
+def unknown_threshold(logits, false_rejection: float = FALSE_REJECTION) -> float:
+    """The unknown score (minus the largest logit, as answered) that a share ``false_rejection``
+    of known queries' answers ``logits [..., C]`` exceed: their ``1 - false_rejection``
+    quantile."""
+    if not 0 < false_rejection < 1:
+        raise ConfigError(f"false_rejection must be in (0, 1), got {false_rejection}")
+    scores = -np.asarray(logits, np.float64).reshape(-1, np.shape(logits)[-1]).max(-1)
+    return float(np.quantile(scores, 1.0 - false_rejection))
+
+
+def calibrate(learner, sampler, episodes: int = CALIBRATION_EPISODES,
+              false_rejection: float = FALSE_REJECTION) -> dict:
     """Fit ``learner``'s temperature on ``episodes`` episodes of ``sampler`` (validation
-    classes) and set it (``learner.temperature``). Returns what ``calibration.json`` holds: the
-    temperature, the episodes, and the ECE on them before and after."""
+    classes), then the unknown-score threshold that rejects ``false_rejection`` of their (known)
+    queries, and set both (``learner.temperature``, ``learner.unknown_threshold``). Returns what
+    ``calibration.json`` holds: both, the episodes, and the ECE on them before and after."""
     if episodes < 1:
         raise ConfigError(f"calibration needs at least one episode, got {episodes}")
     logits, labels = answers_of(learner, sampler, episodes)
     temperature = fit_temperature(logits, labels)
-    learner.temperature = temperature
+    threshold = unknown_threshold(logits / temperature, false_rejection)
+    learner.temperature, learner.unknown_threshold = temperature, threshold
     e = sampler.episode
     return {"temperature": temperature, "method": "temperature scaling (Guo et al. 2017)",
+            "unknown_threshold": threshold, "false_rejection": false_rejection,
             "episodes": int(len(logits)), "ways": e.ways, "shots": e.shots,
             "queries": e.queries, "classes": "validation", "seed": sampler.seed,
             "ece_before": expected_calibration_error(softmax(logits), labels),
@@ -123,19 +144,25 @@ def write_calibration(facts: dict, out_dir: str) -> str:
     return path
 
 
-def read_temperature(out_dir: str) -> float:
-    """The temperature ``out_dir``'s ``calibration.json`` holds (1.0 where it has none); a
-    damaged file or a temperature that is not a positive number is one clear error."""
+def read_calibration(out_dir: str) -> tuple:
+    """``(temperature, unknown_threshold)`` from ``out_dir``'s ``calibration.json`` (``(1.0,
+    None)`` where it has none); a damaged file, a temperature that is not a positive number or a
+    threshold that is not finite is one clear error."""
     path = os.path.join(out_dir, CALIBRATION_FILE)
     if not os.path.exists(path):
-        return 1.0
+        return 1.0, None
     try:
         with open(path) as f:
-            temperature = float(json.load(f)["temperature"])
-    except (ValueError, KeyError, TypeError) as err:
+            facts = json.load(f)
+        temperature = float(facts["temperature"])
+        threshold = facts.get("unknown_threshold")
+        threshold = None if threshold is None else float(threshold)
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
         raise ConfigError(f"{path} is damaged ({err}): run tfmeta calibrate --checkpoint "
                           f"{out_dir} to write it again") from None
-    if not (math.isfinite(temperature) and temperature > 0):
-        raise ConfigError(f"{path}: the temperature must be a positive number, got "
-                          f"{temperature}; run tfmeta calibrate --checkpoint {out_dir}")
-    return temperature
+    if not (math.isfinite(temperature) and temperature > 0) or (
+            threshold is not None and not math.isfinite(threshold)):
+        raise ConfigError(f"{path}: the temperature must be a positive number and the threshold "
+                          f"finite, got {temperature} and {threshold}; run tfmeta calibrate "
+                          f"--checkpoint {out_dir}")
+    return temperature, threshold

@@ -96,8 +96,13 @@ def evaluate_command(args):
     from tfmeta.inference import evaluate_run
 
     out = args.out or os.path.join(args.checkpoint, "evaluation.json")
-    print(format_result(evaluate_run(args.checkpoint, settings=settings_of(args),
-                                     result_file=out, evaluation=evaluation_of(args))))
+    result = evaluate_run(args.checkpoint, settings=settings_of(args), result_file=out,
+                          evaluation=evaluation_of(args))
+    print(format_result(result))
+    if "open_set" in result:
+        from tfmeta.openset import format_open_set
+
+        print(format_open_set(result["open_set"]))
     print(f"written to {out}")
 
 
@@ -164,25 +169,11 @@ def predict_command(args):
     from tfmeta.files import write_json
     from tfmeta.inference import predict_files
 
-    rows = predict_files(args.checkpoint, args.support, args.query)
+    rows = predict_files(args.checkpoint, args.support, args.query, reject=args.reject)
     for row in rows:
         print(f"{row['file']}\t{row['class']}\t{row['probability']:.3f}")
     if args.out:
         write_json(rows, args.out)
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 def info_command(args):
@@ -313,6 +304,9 @@ def predict_flags(p):
     p.add_argument("--checkpoint", required=True, help="run directory")
     p.add_argument("--support", required=True, help=SUPPORT_HELP)
     p.add_argument("--query", required=True, help="folder (or one file) of images to classify")
+    p.add_argument("--reject", action="store_true",
+                   help="answer 'none of these' for images unlike every support class (above "
+                        "the run's unknown-score threshold, fitted on validation classes)")
     p.add_argument("--out", default=None, help="JSON file for the predictions")
 
 

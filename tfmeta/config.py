@@ -143,11 +143,17 @@ class EvaluateConfig:
                                   "finetune-steps")
     finetune_lr: float = setting(FINETUNE_LR, "learning rate of that fine-tuning",
                                  "finetune-lr", requires="finetune_steps")
+    open_set: int = setting(0, "also evaluate open-set episodes: queries of this many unknown "
+                               "classes beside the known ones (AUROC of the unknown score, "
+                               "rejection at the run's threshold; 0: not)", "open-set")
 
     def __post_init__(self):
         if not isinstance(self.episodes, int) or isinstance(self.episodes, bool) or \
                 self.episodes < 1:
             raise ConfigError(f"episodes must be a positive integer, got {self.episodes!r}")
+        if not isinstance(self.open_set, int) or isinstance(self.open_set, bool) or \
+                self.open_set < 0:
+            raise ConfigError(f"open_set must be an integer >= 0, got {self.open_set!r}")
         check_requirements(self)
         self.attack_config()
         if not isinstance(self.finetune_steps, int) or self.finetune_steps < 0:

@@ -3,6 +3,7 @@ and classify image files given a support folder (``tfmeta predict``)."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 from tfmeta.calibration import CALIBRATION_EPISODES, calibrate, write_calibration
@@ -11,6 +12,7 @@ from tfmeta.data import EpisodeSampler, load_splits
 from tfmeta.data.episodes import TEST_SEED
 from tfmeta.errors import ConfigError
 from tfmeta.evaluation import PROTOCOL_EPISODES, evaluate, write_result
+from tfmeta.openset import evaluate_open_set
 from tfmeta.run import VALIDATION_SEED, load
 from tfmeta.rundir import load_config
 
@@ -26,11 +28,14 @@ def evaluate_run(out_dir: str, episodes: int = PROTOCOL_EPISODES, seed: int | No
     test-time augmentation beside it; with ``finetune``
     (:class:`tfmeta.learners.finetune.TestTimeFineTuning`) the accuracy with the backbone
     fine-tuned on each support set. ``evaluation`` (an :class:`EvaluateConfig`) gives episodes,
-    seed, attack, augmentation and fine-tuning at once.
+    seed, attack, augmentation and fine-tuning at once, and ``open_set``: open-set figures
+    (:mod:`tfmeta.openset`) on as many episodes with that many unknown classes' queries too.
     Writes ``result_file`` (default ``out_dir/evaluation.json``) and returns the result."""
+    open_set = 0
     if evaluation is not None:
         episodes, seed, attack = evaluation.episodes, evaluation.seed, evaluation.attack_config()
         tta, finetune = evaluation.tta_config(), evaluation.finetune_config()
+        open_set = evaluation.open_set
     trained = load_config(out_dir)
     config = trained.with_settings(settings)
     for name in ("image_size", "channels"):
@@ -39,12 +44,25 @@ def evaluate_run(out_dir: str, episodes: int = PROTOCOL_EPISODES, seed: int | No
                               f"{getattr(trained.data, name)}; its model cannot take "
                               f"{getattr(config.data, name)} (leave data.{name} out)")
     learner = load(out_dir)
-    sampler = EpisodeSampler(load_splits(config.data)["test"], config.episode,
-                             config.train.meta_batch, TEST_SEED if seed is None else seed, "test")
+    test = load_splits(config.data)["test"]
+    seed = TEST_SEED if seed is None else seed
+    if open_set and config.episode.ways + open_set > test.num_classes:
+        raise ConfigError(f"--open-set {open_set}: {config.episode.ways} known and {open_set} "
+                          f"unknown classes need {config.episode.ways + open_set} test classes; "
+                          f"the data has {test.num_classes}")
+    sampler = EpisodeSampler(test, config.episode, config.train.meta_batch, seed, "test")
     result = evaluate(learner, sampler, episodes, attack=attack, tta=tta, finetune=finetune)
+    if open_set:
+        wider = dataclasses.replace(config.episode, ways=config.episode.ways + open_set)
+        result["open_set"] = evaluate_open_set(
+            learner, EpisodeSampler(test, wider, config.train.meta_batch, seed, "test"),
+            config.episode.ways, episodes)
     result.update(algorithm=learner.name, dataset=config.data.dataset)
     write_result(result, result_file or os.path.join(out_dir, "evaluation.json"))
     return result
+
+
+NONE_OF_THESE = "none of these"  # tfmeta predict --reject's answer for an unknown image
 
 
 def calibrate_run(out_dir: str, episodes: int = CALIBRATION_EPISODES, settings=()) -> dict:
@@ -61,18 +79,27 @@ def calibrate_run(out_dir: str, episodes: int = CALIBRATION_EPISODES, settings=(
     return facts
 
 
-def predict_files(out_dir: str, support_dir: str, query: str) -> list:
-    """``[{"file", "class", "probability"}]``: each image of ``query`` (a file or a folder)
-    classified by a run's learner adapted to ``support_dir`` (one subfolder per class)."""
+def predict_files(out_dir: str, support_dir: str, query: str, reject: bool = False) -> list:
+    """``[{"file", "class", "probability", "unknown_score"}]``: each image of ``query`` (a file
+    or a folder) classified by a run's learner adapted to ``support_dir`` (one subfolder per
+    class); with ``reject``, the class of an image whose unknown score is above the run's
+    threshold is ``"none of these"`` (:meth:`tfmeta.learners.answers.Answers.predict`)."""
+    import tensorflow as tf
+
     from tfmeta.data import from_folder
     from tfmeta.data.files import image_files, load_image_files
+    from tfmeta.learners.answers import unknown_scores
 
     learner = load(out_dir)
     height, _, channels = learner.input_shape
     support = from_folder(support_dir, height, channels)
     files = image_files(query)
-    classes, probabilities = learner.predict_proba(
-        support.images, [support.class_names[c] for c in support.labels()],
-        load_image_files(files, height, channels))
-    return [{"file": name, "class": str(classes[p.argmax()]),
-             "probability": round(float(p.max()), 4)} for name, p in zip(files, probabilities)]
+    names = [support.class_names[c] for c in support.labels()]
+    queries = load_image_files(files, height, channels)
+    classes, logits = learner.answer(support.images, names, queries)
+    probabilities = tf.nn.softmax(logits).numpy()
+    scores = unknown_scores(logits).numpy()
+    unknown = learner.is_unknown(scores) if reject else [False] * len(files)
+    return [{"file": name, "class": NONE_OF_THESE if rejected else str(classes[p.argmax()]),
+             "probability": round(float(p.max()), 4), "unknown_score": round(float(score), 4)}
+            for name, p, score, rejected in zip(files, probabilities, scores, unknown)]

@@ -19,7 +19,7 @@ import os
 
 import keras
 
-from tfmeta.calibration import calibrate, read_temperature, write_calibration
+from tfmeta.calibration import calibrate, read_calibration, write_calibration
 from tfmeta.config import RUN_FORMAT, RunConfig, TrainConfig, read_run_file  # noqa: F401
 from tfmeta.data import EpisodeSampler, load_splits
 from tfmeta.data.batches import ClassBatchSampler
@@ -218,11 +218,12 @@ def load(out_dir: str, which: str = "best"):
     members)."""
     if is_ensemble(out_dir):
         ensemble = load_ensemble(out_dir, lambda member: load(member, which))
-        ensemble.temperature = read_temperature(out_dir)
+        ensemble.temperature, ensemble.unknown_threshold = read_calibration(out_dir)
         return ensemble
     config = with_run_backbone(load_config(out_dir), out_dir)
     d = config.data
     learner = build_learner(config, (d.image_size, d.image_size, d.channels), seed=False)
     restore(learner, out_dir, which)
-    learner.temperature = read_temperature(out_dir)  # 1.0 for a run without calibration.json
+    # 1.0 and None for a run without calibration.json
+    learner.temperature, learner.unknown_threshold = read_calibration(out_dir)
     return learner

@@ -15,7 +15,8 @@ import tensorflow as tf
 
 from tfmeta.errors import ExportError  # noqa: F401  (re-exported)
 
-NUMERIC_OUTPUTS = ("logits", "probabilities", "class_ids", "embeddings")
+NUMERIC_OUTPUTS = ("logits", "probabilities", "class_ids", "unknown_score", "is_unknown",
+                   "embeddings")
 FILES = {"onnx": "model.onnx", "tflite": "model.tflite"}
 ONNX_OPSET = 17
 CONVERTER_LOGGERS = ("tf2onnx", "tensorflow", "absl")

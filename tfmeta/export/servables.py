@@ -20,18 +20,26 @@ from __future__ import annotations
 import tensorflow as tf
 
 from tfmeta.data.images import decode_image, other_polarity  # noqa: F401  (decode_image: re-exported)
+from tfmeta.learners.answers import unknown_scores
 
-def _outputs(logits):
+def _outputs(logits, unknown_threshold=None):
+    """What a classifying signature answers; ``unknown_score`` as
+    :func:`tfmeta.learners.answers.unknown_scores`, ``is_unknown`` above ``unknown_threshold``
+    (``None``: a run not calibrated; nothing is unknown)."""
     class_ids = tf.argmax(logits, -1, output_type=tf.int64)
-    return {"logits": logits, "probabilities": tf.nn.softmax(logits), "class_ids": class_ids}
+    scores = unknown_scores(logits)
+    threshold = float("inf") if unknown_threshold is None else float(unknown_threshold)
+    return {"logits": logits, "probabilities": tf.nn.softmax(logits), "class_ids": class_ids,
+            "unknown_score": scores, "is_unknown": scores > threshold}
 
 
 class ClassifierServable(tf.Module):
     """An adapted Keras classifier with its class names (see the module docstring)."""
 
-    def __init__(self, classifier, class_names):
+    def __init__(self, classifier, class_names, unknown_threshold=None):
         super().__init__(name="classifier_servable")
         self.classifier = classifier
+        self.unknown_threshold = unknown_threshold
         self.class_names = [str(name) for name in class_names]
         self.input_shape = tuple(int(d) for d in classifier.inputs[0].shape[1:])
         if len(self.class_names) > int(classifier.outputs[0].shape[-1]):
@@ -44,7 +52,7 @@ class ClassifierServable(tf.Module):
 
     def _classify(self, images):
         logits = self.classifier(images, training=False)[:, :len(self.class_names)]
-        outputs = _outputs(logits)
+        outputs = _outputs(logits, self.unknown_threshold)
         outputs["class_names"] = tf.gather(tf.constant(self.class_names), outputs["class_ids"])
         return outputs
 
@@ -94,7 +102,7 @@ class FewShotServable(tf.Module):
             query_images = tf.where(other, 1.0 - query_images, query_images)
         with tf.control_dependencies(checks):
             logits = self._learner.fewshot_logits(support_images, support_labels, query_images)
-        return _outputs(logits)
+        return _outputs(logits, self._learner.unknown_threshold)
 
     def signatures(self) -> dict:
         return {"serving_default": self.classify.get_concrete_function()}

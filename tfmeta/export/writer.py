@@ -21,6 +21,7 @@ from tfmeta.export.layout import check_name, publish
 from tfmeta.export.servables import ClassifierServable, EmbeddingServable, FewShotServable
 from tfmeta.export.warmup import WARMUP_FILE, write_warmup
 from tfmeta.files import write_json
+from tfmeta.learners.answers import unknown_scores
 from tfmeta.progress import stage
 
 FORMATS = tuple(FILES)
@@ -42,9 +43,15 @@ def _probabilities(logits) -> np.ndarray:
     return tf.nn.softmax(tf.cast(logits, tf.float32)).numpy()
 
 
+def _expected(logits) -> dict:
+    """The Keras model's outputs every exported file must reproduce."""
+    return {"probabilities": _probabilities(logits),
+            "unknown_score": unknown_scores(logits).numpy()}
+
+
 def saved_model(classifier, class_names, images, export_dir: str = "savedmodels",
                 name: str = "model", formats=(), metadata: dict | None = None,
-                fresh_process: bool = True) -> str:
+                fresh_process: bool = True, unknown_threshold: float | None = None) -> str:
     """Export an adapted classifier (from ``learner.adapt``) as the next version of ``name``.
 
     Args:
@@ -56,6 +63,8 @@ def saved_model(classifier, class_names, images, export_dir: str = "savedmodels"
         formats: any of ``"onnx"``, ``"tflite"``, written and verified with the SavedModel.
         metadata: extra JSON-able facts for ``assets.extra/tfmeta.json``.
         fresh_process: also verify in a fresh Python process that does not import tfmeta.
+        unknown_threshold: the unknown score above which ``is_unknown`` is true (a run's,
+            ``learner.unknown_threshold``; ``None``: never).
 
     Returns the version folder, e.g. ``savedmodels/name/3``.
     """
@@ -63,19 +72,20 @@ def saved_model(classifier, class_names, images, export_dir: str = "savedmodels"
     check_name(name)
     class_names = [str(c) for c in class_names]
     images = np.asarray(images, np.float32)
-    servable = ClassifierServable(classifier, class_names)
+    servable = ClassifierServable(classifier, class_names, unknown_threshold)
     if images.ndim != 4 or tuple(images.shape[1:]) != servable.input_shape:
         raise ValueError(f"images must be [n, {', '.join(map(str, servable.input_shape))}], "
                          f"got {list(images.shape)}")
-    expected = _probabilities(classifier(images, training=False)[:, :len(class_names)])
+    expected = _expected(classifier(images, training=False)[:, :len(class_names)])
     facts = {"kind": "classifier", "class_names": class_names,
+             "unknown_threshold": unknown_threshold,
              "signatures": {"serving_default": "images -> logits, probabilities, class_ids, "
-                                               "class_names",
+                                               "class_names, unknown_score, is_unknown",
                             "serving_bytes": "image_bytes -> the same"},
              **(metadata or {})}
     return publish(export_dir, name, lambda staging: _write(
-        staging, name, servable, {"images": images}, {"probabilities": expected}, facts,
-        formats, fresh_process, class_names))
+        staging, name, servable, {"images": images}, expected, facts, formats, fresh_process,
+        class_names))
 
 
 def reference_episode(input_shape, ways: int = 5, shots: int = 2, queries: int = 3,
@@ -107,16 +117,17 @@ def fewshot_saved_model(learner, export_dir: str = "savedmodels", name: str = "f
         ways = min(ways, learner.max_ways)
     support_x, support_y, query_x = reference_episode(learner.input_shape, ways, shots)
     classifier = learner.adapt(support_x, support_y)
-    expected = _probabilities(classifier(query_x, training=False)[:, :ways])
+    expected = _expected(classifier(query_x, training=False)[:, :ways])
     servable = FewShotServable(learner)
     facts = {"kind": "fewshot", "algorithm": learner.name,
+             "unknown_threshold": learner.unknown_threshold,
              "signatures": {"serving_default": "support_images, support_labels, query_images -> "
-                                               "logits, probabilities, class_ids"},
+                                               "logits, probabilities, class_ids, unknown_score, "
+                                               "is_unknown"},
              **(metadata or {})}
     inputs = {"support_images": support_x, "support_labels": support_y, "query_images": query_x}
     return publish(export_dir, name, lambda staging: _write(
-        staging, name, servable, inputs, {"probabilities": expected}, facts, formats,
-        fresh_process))
+        staging, name, servable, inputs, expected, facts, formats, fresh_process))
 
 
 def embedding_saved_model(learner, images=None, export_dir: str = "savedmodels",

@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfmeta.data.images import to_uint8_images
-from tfmeta.errors import DataError
+from tfmeta.errors import ConfigError, DataError
 
 
 class Answers:
@@ -21,6 +21,9 @@ class Answers:
     # The temperature of the answers (:mod:`tfmeta.calibration`): 1, the logits as they are, until
     # a run's calibration.json sets the instance's (tfmeta.run.load) or tfmeta.calibration does.
     temperature = 1.0
+    # The unknown score above which a query is "none of these" (predict(reject=True)); a run's
+    # calibration.json sets it, fitted on validation classes (tfmeta.calibration); None: none.
+    unknown_threshold = None
 
     def calibrated(self, logits):
         """``logits / temperature``."""
@@ -92,16 +95,47 @@ class Answers:
         self.check_ways(labels)
         return self.preprocess(support_x), tf.constant(labels, tf.int32), classes
 
-    def predict_proba(self, support_x, support_y, query_x):
-        """``(classes, probabilities [Q, len(classes)])`` for each query image."""
+    def answer(self, support_x, support_y, query_x) -> tuple:
+        """``(classes, logits [Q, len(classes)])``: the classes of the support set (sorted
+        ``support_y`` values) and the adapted classifier's logits for each query image."""
         x, y, classes = self.prepare_support(support_x, support_y)
         classifier = self.adapt(x, y)
-        logits = classifier(self.preprocess(query_x), training=False)[:, :len(classes)]
+        return classes, classifier(self.preprocess(query_x), training=False)[:, :len(classes)]
+
+    def predict_proba(self, support_x, support_y, query_x):
+        """``(classes, probabilities [Q, len(classes)])`` for each query image."""
+        classes, logits = self.answer(support_x, support_y, query_x)
         return classes, tf.nn.softmax(logits).numpy()
 
-    def predict(self, support_x, support_y, query_x) -> np.ndarray:
-        """The label (one of ``support_y``) of each query image."""
-        classes, probabilities = self.predict_proba(support_x, support_y, query_x)
-        return classes[probabilities.argmax(-1)]
+    def unknown_scores(self, support_x, support_y, query_x) -> np.ndarray:
+        """One score per query image, higher meaning none of the support set's classes: minus
+        the largest logit of the answer (the max-logit score, Vaze et al. 2022; for Prototypical
+        Networks, the squared distance to the nearest prototype over the temperature)."""
+        return unknown_scores(self.answer(support_x, support_y, query_x)[1]).numpy()
+
+    def predict(self, support_x, support_y, query_x, reject: bool = False,
+                threshold: float | None = None) -> np.ndarray:
+        """The label (one of ``support_y``) of each query image; with ``reject``, -1 for those
+        whose unknown score (:meth:`unknown_scores`) is above ``threshold`` (default: the one
+        the run fitted on validation classes)."""
+        classes, logits = self.answer(support_x, support_y, query_x)
+        labels = classes[np.asarray(tf.argmax(logits, -1))]
+        if not reject:
+            return labels
+        unknown = self.is_unknown(unknown_scores(logits).numpy(), threshold)
+        return np.where(unknown, -1, labels if labels.dtype.kind in "iu" else labels.astype(object))
+
+    def is_unknown(self, scores, threshold: float | None = None) -> np.ndarray:
+        """Whether each unknown score is above ``threshold`` (default: the run's)."""
+        threshold = self.unknown_threshold if threshold is None else threshold
+        if threshold is None:
+            raise ConfigError(f"{self.name} has no threshold for unknown queries: calibrate the "
+                              "run (tfmeta calibrate --checkpoint RUN) or pass threshold=")
+        return np.asarray(scores) > threshold
+
+
+def unknown_scores(logits):
+    """Minus the largest logit of each answer ``logits [Q, n]``: higher, less like any class."""
+    return -tf.reduce_max(tf.cast(logits, tf.float32), -1)
 
 
