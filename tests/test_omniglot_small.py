@@ -65,7 +65,8 @@ def test_benchmark_smoke_as_examples_omniglot_small_runs_it(tmp_path):
     # --evaluate: the trained run evaluated again without training, the same episodes
     again = tmp_path / "again"
     r = subprocess.run([sys.executable, "-m", "tfmeta", "benchmark", "omniglot-small",
-                        "--evaluate", str(out), "--test-episodes", "20", "--out", str(again)],
+                        "--evaluate", str(out), "--test-episodes", "20", "--out", str(again),
+                        "--open-set", "5"],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     evaluated = json.loads((again / "benchmark.json").read_text())
@@ -73,6 +74,15 @@ def test_benchmark_smoke_as_examples_omniglot_small_runs_it(tmp_path):
     assert [row["accuracy"] for row in evaluated["settings"]] == [
         row["accuracy"] for row in report["settings"]]
     assert "Evaluated without training" in (again / "benchmark.md").read_text()
+    # --open-set 5: every setting also with 5 unknown classes' queries, at the run's threshold
+    # (the run was calibrated on validation classes after training)
+    assert os.path.exists(out / "calibration.json")
+    for row in evaluated["settings"]:
+        o = row["open_set"]
+        assert "skipped" in o or (o["unknown_ways"] == 5 and o["episodes"] == 20
+                                  and {"auroc", "known_accuracy", "unknown_rejected"} <= set(o))
+    assert "auroc" in evaluated["settings"][0]["open_set"]  # 5 + 5 of 106 classes
+    assert "AUROC" in (again / "benchmark.md").read_text()
 
 
 def _raw_pngs_predict_as_training_saw_them(run_dir):

@@ -75,13 +75,14 @@ def run_name(name: str, algorithm: str) -> str:
 
 def evaluate_settings(learner, test_source, bench: Protocol, meta_batch: int = 4,
                       episodes: int | None = None, log=None, tta=None,
-                      finetune=None) -> list:
+                      finetune=None, open_set: int = 0) -> list:
     """One result per setting of ``bench`` on ``test_source`` (a setting the learner cannot run,
     e.g. 20 ways for a MAML trained for 5, is reported as skipped, with the reason); with
     ``tta`` (:class:`tfmeta.learners.tta.TestTimeAugmentation`) each also with test-time
     augmentation, on the same episodes; with ``finetune``
     (:class:`tfmeta.learners.finetune.TestTimeFineTuning`) also with the backbone fine-tuned on
-    each support set."""
+    each support set; with ``open_set`` U, also open-set figures (:mod:`tfmeta.openset`) on as
+    many episodes of ``ways + U`` classes (within one alphabet where the setting is)."""
     log = log or logging.getLogger("tfmeta").info  # the CLI shows it; --quiet hides it
     from tfmeta.data import EpisodeConfig, EpisodeSampler
     from tfmeta.data.episodes import parent_folder
@@ -103,10 +104,41 @@ def evaluate_settings(learner, test_source, bench: Protocol, meta_batch: int = 4
         began = time.time()
         row.update(evaluate(learner, sampler, episodes or bench.episodes, tta=tta,
                             finetune=finetune))
+        if open_set:
+            row["open_set"] = _open_set(learner, test_source, bench, s, meta_batch,
+                                        episodes or bench.episodes, open_set)
         row["seconds"] = round(time.time() - began, 1)
         rows.append(row)
-        log(f"{s.name}: {_figure(row)}")
+        log(f"{s.name}: {_figure(row)}; open set: {_open_set_figure(row)}" if open_set
+            else f"{s.name}: {_figure(row)}")
     return rows
+
+
+def _open_set(learner, test_source, bench, s, meta_batch, episodes, unknown) -> dict:
+    """Setting ``s``'s open-set figures with ``unknown`` more classes (or why it is skipped)."""
+    from tfmeta.data import EpisodeConfig, EpisodeSampler
+    from tfmeta.data.episodes import parent_folder
+    from tfmeta.errors import DataError
+    from tfmeta.openset import evaluate_open_set
+
+    try:
+        sampler = EpisodeSampler(test_source, EpisodeConfig(s.ways + unknown, s.shots, s.queries),
+                                 meta_batch, bench.seed, "test",
+                                 group_of=parent_folder if s.within_alphabet else None)
+        return evaluate_open_set(learner, sampler, s.ways, episodes, progress=False)
+    except (ConfigError, DataError) as err:
+        return {"skipped": str(err)}
+
+
+def _open_set_figure(row: dict) -> str:
+    o = row.get("open_set")
+    if o is None or "skipped" in o:
+        return "n/a"
+    text = f"AUROC {o['auroc']:.3f} +- {o['auroc_ci95']:.3f}"
+    if "unknown_rejected" in o:
+        text += (f"; rejected {100 * o['unknown_rejected']:.1f} % of unknown, known right "
+                 f"{100 * o['known_accuracy']:.1f} %")
+    return text
 
 
 def _figure(row: dict) -> str:
@@ -146,20 +178,22 @@ def markdown(report: dict) -> str:
              f"`{report['command']}`", "",
              "| setting | accuracy % (as deployed, +- 95% CI; TTA: with test-time augmentation; "
              "fine-tuned: the backbone fine-tuned on each support set) | calibration error "
-             "(ECE, 15 bins) %: at the run's temperature (uncalibrated) |",
-             "| --- | --- | --- |"]
-    lines += [f"| {row['setting']} | {_figure(row)} | {_calibration(row)} |"
-              for row in report["settings"]]
+             "(ECE, 15 bins) %: at the run's temperature (uncalibrated) | open set: "
+             f"{report.get('open_set') or 'no'} unknown classes' queries too |",
+             "| --- | --- | --- | --- |"]
+    lines += [f"| {row['setting']} | {_figure(row)} | {_calibration(row)} | "
+              f"{_open_set_figure(row)} |" for row in report["settings"]]
     return "\n".join(lines) + "\n"
 
 
 def run_benchmark(name: str, algorithm: str, data_dir: str, out_dir: str, config=None,
                   settings=(), episodes: int | None = None, progress: bool = True,
-                  command: str = "", log=None, tta=None, finetune=None) -> dict:
+                  command: str = "", log=None, tta=None, finetune=None,
+                  open_set: int = 0) -> dict:
     """Train (or resume) ``algorithm`` on benchmark ``name`` with data from ``data_dir`` in
     ``out_dir``, evaluate every test setting (with ``tta``: also with test-time augmentation;
-    with ``finetune``: also fine-tuned on each support set), write ``benchmark.json`` and
-    ``benchmark.md``."""
+    with ``finetune``: also fine-tuned on each support set; with ``open_set`` U: also open-set
+    figures with U unknown classes), write ``benchmark.json`` and ``benchmark.md``."""
     log = log or logging.getLogger("tfmeta").info  # the CLI shows it; --quiet hides it
     from tfmeta import run
 
@@ -173,7 +207,7 @@ def run_benchmark(name: str, algorithm: str, data_dir: str, out_dir: str, config
     fit = run.train(config, out_dir, progress=progress, log=log, test=False)
     train_seconds = time.time() - began
     report = _evaluate_and_write(name, out_dir, out_dir, episodes, command, log, tta, finetune,
-                                 meta_batch=config.train.meta_batch)
+                                 meta_batch=config.train.meta_batch, open_set=open_set)
     report.update(train_seconds=round(train_seconds, 1), steps=config.train.steps, last_fit=fit)
     _write(report, out_dir)
     return report
@@ -181,7 +215,7 @@ def run_benchmark(name: str, algorithm: str, data_dir: str, out_dir: str, config
 
 def evaluate_benchmark(name: str, run_dir: str, out_dir: str | None = None,
                        episodes: int | None = None, command: str = "", log=None, tta=None,
-                       finetune=None) -> dict:
+                       finetune=None, open_set: int = 0) -> dict:
     """Evaluate a trained run (or an ensemble of runs: ``tfmeta ensemble``) in every setting of
     benchmark ``name``, without training (``tfmeta benchmark NAME --evaluate RUN``); writes
     ``benchmark.json`` and ``benchmark.md`` to ``out_dir`` (default: the run's directory)."""
@@ -194,14 +228,14 @@ def evaluate_benchmark(name: str, run_dir: str, out_dir: str | None = None,
                           f"{bench.dataset}")
     out_dir = out_dir or run_dir
     report = _evaluate_and_write(name, run_dir, out_dir, episodes, command, log, tta, finetune,
-                                 meta_batch=recorded.train.meta_batch)
+                                 meta_batch=recorded.train.meta_batch, open_set=open_set)
     report.update(train_seconds=None, steps=None, evaluated_run=run_dir)
     _write(report, out_dir)
     return report
 
 
 def _evaluate_and_write(name, run_dir, out_dir, episodes, command, log, tta, finetune,
-                        meta_batch) -> dict:
+                        meta_batch, open_set=0) -> dict:
     """The benchmark's report of the run in ``run_dir``: every setting evaluated."""
     import platform
 
@@ -212,8 +246,9 @@ def _evaluate_and_write(name, run_dir, out_dir, episodes, command, log, tta, fin
     learner = run.load(run_dir)
     recorded = run.load_config(run_dir)  # the run's own config (its measured polarity included)
     test = load_splits(recorded.data)["test"]
-    rows = evaluate_settings(learner, test, bench, meta_batch, episodes, log, tta, finetune)
-    return {"benchmark": name, "algorithm": learner.name, "settings": rows,
+    rows = evaluate_settings(learner, test, bench, meta_batch, episodes, log, tta, finetune,
+                             open_set)
+    return {"benchmark": name, "algorithm": learner.name, "settings": rows, "open_set": open_set,
             "episodes": episodes or bench.episodes, "seed": bench.seed,
             "test_classes": test.num_classes, "command": command,
             "machine": f"{platform.machine()}, {os.cpu_count()} cores",

@@ -135,7 +135,9 @@ def benchmark_command(args):
     from tfmeta.errors import ConfigError
 
     protocol(args.name)  # an unknown name fails before anything is loaded
-    answers = dict(tta=_tta(args.tta), finetune=finetune_of(args),
+    if args.open_set < 0:
+        raise ConfigError(f"--open-set must be >= 0, got {args.open_set}")
+    answers = dict(tta=_tta(args.tta), finetune=finetune_of(args), open_set=args.open_set,
                    command="tfmeta " + " ".join(sys.argv[1:]))
     if args.evaluate:
         if args.algorithm or args.config or args.set or args.data_dir:
@@ -292,6 +294,9 @@ def benchmark_flags(p):
                         "copies as extra shots, answers averaged over shifted query copies)")
     add_finetune_flags(p, "also evaluate each setting with the backbone fine-tuned on each "
                           "support set for N Adam steps")
+    p.add_argument("--open-set", type=int, default=0, metavar="U",
+                   help="also evaluate each setting open-set: queries of U unknown classes "
+                        "beside the known ones (AUROC; rejection at the run's threshold)")
     p.add_argument("--out", default=None, help="run directory (default: runs/<name>_<algorithm>)")
 
 

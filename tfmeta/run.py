@@ -102,9 +102,10 @@ def trainer_for(config: RunConfig, learner, streams: dict, out_dir: str,
 def train(config: RunConfig, out_dir: str, progress: bool = True, log=None,
           test: bool = True, strategy=None, callbacks=(),
           parallel_tasks: int = PARALLEL_TASKS) -> dict:
-    """Meta-train (resuming from ``out_dir`` if it holds a run of the same config), then evaluate
-    the best checkpoint on the test classes. Returns the test result (with ``test=False``, no
-    test evaluation: the training figures). ``strategy``: a ``tf.distribute.Strategy`` (or
+    """Meta-train (resuming from ``out_dir`` if it holds a run of the same config), calibrate the
+    best checkpoint's answers on validation classes (``train.calibration_episodes``;
+    :mod:`tfmeta.calibration`), then evaluate it on the test classes. Returns the test result
+    (with ``test=False``, no test evaluation: the training figures). ``strategy``: a ``tf.distribute.Strategy`` (or
     ``None``: one device); a run resumes under any strategy, its checkpoints do not depend on it.
     Under a multi-worker strategy every worker calls this with the same ``out_dir``; only the
     chief writes there. ``callbacks``: Keras callbacks for the meta-training loop (one device;
@@ -185,7 +186,7 @@ def _meta_train_and_test(config, learner, streams, splits, out_dir, progress, lo
         if fit.get("skipped"):
             log(f"skipped {fit['skipped']} meta-batches whose loss, meta-gradient or state was "
                 "not finite")
-        if not test:
+        if not (test or t.calibration_episodes):
             return fit
         barrier(strategy)  # every worker reads the best checkpoint once the chief has written it
         restore(learner, out_dir)
@@ -197,6 +198,8 @@ def _meta_train_and_test(config, learner, streams, splits, out_dir, progress, lo
                 f"{calibration['temperature']:.3g}, calibration error (ECE) "
                 f"{100 * calibration['ece_before']:.2f}% -> "
                 f"{100 * calibration['ece_after']:.2f}%")
+        if not test:
+            return fit
         result = evaluate(learner, streams["test"], config.train.test_episodes,
                           attack=config.train.attack())
     result.update(algorithm=config.algorithm, dataset=config.data.dataset,
