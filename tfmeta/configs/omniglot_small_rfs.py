@@ -12,6 +12,9 @@ trained run as its teacher::
     tfmeta benchmark omniglot-small --algorithm rfs --data-dir DIR --out GEN1 \
         --set learner.teacher=GEN0
 
+Measured (600 test episodes; 5-way 1-shot, 20-way 1-shot, 20-way 1-shot within an alphabet):
+generation 0 92.83 / 80.55 / 69.36 %, generation 1 93.62 / 82.07 / 71.18 % (README, Benchmarks).
+
 Differences from the paper: its training recipe is SGD with momentum and weight decay on
 mini-ImageNet-sized data.
 """
