@@ -6,6 +6,9 @@ augmentation).
     tfmeta benchmark omniglot-small --algorithm maml++ --data-dir DIR
     tfmeta train --config omniglot_small_mamlpp --dataset omniglot-small:DIR --out RUN
 
+Measured (600 test episodes, as deployed; README, Benchmarks): 90.87 % 5-way 1-shot (transductive
+92.39 %), 97.33 % 5-way 5-shot, against MAML's preset's 80.74 / 83.66 %.
+
 Differences from the paper: no per-step BatchNorm running statistics (the adapted classifier
 normalises with its support set's statistics, as MAML's), no derivative-order annealing (``--set learner.first_order_share=0.3`` turns it on), 1,500 meta-iterations.
 """
