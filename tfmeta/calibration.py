@@ -112,7 +112,9 @@ def unknown_threshold(logits, false_rejection: float = FALSE_REJECTION) -> float
     quantile."""
     if not 0 < false_rejection < 1:
         raise ConfigError(f"false_rejection must be in (0, 1), got {false_rejection}")
-    scores = -np.asarray(logits, np.float64).reshape(-1, np.shape(logits)[-1]).max(-1)
+    from tfmeta.learners.answers import unknown_scores  # the score the answers carry
+
+    scores = unknown_scores(np.reshape(logits, (-1, np.shape(logits)[-1]))).numpy()
     return float(np.quantile(scores, 1.0 - false_rejection))
 
 
