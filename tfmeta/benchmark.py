@@ -116,16 +116,16 @@ def evaluate_settings(learner, test_source, bench: Protocol, meta_batch: int = 4
 
 def _open_set(learner, test_source, bench, s, meta_batch, episodes, unknown) -> dict:
     """Setting ``s``'s open-set figures with ``unknown`` more classes (or why it is skipped)."""
-    from tfmeta.data import EpisodeConfig, EpisodeSampler
+    from tfmeta.data import EpisodeConfig
     from tfmeta.data.episodes import parent_folder
     from tfmeta.errors import DataError
-    from tfmeta.openset import evaluate_open_set
+    from tfmeta.openset import evaluate_open_set_episodes
 
     try:
-        sampler = EpisodeSampler(test_source, EpisodeConfig(s.ways + unknown, s.shots, s.queries),
-                                 meta_batch, bench.seed, "test",
-                                 group_of=parent_folder if s.within_alphabet else None)
-        return evaluate_open_set(learner, sampler, s.ways, episodes, progress=False)
+        return evaluate_open_set_episodes(
+            learner, test_source, EpisodeConfig(s.ways, s.shots, s.queries), unknown, meta_batch,
+            bench.seed, episodes, group_of=parent_folder if s.within_alphabet else None,
+            progress=False)
     except (ConfigError, DataError) as err:
         return {"skipped": str(err)}
 

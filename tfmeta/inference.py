@@ -3,7 +3,6 @@ and classify image files given a support folder (``tfmeta predict``)."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 
 from tfmeta.calibration import CALIBRATION_EPISODES, calibrate, write_calibration
@@ -12,7 +11,7 @@ from tfmeta.data import EpisodeSampler, load_splits
 from tfmeta.data.episodes import TEST_SEED
 from tfmeta.errors import ConfigError
 from tfmeta.evaluation import PROTOCOL_EPISODES, evaluate, write_result
-from tfmeta.openset import evaluate_open_set
+from tfmeta.openset import evaluate_open_set_episodes
 from tfmeta.run import VALIDATION_SEED, load
 from tfmeta.rundir import load_config
 
@@ -53,10 +52,8 @@ def evaluate_run(out_dir: str, episodes: int = PROTOCOL_EPISODES, seed: int | No
     sampler = EpisodeSampler(test, config.episode, config.train.meta_batch, seed, "test")
     result = evaluate(learner, sampler, episodes, attack=attack, tta=tta, finetune=finetune)
     if open_set:
-        wider = dataclasses.replace(config.episode, ways=config.episode.ways + open_set)
-        result["open_set"] = evaluate_open_set(
-            learner, EpisodeSampler(test, wider, config.train.meta_batch, seed, "test"),
-            config.episode.ways, episodes)
+        result["open_set"] = evaluate_open_set_episodes(
+            learner, test, config.episode, open_set, config.train.meta_batch, seed, episodes)
     result.update(algorithm=learner.name, dataset=config.data.dataset)
     write_result(result, result_file or os.path.join(out_dir, "evaluation.json"))
     return result

@@ -84,6 +84,19 @@ def evaluate_open_set(learner, sampler, known: int, episodes: int,
     return result
 
 
+def evaluate_open_set_episodes(learner, source, episode, unknown: int, meta_batch: int, seed: int,
+                               episodes: int, group_of=None, progress: bool = True) -> dict:
+    """:func:`evaluate_open_set` on test episodes like ``episode`` (an ``EpisodeConfig``) of
+    ``source`` with ``unknown`` more classes (``group_of``: all drawn from one group)."""
+    import dataclasses
+
+    from tfmeta.data import EpisodeSampler
+
+    wider = dataclasses.replace(episode, ways=episode.ways + unknown)
+    sampler = EpisodeSampler(source, wider, meta_batch, seed, "test", group_of=group_of)
+    return evaluate_open_set(learner, sampler, episode.ways, episodes, progress)
+
+
 def format_open_set(result: dict) -> str:
     line = (f"open set ({result['known_ways']} known classes, queries of "
             f"{result['unknown_ways']} unknown ones too): AUROC {result['auroc']:.3f} +- "
