@@ -215,7 +215,7 @@ class RunConfig:
         if self.train_ways is not None and self.train_ways < 2:
             raise ConfigError(f"train_ways must be at least 2, got {self.train_ways}")
         learner_config = self.learner_config()  # unknown or invalid options: one clear error
-        cls.check_test_episode(self.train_episode, self.episode)
+        cls.check_test_episode(self.train_episode, self.episode, learner_config)
         cls.check_episode(learner_config, self.learner_episode)
         if self.train.adversarial is not None and not cls.adversarial_queries:
             raise ConfigError(f"{self.algorithm} has no query loss to attack: adversarial "

@@ -42,7 +42,8 @@ def evaluate_run(out_dir: str, episodes: int = PROTOCOL_EPISODES, seed: int | No
             raise ConfigError(f"{out_dir} was trained on data.{name}="
                               f"{getattr(trained.data, name)}; its model cannot take "
                               f"{getattr(config.data, name)} (leave data.{name} out)")
-    learner = load(out_dir)
+    changed = {k: v for k, v in config.learner.items() if trained.learner.get(k) != v}
+    learner = load(out_dir, learner_options=changed)  # --set learner.X: how it adapts
     test = load_splits(config.data)["test"]
     seed = TEST_SEED if seed is None else seed
     if open_set and config.episode.ways + open_set > test.num_classes:

@@ -215,15 +215,23 @@ def _as_json(value):
     return json.loads(json.dumps(value))  # tuples become lists, as in run.json
 
 
-def load(out_dir: str, which: str = "best"):
+def load(out_dir: str, which: str = "best", learner_options: dict | None = None):
     """The meta-trained learner of a run directory, ready for ``predict`` / ``adapt`` (of an
     ensemble's directory, ``tfmeta ensemble``: the :class:`tfmeta.ensemble.Ensemble` of its
-    members)."""
+    members). ``learner_options`` change how the learner adapts (``test_inner_steps``, MAML's
+    ``prototype_head``, ...); an option that changes what it holds does not fit the checkpoint,
+    one clear error."""
     if is_ensemble(out_dir):
+        if learner_options:
+            raise ConfigError(f"{out_dir} is an ensemble: its members' learner options are their "
+                              "own runs'")
         ensemble = load_ensemble(out_dir, lambda member: load(member, which))
         ensemble.temperature, ensemble.unknown_threshold = read_calibration(out_dir)
         return ensemble
     config = with_run_backbone(load_config(out_dir), out_dir)
+    if learner_options:
+        config = dataclasses.replace(config, learner={**config.learner, **learner_options})
+        config.learner_config()  # an unknown or bad option: one clear error
     d = config.data
     learner = build_learner(config, (d.image_size, d.image_size, d.channels), seed=False)
     restore(learner, out_dir, which)

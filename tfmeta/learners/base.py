@@ -166,9 +166,10 @@ class Learner(OuterLoop, Answers):
         ``config`` (checked before a run starts)."""
 
     @classmethod
-    def check_test_episode(cls, train: EpisodeConfig, test: EpisodeConfig) -> None:
-        """Raise ``ConfigError`` if a learner meta-trained on ``train`` episodes cannot be
-        evaluated on ``test`` episodes. A ``ways``-unit head cannot change its ways."""
+    def check_test_episode(cls, train: EpisodeConfig, test: EpisodeConfig, config=None) -> None:
+        """Raise ``ConfigError`` if a learner meta-trained on ``train`` episodes with options
+        ``config`` cannot be evaluated on ``test`` episodes. A ``ways``-unit head cannot change
+        its ways."""
         if cls.backbone_output == "logits" and train.ways != test.ways:
             raise ConfigError(f"{cls.name} has a {test.ways}-way head: train_ways must equal ways "
                               "(wider training episodes are for metric learners)")

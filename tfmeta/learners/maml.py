@@ -31,9 +31,12 @@ import tensorflow as tf
 from tfmeta.learners.base import accuracy, cross_entropy
 from tfmeta.learners.batchnorm import batchnorm_layers
 from tfmeta.learners.optimization import OptimizationLearner
+from tfmeta.learners.prototype_head import PrototypeHead
 from tfmeta.learners.inner import check_inner_options, sgd_inner_loop
 from tfmeta.learners.registry import register
 from tfmeta.settings import setting
+
+PROTOTYPE_HEADS = ("off", "test", "always")
 
 
 @dataclasses.dataclass
@@ -47,6 +50,12 @@ class MAMLConfig:
         recompute_inner: gradient checkpointing of the inner loop: the outer backward pass
             recomputes each inner step's activations (same meta-gradients, tested), so the
             meta-step's tensors no longer grow with ``inner_steps`` (benchmarks/maml_memory.py).
+        prototype_head: where each task's head starts. ``"off"``: at the meta-learned head, which
+            has the model's ``ways`` units. ``"test"``: meta-trained so; at test (evaluation,
+            ``adapt``, every export) at the support set's prototypes, as wide as the support has
+            classes (:mod:`tfmeta.learners.prototype_head`), so a 5-way-trained model answers
+            20-way tasks. ``"always"``: at the prototypes in meta-training too (Proto-MAML,
+            Triantafillou et al. 2020; ``protomaml`` fixes it).
         inner_reduction: the support loss of the inner loop. ``"mean"`` (default): the mean
             cross-entropy. ``"sum/shots"`` is the MAML code's: per-image cross-entropy summed over
             the N*K support images and divided by K, i.e. N times the mean, so alpha = 0.4 is the
@@ -66,20 +75,60 @@ class MAMLConfig:
     test_inner_steps: int | None = setting(3, "inner-loop steps at test", "test-inner-steps")
     inner_reduction: str = "mean"
     recompute_inner: bool = False
+    prototype_head: str = setting("off", "where each task's head starts: off (the meta-learned "
+                                  "head), test (the support's prototypes at test: any number of "
+                                  "classes) or always (Proto-MAML)", "prototype-head")
 
     def __post_init__(self):
         check_inner_options(self.inner_steps, self.test_inner_steps, self.inner_reduction)
         if self.inner_lr <= 0:
             raise ValueError(f"inner_lr must be positive, got {self.inner_lr}")
+        if self.prototype_head not in PROTOTYPE_HEADS:
+            raise ValueError(f"prototype_head must be one of {', '.join(PROTOTYPE_HEADS)}, got "
+                             f"{self.prototype_head!r}")
 
 
 @register(name="fomaml", first_order=True)  # first-order MAML
 @register
-class MAML(OptimizationLearner):
+class MAML(PrototypeHead, OptimizationLearner):
     """MAML / first-order MAML over any Keras classifier (see the module docstring)."""
 
     name = "maml"
     config_class = MAMLConfig
+
+    def __init__(self, model: keras.Model, *args, **kwargs):
+        super().__init__(model, *args, **kwargs)
+        if self.prototype_mode != "off":
+            self.init_prototype_head()
+
+    @property
+    def prototype_mode(self) -> str:
+        """``prototype_head`` (a subclass whose options have none, Meta-SGD's: ``"off"``)."""
+        return getattr(self.config, "prototype_head", "off")
+
+    @classmethod
+    def check_test_episode(cls, train, test, config=None) -> None:
+        """A prototype head at test is as wide as the test task: any ways."""
+        if getattr(config, "prototype_head", "off") == "off":
+            super().check_test_episode(train, test, config)
+
+    @property
+    def max_ways(self) -> int | None:
+        return None if self.prototype_mode != "off" else super().max_ways
+
+    def task_start(self, theta, support_x, support_y, training: bool) -> list:
+        """Where one task's inner loop starts: theta, or theta with the head at the support
+        set's prototypes (``prototype_head``; in meta-training as wide as the model's head)."""
+        mode = self.prototype_mode
+        if mode == "always" or (mode == "test" and not training):
+            return self.prototype_head(theta, support_x, support_y,
+                                       self.head_units if training else None)
+        return theta
+
+    def test_adaptation(self, theta, support_x, support_y):
+        theta = self.task_start(theta, support_x, support_y, training=False)
+        return self.inner_loop(theta, support_x, support_y, self.test_inner_steps,
+                               differentiable=False)
 
     @property
     def second_order(self) -> bool:
@@ -128,6 +177,7 @@ class MAML(OptimizationLearner):
 
     def task_loss(self, theta, support_x, support_y, query_x, query_y):
         """One task: adapt theta on the support set (inner loop), then the query loss."""
+        theta = self.task_start(theta, support_x, support_y, training=True)
         phi = self.inner_loop(theta, support_x, support_y, self.config.inner_steps)
         logits = self.forward(phi, query_x)
         return (cross_entropy(logits, query_y, smoothing=self.label_smoothing),

@@ -160,6 +160,7 @@ class MAMLPlusPlus(MAML):
 
     def task_loss(self, theta, support_x, support_y, query_x, query_y):
         """One task: the weighted query losses after each inner step (MSL)."""
+        theta = self.task_start(theta, support_x, support_y, training=True)
         phis = self.adapted_steps(theta, support_x, support_y, self.config.inner_steps)
         weights = self.step_weights(len(phis))
         if not self.config.multi_step_loss:  # the last step's query loss alone

@@ -12,56 +12,38 @@ the support set::
                                                         # the prototypes into the body
 
 The meta-learned head is not used: every task's head comes from its support set, so its
-adaptation starts where ProtoNet ends. Classes without support images get a bias of -1e4 (never
-predicted). Options and their defaults are MAML's (:class:`tfmeta.learners.maml.MAMLConfig`);
+adaptation starts where ProtoNet ends, and at test the head is as wide as the support has classes
+(any number; :mod:`tfmeta.learners.prototype_head`). It is MAML with ``prototype_head="always"``
+(any MAML-family learner takes ``"test"``: trained with its own head, the prototypes at test).
+Options and their defaults are otherwise MAML's (:class:`tfmeta.learners.maml.MAMLConfig`);
 ``first_order`` drops the inner loop's second-order term as in the paper's fo-Proto-MAML.
 """
 
 from __future__ import annotations
 
-import keras
-import tensorflow as tf
+import dataclasses
 
-from tfmeta.learners.maml import MAML
+from tfmeta.learners.maml import MAML, MAMLConfig
 from tfmeta.learners.registry import register
 
-ABSENT_BIAS = -1e4  # the head's bias for a class without support images
+
+@dataclasses.dataclass
+class ProtoMAMLConfig(MAMLConfig):
+    """MAML's options; the head always starts at the prototypes."""
+
+    prototype_head: str = "always"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.prototype_head != "always":
+            raise ValueError("protomaml's head always starts at the prototypes; for a head that "
+                             "does so only at test, use maml with prototype_head='test'")
 
 
-@register
+@register(prototype_head="always")
 class ProtoMAML(MAML):
-    """Proto-MAML over any Keras classifier whose last layer is a ``Dense`` head with a bias."""
+    """Proto-MAML over any Keras classifier whose last layer is a linear ``Dense`` head with a
+    bias."""
 
     name = "protomaml"
-
-    def __init__(self, model: keras.Model, *args, **kwargs):
-        head = model.layers[-1]
-        if not (isinstance(head, keras.layers.Dense) and head.use_bias and [
-                id(v) for v in model.trainable_variables[-2:]] == [id(head.kernel), id(head.bias)]):
-            raise ValueError("protomaml needs a model that ends in a Dense head with a bias (its "
-                             "last trainable variables)")
-        super().__init__(model, *args, **kwargs)
-        # The same layers up to the head's input: the features f_theta.
-        self._features = keras.Model(self.model.inputs, head.input)
-
-    def features(self, params, images):
-        """``f_theta(images)`` ``[n, D]`` under the body's weights of ``params`` (batch
-        statistics)."""
-        non_trainable = [v.value for v in self._features.non_trainable_variables]
-        features, _ = self._features.stateless_call(list(params[:-2]), non_trainable, images,
-                                                    training=True)
-        return features
-
-    def prototype_head(self, theta, support_x, support_y):
-        """``theta`` with its head set to the support set's prototypes."""
-        kernel = theta[-2]
-        features = tf.cast(self.features(theta, support_x), kernel.dtype)
-        ways = kernel.shape[-1]
-        counts = tf.math.unsorted_segment_sum(tf.ones_like(features[:, 0]), support_y, ways)
-        centres = (tf.math.unsorted_segment_sum(features, support_y, ways)
-                   / tf.maximum(counts, 1.0)[:, None])
-        bias = tf.where(counts > 0, -tf.reduce_sum(tf.square(centres), -1), ABSENT_BIAS)
-        return list(theta[:-2]) + [2.0 * tf.transpose(centres), bias]
-
-    def inner_loop(self, theta, x, y, steps, differentiable=True):
-        return super().inner_loop(self.prototype_head(theta, x, y), x, y, steps, differentiable)
+    config_class = ProtoMAMLConfig
