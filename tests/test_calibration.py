@@ -230,3 +230,97 @@ def test_a_run_fits_stores_and_reports_its_temperature(tmp_path, capsys):
     with pytest.raises(ConfigError, match="damaged") as err:
         read_calibration(run)
     assert "\n" not in str(err.value)
+
+
+def test_the_nearest_setting_and_bad_settings():
+    from tfmeta.calibration import nearest_setting, parse_settings
+
+    assert parse_settings("5x1, 20x5,5X5") == [(5, 1), (20, 5), (5, 5)]
+    assert parse_settings("") == []
+    for bad in ("5", "1x1", "5x0", "ax1", "5x1x2"):
+        with pytest.raises(ConfigError, match="WAYSxSHOTS"):
+            parse_settings(bad)
+    table = [{"ways": 5, "shots": 1}, {"ways": 5, "shots": 5}, {"ways": 20, "shots": 1},
+             {"ways": 20, "shots": 5}]
+    # by hand: |log(ways / w)| + |log(shots / k)|, least first
+    assert [nearest_setting(table, w, k) for w, k in
+            [(5, 1), (4, 1), (10, 1), (11, 1), (20, 3), (30, 2), (3, 2.3), (5, 2.2)]] == [
+                0, 0, 0, 2, 3, 2, 1, 0]
+
+
+def test_each_support_set_is_answered_at_its_nearest_settings_temperature(small_glyphs,
+                                                                         tmp_path):
+    """Per-setting calibrations (a temperature and threshold per ways x shots): adapt(),
+    fewshot_logits eagerly and in a graph, predict(reject=True) and the few-shot servable take the
+    nearest setting's, so one learner answers 3-way 1-shot and 6-way 2-shot support sets each
+    at its own temperature."""
+    from tfmeta.export.servables import FewShotServable
+
+    keras.utils.set_random_seed(0)
+    learner = create("protonet", "conv4", episode=EPISODE, backbone_width=8)
+    learner.calibrations = ({"ways": 3, "shots": 1, "temperature": 2.0, "unknown_threshold": -1.0},
+                            {"ways": 6, "shots": 2, "temperature": 0.5, "unknown_threshold": 1e9})
+    learner.temperature, learner.unknown_threshold = 7.0, 0.0  # the run's: never used here
+    for ways, shots, temperature, threshold in ((3, 1, 2.0, -1.0), (6, 2, 0.5, 1e9)):
+        sampler = EpisodeSampler(small_glyphs, EpisodeConfig(ways, shots, 2), meta_batch=1,
+                                 seed=ways)
+        sx, sy, qx, _ = [t.numpy()[0] for t in next(iter(sampler.dataset()))]
+        raw = learner.meta_test_step(next(iter(sampler.dataset())))["logits"].numpy()[0]
+        np.testing.assert_allclose(learner.fewshot_logits(sx, sy, qx).numpy(), raw / temperature,
+                                   rtol=1e-5, atol=1e-5)
+        graph = tf.function(learner.fewshot_logits)(tf.constant(sx), tf.constant(sy),
+                                                    tf.constant(qx))
+        np.testing.assert_allclose(graph.numpy(), raw / temperature, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(learner.adapt(sx, sy)(qx).numpy()[:, :ways],
+                                   raw / temperature, rtol=1e-5, atol=1e-5)
+        answers = learner.predict(np.round(sx * 255).astype(np.uint8), sy,
+                                  np.round(qx * 255).astype(np.uint8), reject=True)
+        # every score (ProtoNet's logits are <= 0) is above -1 and below 1e9: all unknown at the
+        # first setting's threshold, none at the second's
+        assert ((answers == -1) == (threshold < 0)).all()
+        served = FewShotServable(learner).classify(tf.constant(sx), tf.constant(sy),
+                                                   tf.constant(qx))
+        assert (served["is_unknown"].numpy() == (threshold < 0)).all()
+
+
+def test_a_run_calibrates_each_setting_it_is_asked_for(tmp_path):
+    """train.calibration_settings: calibration.json holds a temperature per setting, each the
+    likelihood's minimum on that setting's validation answers; tfmeta.run.load answers with it."""
+    from tfmeta.calibration import answers_of
+    from tfmeta.data import load_splits
+    from tfmeta.rundir import load_config
+    from tfmeta.run import VALIDATION_SEED, load
+
+    run = str(tmp_path / "run")
+    assert main(["train", "--algorithm", "protonet", "--steps", "2", "--width", "8",
+                 "--val-every", "2", "--val-episodes", "2", "--episodes", "4", "--ways", "3",
+                 "--set", "train.calibration_episodes=20", "--set",
+                 "train.calibration_settings=3x1,6x2,999x1", "--out", run, "--no-progress"]) == 0
+    with open(os.path.join(run, "calibration.json")) as f:
+        facts = json.load(f)
+    settings = [(e["ways"], e["shots"]) for e in facts["settings"]]
+    assert settings == [(3, 1), (6, 2)]  # the run's own first; 999 ways: left out, with a warning
+    learner = load(run)
+    config = load_config(run)
+    validation = load_splits(config.data)["val"]
+    for entry, calibrated in zip(facts["settings"], learner.calibrations):
+        assert calibrated["temperature"] == pytest.approx(entry["temperature"])
+        sampler = EpisodeSampler(validation, EpisodeConfig(entry["ways"], entry["shots"],
+                                                           config.episode.queries),
+                                 config.train.meta_batch, VALIDATION_SEED + config.train.seed,
+                                 "val")
+        logits, labels = answers_of(learner, sampler, 20)
+        logits, labels = logits.reshape(-1, logits.shape[-1]), labels.reshape(-1)
+        t = entry["temperature"]
+        assert _nll(logits, labels, t) <= min(_nll(logits, labels, t * 1.02),
+                                              _nll(logits, labels, t / 1.02)) + 1e-9
+    assert learner.setting_calibration(6, 2)[0] == pytest.approx(
+        facts["settings"][1]["temperature"])
+    # tfmeta calibrate --settings refits them; a bad setting is one line
+    assert main(["calibrate", "--checkpoint", run, "--episodes", "10", "--settings", "4x3",
+                 "--quiet"]) == 0
+    with open(os.path.join(run, "calibration.json")) as f:
+        assert [(e["ways"], e["shots"], e["episodes"]) for e in json.load(f)["settings"]] == [
+            (3, 1, 10), (4, 3, 10)]
+    assert main(["train", "--algorithm", "protonet", "--set", "train.calibration_settings=20",
+                 "--print-config"]) == 2

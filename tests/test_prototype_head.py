@@ -2,6 +2,7 @@
 meta-trained on 5-way tasks adapts to tasks of any number of classes, its head starting at the
 support set's prototypes; adapt(), fewshot_logits and every export answer alike."""
 
+import json
 import os
 
 import keras
@@ -139,3 +140,9 @@ def test_a_trained_maml_run_is_evaluated_wider_with_the_prototype_head_at_test(t
     assert result["ways"] == 5 and result["episodes"] == 4
     with pytest.raises(ConfigError, match="prototype_head must be one of"):
         evaluate_run(str(tmp_path), episodes=4, settings=["learner.prototype_head=wide"])
+    from tfmeta.cli import main
+
+    assert main(["evaluate", "--checkpoint", str(tmp_path), "--episodes", "4", "--ways", "5",
+                 "--learner", "prototype_head=test", "--quiet",
+                 "--out", str(tmp_path / "wide.json")]) == 0
+    assert json.load(open(tmp_path / "wide.json"))["ways"] == 5

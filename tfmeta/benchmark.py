@@ -201,7 +201,8 @@ def run_benchmark(name: str, algorithm: str, data_dir: str, out_dir: str, config
     if config is None:
         config = starting_config(name, algorithm)
     config = config.with_values({"algorithm": algorithm,
-                                 "data.dataset": f"{bench.dataset}:{data_dir}"})
+                                 "data.dataset": f"{bench.dataset}:{data_dir}",
+                                 "train.calibration_settings": calibration_settings(bench)})
     config = config.with_settings(settings).validate()
     began = time.time()
     fit = run.train(config, out_dir, progress=progress, log=log, test=False)
@@ -211,6 +212,12 @@ def run_benchmark(name: str, algorithm: str, data_dir: str, out_dir: str, config
     report.update(train_seconds=round(train_seconds, 1), steps=config.train.steps, last_fit=fit)
     _write(report, out_dir)
     return report
+
+
+def calibration_settings(bench: Protocol) -> str:
+    """The benchmark's ways x shots (``"5x1,5x5,20x1,20x5"``): a run calibrates each."""
+    settings = dict.fromkeys(f"{s.ways}x{s.shots}" for s in bench.settings)
+    return ",".join(settings)
 
 
 def evaluate_benchmark(name: str, run_dir: str, out_dir: str | None = None,

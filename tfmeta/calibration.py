@@ -20,6 +20,12 @@ score; for Prototypical Networks, the squared distance to the nearest prototype 
 threshold is the score that 5 % of the validation episodes' (known) queries exceed
 (:func:`unknown_threshold`); ``predict(..., reject=True)`` answers -1 above it, and every export
 outputs ``unknown_score`` and ``is_unknown``.
+
+Per setting: answers of 20-way 5-shot support sets are not as confident as 5-way 1-shot ones, so
+one temperature cannot calibrate both. With ``train.calibration_settings`` (``"5x1,20x5"``; the
+benchmarks set their own) each setting gets its temperature and threshold, fitted on validation
+episodes of it, and a support set is answered with those of the nearest setting in ways and
+shots (:func:`nearest_setting`; ``adapt``, ``fewshot_logits`` and every export alike).
 """
 
 from __future__ import annotations
@@ -119,31 +125,98 @@ def unknown_threshold(logits, false_rejection: float = FALSE_REJECTION) -> float
 
 
 def calibrate(learner, sampler, episodes: int = CALIBRATION_EPISODES,
-              false_rejection: float = FALSE_REJECTION) -> dict:
+              false_rejection: float = FALSE_REJECTION, settings=()) -> dict:
     """Fit ``learner``'s temperature on ``episodes`` episodes of ``sampler`` (validation
     classes), then the unknown-score threshold that rejects ``false_rejection`` of their (known)
-    queries, and set both (``learner.temperature``, ``learner.unknown_threshold``). Returns what
-    ``calibration.json`` holds: both, the episodes, and the ECE on them before and after."""
+    queries, and set both (``learner.temperature``, ``learner.unknown_threshold``). With
+    ``settings`` (samplers of validation episodes of other ways and shots), fit each of them too
+    and set ``learner.calibrations``: a support set is then answered with its nearest setting's
+    (:func:`nearest_setting`). Returns what ``calibration.json`` holds: the run's setting's
+    figures, the episodes, the ECE on them before and after, and with ``settings`` every
+    setting's (``"settings"``)."""
     if episodes < 1:
         raise ConfigError(f"calibration needs at least one episode, got {episodes}")
+    entries = [_fit_setting(learner, s, episodes, false_rejection)
+               for s in [sampler, *settings]]
+    own = entries[0]
+    learner.temperature, learner.unknown_threshold = own["temperature"], own["unknown_threshold"]
+    learner.calibrations = tuple(entries) if settings else ()
+    facts = {"temperature": own["temperature"], "method": "temperature scaling (Guo et al. 2017)",
+             "unknown_threshold": own["unknown_threshold"], "false_rejection": false_rejection,
+             "episodes": own["episodes"], "ways": own["ways"], "shots": own["shots"],
+             "queries": own["queries"], "classes": "validation", "seed": sampler.seed,
+             "ece_before": own["ece_before"], "ece_after": own["ece_after"], "format": 1}
+    if settings:
+        facts["settings"] = entries
+    return facts
+
+
+def _fit_setting(learner, sampler, episodes: int, false_rejection: float) -> dict:
+    """One setting's temperature, threshold and ECE before and after, on ``sampler``'s
+    episodes."""
     logits, labels = answers_of(learner, sampler, episodes)
     temperature = fit_temperature(logits, labels)
-    threshold = unknown_threshold(logits / temperature, false_rejection)
-    learner.temperature, learner.unknown_threshold = temperature, threshold
     e = sampler.episode
-    return {"temperature": temperature, "method": "temperature scaling (Guo et al. 2017)",
-            "unknown_threshold": threshold, "false_rejection": false_rejection,
-            "episodes": int(len(logits)), "ways": e.ways, "shots": e.shots,
-            "queries": e.queries, "classes": "validation", "seed": sampler.seed,
+    return {"ways": e.ways, "shots": e.shots, "queries": e.queries, "episodes": int(len(logits)),
+            "temperature": temperature,
+            "unknown_threshold": unknown_threshold(logits / temperature, false_rejection),
             "ece_before": expected_calibration_error(softmax(logits), labels),
-            "ece_after": expected_calibration_error(softmax(logits / temperature), labels),
-            "format": 1}
+            "ece_after": expected_calibration_error(softmax(logits / temperature), labels)}
+
+
+def parse_settings(text: str | None) -> list:
+    """``"5x1,20x5"`` -> ``[(5, 1), (20, 5)]`` (ways x shots); one clear error for anything
+    else."""
+    settings = []
+    for part in (text or "").replace(" ", "").split(","):
+        if not part:
+            continue
+        try:
+            ways, shots = (int(n) for n in part.lower().split("x"))
+        except ValueError:
+            ways = shots = 0
+        if ways < 2 or shots < 1:
+            raise ConfigError(f"a calibration setting is WAYSxSHOTS with ways >= 2 and shots >= "
+                              f"1 (as 20x5), got {part!r}")
+        settings.append((ways, shots))
+    return settings
+
+
+def nearest_setting(entries, ways: int, shots: float) -> int:
+    """The index of the entry (``{"ways", "shots", ...}``) nearest to ``ways`` and ``shots``:
+    least ``|log(ways / w)| + |log(shots / k)|``, the first of equals."""
+    distances = [abs(math.log(ways / e["ways"])) + abs(math.log(shots / e["shots"]))
+                 for e in entries]
+    return int(np.argmin(distances))
 
 
 def write_calibration(facts: dict, out_dir: str) -> str:
     path = os.path.join(out_dir, CALIBRATION_FILE)
     write_json(facts, path)
     return path
+
+
+def read_setting_calibrations(out_dir: str) -> tuple:
+    """The per-setting calibrations of ``out_dir``'s ``calibration.json`` (``()`` where it has
+    none: one temperature for every setting); a damaged entry is one clear error."""
+    path = os.path.join(out_dir, CALIBRATION_FILE)
+    if not os.path.exists(path):
+        return ()
+    with open(path) as f:
+        entries = json.load(f).get("settings") or []
+    try:
+        entries = tuple({"ways": int(e["ways"]), "shots": int(e["shots"]),
+                         "temperature": float(e["temperature"]),
+                         "unknown_threshold": float(e["unknown_threshold"])} for e in entries)
+    except (ValueError, KeyError, TypeError) as err:
+        raise ConfigError(f"{path} is damaged ({err}): run tfmeta calibrate --checkpoint "
+                          f"{out_dir} to write it again") from None
+    if not all(e["ways"] >= 2 and e["shots"] >= 1 and e["temperature"] > 0
+               and math.isfinite(e["temperature"]) and math.isfinite(e["unknown_threshold"])
+               for e in entries):
+        raise ConfigError(f"{path}: a setting's temperature must be a positive number and its "
+                          f"threshold finite; run tfmeta calibrate --checkpoint {out_dir}")
+    return entries
 
 
 def read_calibration(out_dir: str) -> tuple:

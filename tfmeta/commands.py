@@ -96,7 +96,8 @@ def evaluate_command(args):
     from tfmeta.inference import evaluate_run
 
     out = args.out or os.path.join(args.checkpoint, "evaluation.json")
-    result = evaluate_run(args.checkpoint, settings=settings_of(args), result_file=out,
+    settings = settings_of(args) + [f"learner.{option}" for option in args.learner]
+    result = evaluate_run(args.checkpoint, settings=settings, result_file=out,
                           evaluation=evaluation_of(args))
     print(format_result(result))
     if "open_set" in result:
@@ -110,10 +111,12 @@ def calibrate_command(args):
     from tfmeta.calibration import CALIBRATION_FILE
     from tfmeta.inference import calibrate_run
 
-    facts = calibrate_run(args.checkpoint, args.episodes, settings=settings_of(args))
-    print(f"temperature {facts['temperature']:.4g} from {facts['episodes']} validation episodes "
-          f"({facts['ways']}-way {facts['shots']}-shot): calibration error (ECE) "
-          f"{100 * facts['ece_before']:.2f}% -> {100 * facts['ece_after']:.2f}%")
+    facts = calibrate_run(args.checkpoint, args.episodes, settings=settings_of(args),
+                          calibration_settings=args.settings)
+    for entry in facts.get("settings", [facts]):
+        print(f"temperature {entry['temperature']:.4g} from {entry['episodes']} validation "
+              f"episodes ({entry['ways']}-way {entry['shots']}-shot): calibration error (ECE) "
+              f"{100 * entry['ece_before']:.2f}% -> {100 * entry['ece_after']:.2f}%")
     print(f"written to {os.path.join(args.checkpoint, CALIBRATION_FILE)}")
 
 
@@ -262,6 +265,9 @@ def evaluate_flags(p):
     p.add_argument("--checkpoint", required=True, help="run directory")
     add_flags(p, [("", EvaluateConfig)], EVALUATION)
     add_flags(p, setting_fields(), SETTING, only=TASK_FLAGS)
+    p.add_argument("--learner", metavar="OPTION=VALUE", action="append", default=[],
+                   help="change how the trained learner adapts, repeatable: an option of its "
+                        "own that holds no weights (e.g. prototype_head=test, test_inner_steps=10)")
     p.add_argument("--out", default=None, help="JSON result file (default: RUN/evaluation.json)")
 
 
@@ -271,6 +277,10 @@ def calibrate_flags(p):
     p.add_argument("--checkpoint", required=True, help="run (or ensemble) directory")
     p.add_argument("--episodes", type=int, default=CALIBRATION_EPISODES,
                    help=f"validation episodes to fit on (default {CALIBRATION_EPISODES})")
+    p.add_argument("--settings", metavar="WAYSxSHOTS,...",
+                   help="also calibrate these settings, each on as many episodes (e.g. "
+                        "5x1,20x5): a support set is answered at its nearest setting's "
+                        "temperature (default: the run's train.calibration_settings)")
     add_flags(p, setting_fields(), SETTING, only=TASK_FLAGS)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from tfmeta.calibration import CALIBRATION_EPISODES
+from tfmeta.calibration import CALIBRATION_EPISODES, parse_settings
 from tfmeta.data import DataConfig, EpisodeConfig
 from tfmeta.data.episodes import group_function
 from tfmeta.errors import ConfigError
@@ -44,7 +44,9 @@ class TrainConfig:
     (:mod:`tfmeta.pretrain`), of ``pretrain_batch`` images, Adam at ``pretrain_lr`` decayed by a
     cosine, augmented as ``data.augment`` says. ``calibration_episodes``: after training, the
     temperature of the answers is fitted on that many validation episodes
-    (:mod:`tfmeta.calibration`; written to ``calibration.json``)."""
+    (:mod:`tfmeta.calibration`; written to ``calibration.json``), and on as many of each of
+    ``calibration_settings`` (``"5x1,20x5"``, ways x shots; the run's own setting is always
+    calibrated) for support sets of other settings."""
 
     steps: int = setting(2000, "meta-iterations (outer updates)", "steps")
     meta_batch: int = setting(4, "tasks per meta-iteration", "meta-batch")
@@ -84,6 +86,10 @@ class TrainConfig:
     calibration_episodes: int = setting(CALIBRATION_EPISODES, "validation episodes the "
                                         "temperature of the answers is fitted on after training "
                                         "(0: none)", "calibration-episodes")
+    calibration_settings: str = setting("", "other settings to calibrate, each on as many "
+                                        "validation episodes, as WAYSxSHOTS,... (e.g. 20x5): a "
+                                        "support set is answered at its nearest setting's "
+                                        "temperature", "calibration-settings")
 
     def __post_init__(self):
         for name in ("steps", "meta_batch", "val_every", "val_episodes", "test_episodes",
@@ -94,6 +100,7 @@ class TrainConfig:
         if not isinstance(self.calibration_episodes, int) or self.calibration_episodes < 0:
             raise ConfigError(f"train.calibration_episodes must be an integer >= 0, got "
                               f"{self.calibration_episodes!r}")
+        parse_settings(self.calibration_settings)  # a bad one: one clear error
         if self.pretrain_steps < 0 or self.pretrain_batch < 1 or self.pretrain_lr <= 0:
             raise ConfigError("train.pretrain_steps must be >= 0, pretrain_batch and pretrain_lr "
                               "positive")

@@ -105,7 +105,7 @@ class Ensemble(Answers):
         logits = [classifier(inputs) for classifier in classifiers]
         return self.calibrated_classifier(keras.Model(
             inputs, MeanProbability(classes, name="mean_probability")(logits),
-            name="ensemble_classifier"))
+            name="ensemble_classifier"), support_y)
 
     def embedding_model(self, images=None):
         raise ConfigError("an ensemble has no one embedding: export a member's "

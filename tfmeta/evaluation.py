@@ -79,7 +79,7 @@ def evaluate(learner, sampler, episodes: int = PROTOCOL_EPISODES, attack=None,
     result = {"accuracy": mean, "ci95": ci95, "loss": float(per_episode["loss"].mean())}
     if "logits" in per_episode:
         result.update(calibration_errors(per_episode["logits"], per_episode["labels"],
-                                         learner.temperature))
+                                         learner.setting_calibration(e.ways, e.shots)[0]))
     if "transductive_accuracy" in per_episode:
         t_mean, t_ci95 = confidence_interval(per_episode["transductive_accuracy"])
         result.update(transductive_accuracy=t_mean, transductive_ci95=t_ci95,

@@ -132,7 +132,7 @@ def adapt_command(args):
                  support_images_per_class=dict(zip(support.class_names, map(int, support.counts))))
     version_dir = export.saved_model(classifier, classes, images, args.export_dir, args.name,
                                      _formats(args.format), facts,
-                                     unknown_threshold=learner.unknown_threshold)
+                                     unknown_threshold=learner.support_calibration(labels)[1])
     _report(version_dir, f"{config.algorithm} adapted to {len(classes)} classes "
                          f"({', '.join(map(str, classes))})")
 

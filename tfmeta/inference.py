@@ -12,7 +12,7 @@ from tfmeta.data.episodes import TEST_SEED
 from tfmeta.errors import ConfigError
 from tfmeta.evaluation import PROTOCOL_EPISODES, evaluate, write_result
 from tfmeta.openset import evaluate_open_set_episodes
-from tfmeta.run import VALIDATION_SEED, load
+from tfmeta.run import VALIDATION_SEED, calibration_samplers, load
 from tfmeta.rundir import load_config
 
 
@@ -63,16 +63,20 @@ def evaluate_run(out_dir: str, episodes: int = PROTOCOL_EPISODES, seed: int | No
 NONE_OF_THESE = "none of these"  # tfmeta predict --reject's answer for an unknown image
 
 
-def calibrate_run(out_dir: str, episodes: int = CALIBRATION_EPISODES, settings=()) -> dict:
+def calibrate_run(out_dir: str, episodes: int = CALIBRATION_EPISODES, settings=(),
+                  calibration_settings: str | None = None) -> dict:
     """Fit the temperature of a run's answers (or an ensemble's) on ``episodes`` episodes of its
     validation classes (``tfmeta calibrate``; ``settings`` as :func:`evaluate_run`'s, e.g. the
-    ways and shots it will serve) and write it to the run's ``calibration.json``, which
-    :func:`tfmeta.run.load` reads. Returns what the file holds."""
+    ways and shots it will serve), and of each of ``calibration_settings`` (``"5x1,20x5"``;
+    default: the run's ``train.calibration_settings``), and write them to the run's
+    ``calibration.json``, which :func:`tfmeta.run.load` reads. Returns what the file holds."""
     config = load_config(out_dir).with_settings(settings)
     learner = load(out_dir)
-    sampler = EpisodeSampler(load_splits(config.data)["val"], config.episode,
+    validation = load_splits(config.data)["val"]
+    sampler = EpisodeSampler(validation, config.episode,
                              config.train.meta_batch, VALIDATION_SEED + config.train.seed, "val")
-    facts = calibrate(learner, sampler, episodes)
+    facts = calibrate(learner, sampler, episodes,
+                      settings=calibration_samplers(config, validation, calibration_settings))
     write_calibration(facts, out_dir)
     return facts
 

@@ -68,8 +68,8 @@ def evaluate_open_set(learner, sampler, known: int, episodes: int,
             scores = unknown_scores(logits).numpy()
             is_known = query_y < known
             figures["auroc"].append(auroc(scores[~is_known], scores[is_known]))
-            if threshold is not None:
-                rejected = scores > threshold
+            if threshold is not None:  # the run's, for this support set's setting
+                rejected = scores > learner.support_calibration(support_y[keep])[1]
                 right = (logits.argmax(-1) == query_y) & ~rejected
                 figures["known_accuracy"].append(right[is_known].mean())
                 figures["unknown_rejected"].append(rejected[~is_known].mean())

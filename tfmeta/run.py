@@ -19,9 +19,10 @@ import os
 
 import keras
 
-from tfmeta.calibration import calibrate, read_calibration, write_calibration
+from tfmeta.calibration import (calibrate, parse_settings, read_calibration,
+                                read_setting_calibrations, write_calibration)
 from tfmeta.config import RUN_FORMAT, RunConfig, TrainConfig, read_run_file  # noqa: F401
-from tfmeta.data import EpisodeSampler, load_splits
+from tfmeta.data import EpisodeConfig, EpisodeSampler, load_splits
 from tfmeta.data.batches import ClassBatchSampler
 from tfmeta.data.image_shape import with_image_shape
 from tfmeta.data.disk import sample_images
@@ -29,7 +30,7 @@ from tfmeta.data.episodes import TEST_SEED, group_function
 from tfmeta.data.images import polarity
 from tfmeta.distribute import barrier, is_chief, lost_workers_reported
 from tfmeta.ensemble import is_ensemble, load_ensemble
-from tfmeta.errors import ConfigError
+from tfmeta.errors import ConfigError, DataError
 from tfmeta.evaluation import evaluate, format_result, write_result
 from tfmeta.files import run_lock
 from tfmeta.learners import create, learner_class
@@ -86,6 +87,24 @@ def samplers(config: RunConfig, splits: dict) -> dict:
                               VALIDATION_SEED + t.seed, "val"),
         "test": EpisodeSampler(splits["test"], config.episode, t.meta_batch, TEST_SEED, "test"),
     }
+
+
+def calibration_samplers(config: RunConfig, source, settings: str | None = None) -> list:
+    """Validation samplers of the calibration settings (``settings``, default
+    ``train.calibration_settings``) other than the run's own, of its queries and seed; a
+    setting the validation classes cannot hold is left out with a warning."""
+    t = config.train
+    samplers_ = []
+    for ways, shots in parse_settings(t.calibration_settings if settings is None else settings):
+        if (ways, shots) == (config.episode.ways, config.episode.shots):
+            continue
+        episode = EpisodeConfig(ways, shots, config.episode.queries)
+        try:
+            samplers_.append(EpisodeSampler(source, episode, t.meta_batch,
+                                            VALIDATION_SEED + t.seed, "val"))
+        except DataError as err:
+            logging.getLogger("tfmeta").warning(f"not calibrated for {ways}x{shots}: {err}")
+    return samplers_
 
 
 def trainer_for(config: RunConfig, learner, streams: dict, out_dir: str,
@@ -191,7 +210,8 @@ def _meta_train_and_test(config, learner, streams, splits, out_dir, progress, lo
         barrier(strategy)  # every worker reads the best checkpoint once the chief has written it
         restore(learner, out_dir)
         if t.calibration_episodes:  # the answers' temperature, from validation classes
-            calibration = calibrate(learner, streams["val"], t.calibration_episodes)
+            calibration = calibrate(learner, streams["val"], t.calibration_episodes,
+                                    settings=calibration_samplers(config, splits["val"]))
             if chief:
                 write_calibration(calibration, out_dir)
             log(f"calibrated on {calibration['episodes']} validation episodes: temperature "
@@ -227,6 +247,7 @@ def load(out_dir: str, which: str = "best", learner_options: dict | None = None)
                               "own runs'")
         ensemble = load_ensemble(out_dir, lambda member: load(member, which))
         ensemble.temperature, ensemble.unknown_threshold = read_calibration(out_dir)
+        ensemble.calibrations = read_setting_calibrations(out_dir)
         return ensemble
     config = with_run_backbone(load_config(out_dir), out_dir)
     if learner_options:
@@ -237,4 +258,5 @@ def load(out_dir: str, which: str = "best", learner_options: dict | None = None)
     restore(learner, out_dir, which)
     # 1.0 and None for a run without calibration.json
     learner.temperature, learner.unknown_threshold = read_calibration(out_dir)
+    learner.calibrations = read_setting_calibrations(out_dir)
     return learner

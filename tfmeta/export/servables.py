@@ -28,7 +28,8 @@ def _outputs(logits, unknown_threshold=None):
     (``None``: a run not calibrated; nothing is unknown)."""
     class_ids = tf.argmax(logits, -1, output_type=tf.int64)
     scores = unknown_scores(logits)
-    threshold = float("inf") if unknown_threshold is None else float(unknown_threshold)
+    threshold = (float("inf") if unknown_threshold is None
+                 else tf.cast(unknown_threshold, tf.float32))  # a float, or a tensor in a graph
     return {"logits": logits, "probabilities": tf.nn.softmax(logits), "class_ids": class_ids,
             "unknown_score": scores, "is_unknown": scores > threshold}
 
@@ -102,7 +103,8 @@ class FewShotServable(tf.Module):
             query_images = tf.where(other, 1.0 - query_images, query_images)
         with tf.control_dependencies(checks):
             logits = self._learner.fewshot_logits(support_images, support_labels, query_images)
-        return _outputs(logits, self._learner.unknown_threshold)
+        # the threshold of the request's setting (the nearest calibrated one)
+        return _outputs(logits, self._learner.support_calibration(support_labels)[1])
 
     def signatures(self) -> dict:
         return {"serving_default": self.classify.get_concrete_function()}

@@ -121,6 +121,7 @@ def fewshot_saved_model(learner, export_dir: str = "savedmodels", name: str = "f
     servable = FewShotServable(learner)
     facts = {"kind": "fewshot", "algorithm": learner.name,
              "unknown_threshold": learner.unknown_threshold,
+             "calibrations": list(learner.calibrations),
              "signatures": {"serving_default": "support_images, support_labels, query_images -> "
                                                "logits, probabilities, class_ids, unknown_score, "
                                                "is_unknown"},

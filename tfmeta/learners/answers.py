@@ -10,6 +10,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfmeta.calibration import nearest_setting
 from tfmeta.data.images import to_uint8_images
 from tfmeta.errors import ConfigError, DataError
 
@@ -24,20 +25,56 @@ class Answers:
     # The unknown score above which a query is "none of these" (predict(reject=True)); a run's
     # calibration.json sets it, fitted on validation classes (tfmeta.calibration); None: none.
     unknown_threshold = None
+    # Per-setting calibrations, ({"ways", "shots", "temperature", "unknown_threshold"}, ...),
+    # fitted on validation episodes of each setting: a support set is answered with the one of
+    # the nearest setting (nearest_setting); none: temperature and unknown_threshold for all.
+    calibrations = ()
 
-    def calibrated(self, logits):
-        """``logits / temperature``."""
-        if self.temperature == 1.0:
+    def setting_calibration(self, ways: int, shots: float) -> tuple:
+        """``(temperature, unknown_threshold)`` for support sets of ``ways`` classes and
+        ``shots`` images per class: the nearest calibrated setting's, else the run's."""
+        if not self.calibrations:
+            return self.temperature, self.unknown_threshold
+        entry = self.calibrations[nearest_setting(self.calibrations, ways, shots)]
+        return entry["temperature"], entry["unknown_threshold"]
+
+    def support_calibration(self, support_y) -> tuple:
+        """``setting_calibration`` of the support set labelled ``support_y`` (``0..n-1``);
+        as tensors when ``support_y`` is a symbolic tensor (in a graph)."""
+        if not self.calibrations:
+            return self.temperature, self.unknown_threshold
+        if isinstance(support_y, tf.Tensor) and not tf.executing_eagerly():
+            ways = tf.cast(tf.reduce_max(support_y) + 1, tf.float64)
+            shots = tf.cast(tf.size(support_y), tf.float64) / ways
+            table = [(e["ways"], e["shots"]) for e in self.calibrations]
+            distance = tf.stack([tf.abs(tf.math.log(ways / w)) + tf.abs(tf.math.log(shots / k))
+                                 for w, k in table])
+            which = tf.argmin(distance)
+            thresholds = [e["unknown_threshold"] for e in self.calibrations]
+            return (tf.gather([float(e["temperature"]) for e in self.calibrations], which),
+                    None if None in thresholds else tf.gather(thresholds, which))
+        labels = np.asarray(support_y)
+        ways = int(labels.max()) + 1
+        return self.setting_calibration(ways, labels.size / ways)
+
+    def calibrated(self, logits, support_y=None):
+        """``logits / temperature`` (of ``support_y``'s setting, where it is given)."""
+        temperature = (self.temperature if support_y is None
+                       else self.support_calibration(support_y)[0])
+        if isinstance(temperature, float) and temperature == 1.0:
             return logits
-        return logits / tf.cast(self.temperature, logits.dtype)
+        return logits / tf.cast(temperature, logits.dtype)
 
-    def calibrated_classifier(self, classifier: keras.Model) -> keras.Model:
-        """``classifier`` answering with its logits divided by the temperature (one
-        ``Rescaling`` layer after it, so every export of it does too)."""
-        if self.temperature == 1.0:
+    def calibrated_classifier(self, classifier: keras.Model, support_y=None) -> keras.Model:
+        """``classifier`` answering with its logits divided by the temperature of the setting of
+        the support set ``support_y`` (one ``Rescaling`` layer after it, so every export of it does
+        too)."""
+        temperature = (self.temperature if support_y is None
+                       else self.support_calibration(support_y)[0])
+        if temperature == 1.0:
             return classifier
         inputs = keras.Input(self.input_shape, name="images")
-        logits = keras.layers.Rescaling(1.0 / self.temperature, name="temperature")(
+        logits = keras.layers.Rescaling(1.0 / temperature, name="temperature")(
             classifier(inputs))
         return keras.Model(inputs, logits, name=f"{classifier.name}_calibrated")
 
@@ -49,12 +86,12 @@ class Answers:
         assertion with the same message), never answered for the first classes only."""
         if tf.executing_eagerly():
             self.check_ways(np.asarray(support_y))
-            return self.calibrated(self._fewshot_logits(support_x, support_y, query_x))
+            return self.calibrated(self._fewshot_logits(support_x, support_y, query_x), support_y)
         if self.max_ways is None:
-            return self.calibrated(self._fewshot_logits(support_x, support_y, query_x))
+            return self.calibrated(self._fewshot_logits(support_x, support_y, query_x), support_y)
         with tf.control_dependencies([tf.debugging.assert_less_equal(
                 tf.reduce_max(support_y) + 1, self.max_ways, message=self.ways_message("n"))]):
-            return self.calibrated(self._fewshot_logits(support_x, support_y, query_x))
+            return self.calibrated(self._fewshot_logits(support_x, support_y, query_x), support_y)
 
     def _fewshot_logits(self, support_x, support_y, query_x):
         """``fewshot_logits`` once the support's classes are checked."""
@@ -122,6 +159,9 @@ class Answers:
         labels = classes[np.asarray(tf.argmax(logits, -1))]
         if not reject:
             return labels
+        if threshold is None:  # the run's, for this support set's setting
+            ways = len(classes)
+            threshold = self.setting_calibration(ways, len(np.asarray(support_y)) / ways)[1]
         unknown = self.is_unknown(unknown_scores(logits).numpy(), threshold)
         return np.where(unknown, -1, labels if labels.dtype.kind in "iu" else labels.astype(object))
 

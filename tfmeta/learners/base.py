@@ -233,7 +233,7 @@ class Learner(OuterLoop, Answers):
             return adapt_with_tta(self, support_x, support_y, tta)
         support_x = tf.convert_to_tensor(support_x, tf.float32)
         if self.polarity is None or not bool(other_polarity(support_x, self.polarity)):
-            return self.calibrated_classifier(self._adapt(support_x, support_y))
+            return self.calibrated_classifier(self._adapt(support_x, support_y), support_y)
         warnings.warn(f"{self.name} was meta-trained on {self.polarity} images and the support "
                       "images are not: inverting them, and the inputs of the adapted classifier",
                       stacklevel=2)
@@ -241,7 +241,8 @@ class Learner(OuterLoop, Answers):
         inputs = keras.Input(self.input_shape, name="images")
         inverted = keras.layers.Rescaling(-1.0, 1.0, name="invert_polarity")(inputs)
         return self.calibrated_classifier(
-            keras.Model(inputs, classifier(inverted), name=f"{classifier.name}_inverted"))
+            keras.Model(inputs, classifier(inverted), name=f"{classifier.name}_inverted"),
+            support_y)
 
     # -- shared verbs ---------------------------------------------------------------------------
     def meta_train_step(self, batch) -> dict:

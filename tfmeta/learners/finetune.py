@@ -161,7 +161,8 @@ def adapt_finetuned(learner, support_x, support_y, tuning: TestTimeFineTuning,
 
             return adapt_with_tta(_FineTuning(learner, tuning), support_x, support_y, tta)
         tuned = tf.function(finetuned_weights)(learner, support_x, support_y, tuning)
-        return learner.calibrated_classifier(learner.adapted_classifier(tuned, support_x))
+        return learner.calibrated_classifier(learner.adapted_classifier(tuned, support_x),
+                                             support_y)
     tuned = tf.function(finetuned_weights)(learner, support_x, support_y, tuning)
     variables = learner.model.trainable_variables
     original = [np.array(v.numpy()) for v in variables]
