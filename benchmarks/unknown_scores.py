@@ -1,7 +1,7 @@
 """Which unknown score tells "none of these" best: AUROC of candidate scores on open-set episodes
 of a trained run's VALIDATION classes (recipes are chosen on validation classes, never on test).
 
-    python benchmarks/unknown_scores.py RUN [--episodes 200]
+    python benchmarks/unknown_scores.py RUN [--episodes 200] [--tta]
 
 Open-set episodes: 5 known classes + 5 unknown, and 15 known + 5 unknown within one alphabet
 (omniglot-small's validation alphabets have at most 20 characters), 1-shot, 5 queries per class.
@@ -10,6 +10,7 @@ Scores from the logits the learner answers with (any learner): the negated large
 at temperatures 1 and 5, the margin between the two largest logits, the entropy; and, for a run
 whose learner has an embedding without support statistics (metric learners), distances in it:
 cosine to the nearest prototype, squared distance in features standardised by the support set.
+``--tta``: the logit scores of the answers with test-time augmentation (tfmeta.learners.tta).
 """
 
 import argparse
@@ -52,15 +53,23 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run")
     parser.add_argument("--episodes", type=int, default=200)
+    parser.add_argument("--tta", action="store_true", help="answers with test-time augmentation")
     args = parser.parse_args()
     learner = load(args.run)
     learner.temperature = 1.0
     validation = load_splits(load_config(args.run).data)["val"]
-    logits_of = tf.function(learner.fewshot_logits)
-    try:
-        embed = learner.embedding_model()
-    except ValueError:  # normalises with the support's statistics: logit scores only
+    if args.tta:
+        from tfmeta.learners.tta import TestTimeAugmentation, tta_logits
+
+        augmentation = TestTimeAugmentation()
+        logits_of = tf.function(lambda sx, sy, qx: tta_logits(learner, sx, sy, qx, augmentation))
         embed = None
+    else:
+        logits_of = tf.function(learner.fewshot_logits)
+        try:
+            embed = learner.embedding_model()
+        except ValueError:  # normalises with the support's statistics: logit scores only
+            embed = None
     for ways, within in ((5, False), (15, True)):
         sampler = EpisodeSampler(validation, EpisodeConfig(ways + 5, 1, 5), 4, 777, "test",
                                  group_of=parent_folder if within else None)
