@@ -79,7 +79,7 @@ def test_print_config_shows_the_resolved_tree_and_replays(tmp_path):
     assert tree["episode"]["ways"] == 3 and tree["train"]["meta_batch"] == 8
     assert tree["learner"] == {"inner_steps": 1, "inner_lr": 0.4, "first_order": False,
                                "test_inner_steps": 5, "inner_reduction": "mean",
-                               "recompute_inner": False,
+                               "recompute_inner": False, "test_inner_lr": None,
                                "prototype_head": "off"}  # every option, defaults included
     (tmp_path / "tree.json").write_text(r.stdout)
     assert load(str(tmp_path / "tree.json")).resolved().to_dict() == tree

@@ -146,3 +146,20 @@ def test_a_trained_maml_run_is_evaluated_wider_with_the_prototype_head_at_test(t
                  "--learner", "prototype_head=test", "--quiet",
                  "--out", str(tmp_path / "wide.json")]) == 0
     assert json.load(open(tmp_path / "wide.json"))["ways"] == 5
+
+
+def test_test_inner_lr_is_the_step_at_test_and_leaves_training_alone():
+    # one test step at test_inner_lr against one at inner_lr = test_inner_lr: the same weights
+    support_x, support_y, _, _ = _support(5)
+    at_test = _learner("maml", inner_lr=0.4, test_inner_lr=0.03, test_inner_steps=1)
+    plain = _learner("maml", inner_lr=0.03, test_inner_steps=1)
+    for mine, theirs in zip(at_test.test_adaptation(at_test.weights(), support_x, support_y),
+                            plain.test_adaptation(plain.weights(), support_x, support_y)):
+        np.testing.assert_allclose(mine.numpy(), theirs.numpy(), rtol=1e-6, atol=1e-7)
+    # meta-training's inner loop keeps inner_lr
+    trained = at_test.inner_loop(at_test.weights(), support_x, support_y, 1, differentiable=False)
+    fast = _learner("maml", inner_lr=0.4, test_inner_steps=1)
+    for mine, theirs in zip(trained, fast.test_adaptation(fast.weights(), support_x, support_y)):
+        np.testing.assert_allclose(mine.numpy(), theirs.numpy(), rtol=1e-6, atol=1e-7)
+    with pytest.raises(ConfigError, match="test_inner_lr is for fixed ones"):
+        RunConfig(algorithm="maml++", learner={"test_inner_lr": 0.1}).validate()

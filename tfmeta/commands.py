@@ -266,8 +266,8 @@ def evaluate_flags(p):
     add_flags(p, [("", EvaluateConfig)], EVALUATION)
     add_flags(p, setting_fields(), SETTING, only=TASK_FLAGS)
     p.add_argument("--learner", metavar="OPTION=VALUE", action="append", default=[],
-                   help="change how the trained learner adapts, repeatable: an option of its "
-                        "own that holds no weights (e.g. prototype_head=test, test_inner_steps=10)")
+                   help="change how the trained learner adapts, repeatable: one of its own "
+                        "options that holds no weights (a test-time step, MAML's head, ...)")
     p.add_argument("--out", default=None, help="JSON result file (default: RUN/evaluation.json)")
 
 

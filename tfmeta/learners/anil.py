@@ -36,9 +36,10 @@ class ANIL(MAML):
                 return len(head)
         raise ValueError("the model has no trainable head layer")
 
-    def inner_loop(self, theta, x, y, steps, differentiable=True):
+    def inner_loop(self, theta, x, y, steps, differentiable=True, learning_rate=None):
         body, head = list(theta[:-self.head_size]), list(theta[-self.head_size:])
-        head = sgd_inner_loop(self.forward, head, x, y, steps, self.config.inner_lr,
+        head = sgd_inner_loop(self.forward, head, x, y, steps,
+                              learning_rate or self.config.inner_lr,
                               fixed=body, differentiable=differentiable,
                               first_order=self.config.first_order, loss_fn=self.inner_loss,
                               loss_scale=self.inner_loss_scale(),

@@ -47,6 +47,9 @@ class MAMLConfig:
         first_order: first-order MAML (no second-order term).
         test_inner_steps: inner steps at evaluation and in ``adapt`` (the paper uses more than in
             training); ``None``: ``inner_steps``.
+        test_inner_lr: the inner learning rate at evaluation and in ``adapt``; ``None``:
+            ``inner_lr``. A model meta-trained on one-shot tasks can need a smaller step on
+            five-shot ones (Proto-MAML on omniglot-small: its preset).
         recompute_inner: gradient checkpointing of the inner loop: the outer backward pass
             recomputes each inner step's activations (same meta-gradients, tested), so the
             meta-step's tensors no longer grow with ``inner_steps`` (benchmarks/maml_memory.py).
@@ -73,6 +76,8 @@ class MAMLConfig:
     inner_lr: float = setting(0.4, "inner-loop learning rate", "inner-lr")
     first_order: bool = False
     test_inner_steps: int | None = setting(3, "inner-loop steps at test", "test-inner-steps")
+    test_inner_lr: float | None = setting(None, "inner-loop learning rate at test (default: "
+                                                "inner_lr)", "test-inner-lr")
     inner_reduction: str = "mean"
     recompute_inner: bool = False
     prototype_head: str = setting("off", "where each task's head starts: off (the meta-learned "
@@ -81,8 +86,9 @@ class MAMLConfig:
 
     def __post_init__(self):
         check_inner_options(self.inner_steps, self.test_inner_steps, self.inner_reduction)
-        if self.inner_lr <= 0:
-            raise ValueError(f"inner_lr must be positive, got {self.inner_lr}")
+        if self.inner_lr <= 0 or (self.test_inner_lr is not None and self.test_inner_lr <= 0):
+            raise ValueError(f"inner_lr and test_inner_lr must be positive, got {self.inner_lr} "
+                             f"and {self.test_inner_lr}")
         if self.prototype_head not in PROTOTYPE_HEADS:
             raise ValueError(f"prototype_head must be one of {', '.join(PROTOTYPE_HEADS)}, got "
                              f"{self.prototype_head!r}")
@@ -127,8 +133,12 @@ class MAML(PrototypeHead, OptimizationLearner):
 
     def test_adaptation(self, theta, support_x, support_y):
         theta = self.task_start(theta, support_x, support_y, training=False)
+        rate = getattr(self.config, "test_inner_lr", None)  # Meta-SGD's options have none
+        if rate is None:
+            return self.inner_loop(theta, support_x, support_y, self.test_inner_steps,
+                                   differentiable=False)
         return self.inner_loop(theta, support_x, support_y, self.test_inner_steps,
-                               differentiable=False)
+                               differentiable=False, learning_rate=rate)
 
     @property
     def second_order(self) -> bool:
@@ -168,9 +178,11 @@ class MAML(PrototypeHead, OptimizationLearner):
             loss *= tf.cast(tf.reduce_max(labels) + 1, loss.dtype)
         return loss
 
-    def inner_loop(self, theta, x, y, steps, differentiable=True):
-        """Adapted weights phi from theta on one task's data: plain SGD on the support loss."""
-        return sgd_inner_loop(self.forward, theta, x, y, steps, self.config.inner_lr,
+    def inner_loop(self, theta, x, y, steps, differentiable=True, learning_rate=None):
+        """Adapted weights phi from theta on one task's data: plain SGD on the support loss, at
+        ``learning_rate`` (default ``inner_lr``)."""
+        return sgd_inner_loop(self.forward, theta, x, y, steps,
+                              learning_rate or self.config.inner_lr,
                               differentiable=differentiable, first_order=self.config.first_order,
                               loss_fn=self.inner_loss, loss_scale=self.inner_loss_scale(),
                               recompute=self.config.recompute_inner)

@@ -60,6 +60,9 @@ class MAMLPlusPlusConfig(MAMLConfig):
 
     def __post_init__(self):
         super().__post_init__()
+        if self.learned_rates and self.test_inner_lr is not None:
+            raise ValueError("maml++ learns its inner rates (learned_rates): test_inner_lr is "
+                             "for fixed ones")
         if self.recompute_inner:
             raise ValueError("maml++ takes its inner steps one at a time and does not recompute "
                              "them: leave recompute_inner off")
@@ -105,11 +108,12 @@ class MAMLPlusPlus(MAML):
             parts["step_batchnorm"] = self.step_batchnorm
         return parts
 
-    def step_rates(self, t: int):
-        """Step ``t``'s inner learning rates: one per weight tensor (LSLR), or ``inner_lr``;
-        test steps beyond the trained ones take the last trained step's."""
+    def step_rates(self, t: int, learning_rate=None):
+        """Step ``t``'s inner learning rates: one per weight tensor (LSLR), or ``learning_rate``
+        (default ``inner_lr``); test steps beyond the trained ones take the last trained
+        step's."""
         if not self.config.learned_rates:
-            return self.config.inner_lr
+            return learning_rate or self.config.inner_lr
         return [alpha[min(t, self.config.inner_steps - 1)] for alpha in self.rates.alpha]
 
     def with_step_batchnorm(self, phi: list, t: int) -> list:
@@ -132,11 +136,12 @@ class MAMLPlusPlus(MAML):
         """1 once derivative-order annealing lets the second-order term in, else 0."""
         return tf.cast(self.training_share() >= self.config.first_order_share, tf.float32)
 
-    def adapted_steps(self, theta, x, y, steps: int, differentiable: bool = True) -> list:
+    def adapted_steps(self, theta, x, y, steps: int, differentiable: bool = True,
+                      learning_rate=None) -> list:
         """``[phi_1, ..., phi_steps]``: the weights after each inner step."""
         phis, phi = [], self.with_step_batchnorm(theta, 0)
         for t in range(steps):
-            phi = sgd_inner_loop(self.forward, phi, x, y, 1, self.step_rates(t),
+            phi = sgd_inner_loop(self.forward, phi, x, y, 1, self.step_rates(t, learning_rate),
                                  differentiable=differentiable,
                                  first_order=self.config.first_order, loss_fn=self.inner_loss,
                                  loss_scale=self.inner_loss_scale(),
@@ -145,8 +150,8 @@ class MAMLPlusPlus(MAML):
             phis.append(phi)
         return phis
 
-    def inner_loop(self, theta, x, y, steps, differentiable=True):
-        return self.adapted_steps(theta, x, y, steps, differentiable)[-1]
+    def inner_loop(self, theta, x, y, steps, differentiable=True, learning_rate=None):
+        return self.adapted_steps(theta, x, y, steps, differentiable, learning_rate)[-1]
 
     def step_weights(self, steps: int):
         """The multi-step loss's weight of each step's query loss (they sum to 1)."""

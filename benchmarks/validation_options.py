@@ -1,0 +1,44 @@
+"""Choose how a trained run adapts on its VALIDATION classes (never on test ones): the accuracy
+of its learner under each set of learner options that hold no weights (test-time inner steps or
+rates, MAML's prototype head, ...), in each setting.
+
+    python benchmarks/validation_options.py RUN --options "" "test_inner_lr=0.1" \\
+        "test_inner_lr=0.02" --settings 5x1,5x5,20x5 [--episodes 100]
+
+Each set of options is a space-free list ``KEY=VALUE,KEY=VALUE`` ("" for the run's own); each
+setting WAYSxSHOTS is evaluated on the same validation episodes (5 queries per class) for every
+set, as deployed.
+"""
+
+import argparse
+
+from tfmeta.calibration import parse_settings
+from tfmeta.config import parse_assignments
+from tfmeta.data import EpisodeConfig, EpisodeSampler, load_splits
+from tfmeta.evaluation import evaluate
+from tfmeta.run import load, load_config
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run")
+    parser.add_argument("--options", nargs="+", default=[""])
+    parser.add_argument("--settings", default="5x1,5x5")
+    parser.add_argument("--episodes", type=int, default=100)
+    args = parser.parse_args()
+    config = load_config(args.run)
+    validation = load_splits(config.data)["val"]
+    for text in args.options:
+        options = parse_assignments(part for part in text.split(",") if part)
+        learner = load(args.run, learner_options=options)
+        figures = []
+        for ways, shots in parse_settings(args.settings):
+            sampler = EpisodeSampler(validation, EpisodeConfig(ways, shots, 5), 4, 123, "val")
+            result = evaluate(learner, sampler, args.episodes, progress=False)
+            figures.append(f"{ways}-way {shots}-shot {100 * result['accuracy']:.2f} +- "
+                           f"{100 * result['ci95']:.2f} %")
+        print(f"{text or 'as trained'}: " + "; ".join(figures), flush=True)
+
+
+if __name__ == "__main__":
+    main()
