@@ -60,7 +60,12 @@ def test_same_seed_gives_the_recorded_losses(algorithm, small_glyphs):
         expected = json.load(f)[algorithm]
     got = _losses(algorithm, small_glyphs)
     for key in expected:
-        np.testing.assert_allclose(got[key], expected[key], rtol=2e-4, atol=2e-5, err_msg=key)
+        # A head fitted to each support set by 100 solver steps (the fine-tuning baselines' test
+        # step) carries float rounding of another summation order into its loss: measured 0.19 %
+        # off the record in a fresh environment at 5612a5e, before this session's changes.
+        fitted_head = algorithm in ("baseline", "baseline++", "rfs")
+        rtol = 5e-3 if key == "test_loss" and fitted_head else 2e-4
+        np.testing.assert_allclose(got[key], expected[key], rtol=rtol, atol=2e-5, err_msg=key)
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["--record"]:
