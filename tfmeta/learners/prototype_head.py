@@ -53,13 +53,11 @@ class PrototypeHead:
     def body_features(self, params, images, statistics=None):
         """``f(images)`` ``[n, D]`` under the body's weights of ``params``: batch statistics, or
         BatchNorm frozen at ``statistics`` (the body's non-trainable values)."""
-        if statistics is None:
+        training = statistics is None
+        if training:
             statistics = [v.value for v in self.body.non_trainable_variables]
-            features, _ = self.body.stateless_call(list(params[:-2]), statistics, images,
-                                                   training=True)
-        else:
-            features, _ = self.body.stateless_call(list(params[:-2]), statistics, images,
-                                                   training=False)
+        features, _ = self.body.stateless_call(list(params[:-2]), statistics, images,
+                                               training=training)
         return features
 
     @staticmethod
