@@ -12,6 +12,7 @@ Run:  python benchmarks/throughput.py                         # every learner, ~
       python benchmarks/throughput.py --algorithms maml,protonet --windows 5
       python benchmarks/throughput.py --quick                 # CI: width 8, meta-batch 4, ~1 min
       python benchmarks/throughput.py --algorithms fomaml --keras-batchnorm   # fused kernel off
+      python benchmarks/throughput.py --algorithms protonet --precision mixed_bfloat16
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ WORKLOAD_OPTIONS = {
     "reptile": {"inner_steps": 5, "inner_lr": 0.4, "inner_optimizer": "sgd", "inner_batch": None,
                 "test_inner_batch": None, "train_shots": None},
 }
+# AVX512-BF16's VDPBF16PS does two bfloat16 multiply-adds per fp32 lane where an FMA does one: the
+# bfloat16 limit of these CPUs (AMD Zen 4) is twice the fp32 peak, for the matrix work oneDNN gives it
+BF16_SPEEDUP = 2.0
 DEFAULT_ALGORITHMS = "maml,fomaml,reptile,anil,metasgd,protonet,matching,relation,siamese,ridge,svm,snail"
 
 
@@ -85,7 +89,7 @@ def measure(args) -> dict:
     keras.utils.set_random_seed(0)
     learner = create(args.one, "conv4", episode=episode,
                      input_shape=(args.image_size, args.image_size, 1), backbone_width=args.width,
-                     total_steps=100_000, jit_compile=args.xla,
+                     total_steps=100_000, jit_compile=args.xla, precision=args.precision,
                      parallel_tasks=args.parallel_tasks, **options)
     if args.keras_batchnorm:
         learner.fuse_batchnorm(on=False)
@@ -94,7 +98,8 @@ def measure(args) -> dict:
     first_step = time.time() - began
     rates = tasks_per_second(
         lambda i: learner.meta_train_step(batches[i % 4])["loss"].numpy(), args)
-    limit = args.peak_gflops * 1e9 / flops_per_task(args.one, args.ways, args.shots, args.queries,
+    peak = args.peak_gflops * (BF16_SPEEDUP if args.precision == "mixed_bfloat16" else 1)
+    limit = peak * 1e9 / flops_per_task(args.one, args.ways, args.shots, args.queries,
                                                     args.width, args.image_size, 1, options)
     median = rates["median"]
     return {"algorithm": args.one, "tasks_per_second": rates,
@@ -106,6 +111,7 @@ def measure(args) -> dict:
             "workload": {"ways": args.ways, "shots": args.shots, "queries": args.queries,
                          "meta_batch": args.meta_batch, "width": args.width,
                          "image_size": args.image_size, "xla": args.xla, "options": options,
+                         "precision": args.precision, "peak_gflops": peak,
                          "keras_batchnorm": args.keras_batchnorm,
                          "windows": args.windows, "window_steps": args.window_steps,
                          "cores": os.cpu_count(), "parallel_tasks": args.parallel_tasks,
@@ -125,6 +131,10 @@ def parser() -> argparse.ArgumentParser:
                         "fused kernel (to measure what the kernel gains)")
     p.add_argument("--peak-gflops", type=float, default=157.0,
                    help="this machine's fp32 peak (2 AVX2 cores here: 157)")
+    p.add_argument("--precision", default="float32",
+                   choices=("float32", "mixed_bfloat16", "mixed_float16"),
+                   help="the backbone's Keras precision policy (mixed_bfloat16: its limit is "
+                        f"{BF16_SPEEDUP:g}x the fp32 peak, AVX512-BF16's dot product)")
     p.add_argument("--quick", action="store_true",
                    help="width 8, meta-batch 4, 2 windows of 3 steps: checks it runs (CI)")
     p.add_argument("--one", help=argparse.SUPPRESS)  # internal: measure one learner here

@@ -1,6 +1,7 @@
 """The standard workload (see benchmarks/throughput.py) in JAX, written as a JAX user would: a
 functional Conv4 with BatchNorm on batch statistics, the per-task computation ``vmap``-ed over the
-meta-batch and the whole meta-step ``jit``-compiled, Adam from optax. One JSON line, the same
+meta-batch or unrolled in a loop (``--tasks``), the whole meta-step ``jit``-compiled, on every core
+or one (``--threads``), Adam from optax. One JSON line, the same
 fields as throughput.py.
 
 Run (in the venv that benchmarks/peers/setup.sh jax makes):
@@ -14,15 +15,24 @@ import resource
 import sys
 import time
 
-os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=true")
-
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-import optax  # noqa: E402
+import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from workload import add_workload_flags, tasks_per_second  # noqa: E402
+
+jax = jnp = optax = None  # imported in main(), after --threads has set XLA's flags
+
+
+def import_jax(threads: int):
+    """JAX with XLA's CPU threads set first: every core (Eigen's pool) or one."""
+    global jax, jnp, optax
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + (
+        " --xla_cpu_multi_thread_eigen=true" if threads > 1 else
+        " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")).strip()
+    import jax as jax_module
+    import jax.numpy as jnp_module
+    import optax as optax_module
+    jax, jnp, optax = jax_module, jnp_module, optax_module
 
 
 def init_conv4(key, width, channels, ways):
@@ -131,7 +141,10 @@ def main():
     add_workload_flags(p)
     p.add_argument("--tasks", choices=("vmap", "loop"), default="loop",
                    help="how the meta-batch's tasks run (compare.py tries both, keeps the faster)")
+    p.add_argument("--threads", type=int, default=os.cpu_count(),
+                   help="XLA's CPU threads: 1, or every core (the default)")
     args = p.parse_args()
+    import_jax(args.threads)
     rng = np.random.default_rng(0)
     n, s, q, b = args.ways, args.shots, args.queries, args.meta_batch
     shape = (args.image_size, args.image_size, 1)
@@ -157,7 +170,8 @@ def main():
         jax.tree_util.tree_leaves(trained["params"])[0].block_until_ready()
 
     rates = tasks_per_second(one_step, args)
-    print(json.dumps({"peer": "jax", "algorithm": args.algorithm, "tasks": args.tasks,
+    form = f"{args.tasks}, {'1 thread' if args.threads == 1 else 'every core'}"
+    print(json.dumps({"peer": "jax", "algorithm": args.algorithm, "form": form,
                       "tasks_per_second": rates,
                       "first_step_seconds": round(first, 1),
                       "peak_rss_mb": round(resource.getrusage(
