@@ -425,3 +425,44 @@ def test_a_meta_variable_the_loss_does_not_reach_gets_a_zero_gradient():
     assert np.any(np.asarray(gradients[0]))  # the model's weights do learn
     assert float(learner.meta_train_step(batch)["skipped"]) == 0
     np.testing.assert_array_equal(learner.parts["unused"].kernel.numpy(), unused)
+
+
+def _soft_kmeans(support, labels, query, ways, steps):
+    """Ren et al. 2018's soft k-means refinement, in numpy, for one task."""
+    one_hot = np.eye(ways)[labels]
+    centres = one_hot.T @ support / one_hot.sum(0)[:, None]
+    for _ in range(steps):
+        logits = -((query[:, None] - centres[None]) ** 2).sum(-1)
+        w = np.exp(logits - logits.max(-1, keepdims=True))
+        w /= w.sum(-1, keepdims=True)
+        centres = (one_hot.T @ support + w.T @ query) / (one_hot.sum(0) + w.sum(0))[:, None]
+    return -((query[:, None] - centres[None]) ** 2).sum(-1)
+
+
+def test_protonet_transductive_refinement_matches_numpy_and_helps():
+    """Prototypes refined with the queries (soft k-means): the metrics and transductive_logits
+    against numpy, on an identity embedding where each support image sits off its class's
+    centre, towards another class, so plain prototypes misclassify queries the refined ones
+    recover."""
+    inputs = keras.Input((2,))
+    identity = keras.Model(inputs, keras.layers.Dense(2, kernel_initializer="identity")(inputs))
+    learner = ProtoNet(identity, ProtoNetConfig(refine_steps=3), compiled=False)
+    rng = np.random.default_rng(5)
+    centres = np.array([[0.0, 0.0], [3.0, 0.0], [0.0, 3.0]])
+    support = centres + np.array([[1.3, 1.3], [-1.4, 0.0], [0.0, -1.3]])  # pulled inwards
+    labels = np.arange(3)
+    query_y = np.repeat(np.arange(3), 10)
+    query = centres[query_y] + rng.normal(scale=0.6, size=(30, 2))
+    batch = tuple(tf.constant(a[None], dtype) for a, dtype in (
+        (support, tf.float32), (labels, tf.int32), (query, tf.float32), (query_y, tf.int32)))
+    metrics = learner.meta_test_step(batch)
+    expected = _soft_kmeans(support, labels, query, 3, 3)
+    plain = _soft_kmeans(support, labels, query, 3, 0)
+    np.testing.assert_allclose(float(metrics["accuracy"][0]), (plain.argmax(-1) == query_y).mean())
+    np.testing.assert_allclose(float(metrics["transductive_accuracy"][0]),
+                               (expected.argmax(-1) == query_y).mean())
+    assert (expected.argmax(-1) == query_y).mean() > (plain.argmax(-1) == query_y).mean() + 0.2
+    np.testing.assert_allclose(learner.transductive_logits(support, labels, query).numpy(),
+                               expected, rtol=1e-4, atol=1e-4)
+    assert "transductive_accuracy" not in ProtoNet(identity, ProtoNetConfig(refine_steps=0),
+                                                   compiled=False).meta_test_step(batch)
