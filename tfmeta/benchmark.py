@@ -135,6 +135,9 @@ def _open_set_figure(row: dict) -> str:
     if o is None or "skipped" in o:
         return "n/a"
     text = f"AUROC {o['auroc']:.3f} +- {o['auroc_ci95']:.3f}"
+    if "transductive_auroc" in o:
+        text += (f" (queries together {o['transductive_auroc']:.3f} +- "
+                 f"{o['transductive_auroc_ci95']:.3f})")
     if "unknown_rejected" in o:
         text += (f"; rejected {100 * o['unknown_rejected']:.1f} % of unknown, known right "
                  f"{100 * o['known_accuracy']:.1f} %")

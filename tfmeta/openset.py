@@ -6,6 +6,8 @@ and the queries come from all of them. Per episode::
 
     scores = learner.unknown_scores(support of the known classes, queries)
     AUROC            = P(score of an unknown query > score of a known one)  (ties count 1/2)
+    transductive AUROC: the same with the episode's queries answered together
+                       (``query_rank_scores``: each query's rank among them)
     known accuracy   = share of known queries answered with their class and not rejected
     unknown rejected = share of unknown queries whose score is above the run's threshold
 
@@ -21,7 +23,7 @@ import tensorflow as tf
 
 from tfmeta.errors import ConfigError
 from tfmeta.evaluation import confidence_interval
-from tfmeta.learners.answers import unknown_scores
+from tfmeta.learners.answers import query_rank_scores, unknown_scores
 from tfmeta.progress import Progress
 
 
@@ -55,7 +57,8 @@ def evaluate_open_set(learner, sampler, known: int, episodes: int,
     learner.check_ways([known - 1])
     logits_of = tf.function(learner.fewshot_logits) if learner.compiled else learner.fewshot_logits
     threshold = learner.unknown_threshold
-    figures: dict = {"auroc": [], "known_accuracy": [], "unknown_rejected": []}
+    figures: dict = {"auroc": [], "transductive_auroc": [], "known_accuracy": [],
+                     "unknown_rejected": []}
     shown = Progress(episodes, f"open-set evaluation, {episodes} episodes") if progress else None
     done = 0
     for batch in sampler.dataset(num_batches=math.ceil(episodes / sampler.meta_batch)):
@@ -68,6 +71,8 @@ def evaluate_open_set(learner, sampler, known: int, episodes: int,
             scores = unknown_scores(logits).numpy()
             is_known = query_y < known
             figures["auroc"].append(auroc(scores[~is_known], scores[is_known]))
+            ranked = query_rank_scores(logits)  # the queries answered together
+            figures["transductive_auroc"].append(auroc(ranked[~is_known], ranked[is_known]))
             if threshold is not None:  # the run's, for this support set's setting
                 rejected = scores > learner.support_calibration(support_y[keep])[1]
                 right = (logits.argmax(-1) == query_y) & ~rejected
@@ -100,7 +105,8 @@ def evaluate_open_set_episodes(learner, source, episode, unknown: int, meta_batc
 def format_open_set(result: dict) -> str:
     line = (f"open set ({result['known_ways']} known classes, queries of "
             f"{result['unknown_ways']} unknown ones too): AUROC {result['auroc']:.3f} +- "
-            f"{result['auroc_ci95']:.3f}")
+            f"{result['auroc_ci95']:.3f} (queries answered together: "
+            f"{result['transductive_auroc']:.3f} +- {result['transductive_auroc_ci95']:.3f})")
     if "known_accuracy" in result:
         line += (f"; at the threshold, known queries right {100 * result['known_accuracy']:.2f}% "
                  f"+- {100 * result['known_accuracy_ci95']:.2f}%, unknown queries rejected "
