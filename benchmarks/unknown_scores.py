@@ -7,7 +7,8 @@ Open-set episodes: 5 known classes + 5 unknown, and 15 known + 5 unknown within 
 (omniglot-small's validation alphabets have at most 20 characters), 1-shot, 5 queries per class.
 Scores from the logits the learner answers with (any learner): the negated largest logit
 (tfmeta's ``unknown_scores``), 1 - the largest probability, energy (-logsumexp, Liu et al. 2020)
-at temperatures 1 and 5, the margin between the two largest logits, the entropy; and, for a run
+at temperatures 1 and 5, the margin between the two largest logits, the entropy, each query's rank
+among the episode's queries (``query_rank_scores``: transductive, the queries answered together); and, for a run
 whose learner has an embedding without support statistics (metric learners), distances in it:
 cosine to the nearest prototype, squared distance in features standardised by the support set.
 ``--tta``: the logit scores of the answers with test-time augmentation (tfmeta.learners.tta).
@@ -20,6 +21,7 @@ import tensorflow as tf
 
 from tfmeta.data import EpisodeConfig, EpisodeSampler, load_splits
 from tfmeta.data.episodes import parent_folder
+from tfmeta.learners.answers import query_rank_scores
 from tfmeta.openset import auroc
 from tfmeta.run import load, load_config
 
@@ -30,6 +32,7 @@ def logit_scores(logits) -> dict:
     p = np.exp(z - top[:, :1])
     p /= p.sum(-1, keepdims=True)
     scores = {"max-logit (tfmeta)": -top[:, 0], "1 - max probability": -p.max(-1),
+              "query rank (transductive)": query_rank_scores(z),
               "margin": -(top[:, 0] - top[:, 1]), "entropy": -(p * np.log(p + 1e-12)).sum(-1)}
     for t in (1.0, 5.0):
         zt = z / t
