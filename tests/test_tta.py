@@ -74,6 +74,20 @@ def test_tta_logits_are_the_mean_logits_over_shifted_queries_of_an_augmented_sup
         result["tta_accuracy"],
         np.mean([accuracy, np.mean(tf.nn.softmax(tta_logits(
             learner, sx[1], sy[1], qx[1], TTA)).numpy().argmax(-1) == qy[1])]), atol=1e-6)
+    if algorithm == "protonet":  # and its transductive figure: every query copy refines
+        copies = np.concatenate([np_shift(qx[0], dy, dx) for dy, dx in TTA.offsets])
+        together = learner.transductive_logits(support, labels, copies).numpy()
+        together = together.reshape(len(TTA.offsets), len(qx[0]), -1).mean(0)
+        second = learner.transductive_logits(
+            np.concatenate([np_shift(sx[1], dy, dx) for dy, dx in TTA.offsets]),
+            np.tile(sy[1], len(TTA.offsets)),
+            np.concatenate([np_shift(qx[1], dy, dx) for dy, dx in TTA.offsets])).numpy()
+        second = second.reshape(len(TTA.offsets), len(qx[1]), -1).mean(0)
+        np.testing.assert_allclose(result["tta_transductive_accuracy"], np.mean(
+            [np.mean(together.argmax(-1) == qy[0]), np.mean(second.argmax(-1) == qy[1])]),
+            atol=1e-6)
+    else:
+        assert "tta_transductive_accuracy" not in result
 
 
 def test_bad_settings_are_one_line():

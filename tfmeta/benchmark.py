@@ -153,6 +153,9 @@ def _figure(row: dict) -> str:
                  f"{100 * row['transductive_ci95']:.2f})")
     if "tta_accuracy" in row:
         text += f"; TTA {100 * row['tta_accuracy']:.2f} +- {100 * row['tta_ci95']:.2f}"
+        if "tta_transductive_accuracy" in row:
+            text += (f" (transductive {100 * row['tta_transductive_accuracy']:.2f} +- "
+                     f"{100 * row['tta_transductive_ci95']:.2f})")
     for key, label in (("finetune", "fine-tuned"), ("finetune_tta", "fine-tuned + TTA")):
         if f"{key}_accuracy" in row:
             text += (f"; {label} {100 * row[f'{key}_accuracy']:.2f} +- "

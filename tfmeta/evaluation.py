@@ -37,7 +37,8 @@ def evaluate(learner, sampler, episodes: int = PROTOCOL_EPISODES, attack=None,
     ``attack`` (:class:`tfmeta.learners.adversarial.Attack`) also ``robust_accuracy`` and
     ``robust_ci95`` on the same episodes, their queries perturbed against the adapted model;
     with ``tta`` (:class:`tfmeta.learners.tta.TestTimeAugmentation`) also ``tta_accuracy`` and
-    ``tta_ci95``: the same episodes answered with test-time augmentation, as deployed; with
+    ``tta_ci95``: the same episodes answered with test-time augmentation, as deployed (and
+    ``tta_transductive_accuracy`` where the learner reports a transductive figure); with
     ``finetune`` (:class:`tfmeta.learners.finetune.TestTimeFineTuning`) also
     ``finetune_accuracy`` and ``finetune_ci95``: answered by the backbone fine-tuned on each
     support set (and with ``tta`` too, ``finetune_tta_accuracy``), as deployed.
@@ -63,6 +64,9 @@ def evaluate(learner, sampler, episodes: int = PROTOCOL_EPISODES, attack=None,
 
             augmented = tta_test_step(learner, batch, tta, tta_steps)
             per_episode.setdefault("tta_accuracy", []).append(augmented["accuracy"].numpy())
+            if "transductive_accuracy" in augmented:
+                per_episode.setdefault("tta_transductive_accuracy", []).append(
+                    augmented["transductive_accuracy"].numpy())
         if finetune is not None:
             from tfmeta.learners.finetune import finetune_test_step
 
@@ -93,6 +97,9 @@ def evaluate(learner, sampler, episodes: int = PROTOCOL_EPISODES, attack=None,
         a_mean, a_ci95 = confidence_interval(per_episode["tta_accuracy"])
         result.update(tta_accuracy=a_mean, tta_ci95=a_ci95,
                       tta={"shift": tta.shift, "support": tta.support, "query": tta.query})
+        if "tta_transductive_accuracy" in per_episode:
+            t_mean, t_ci95 = confidence_interval(per_episode["tta_transductive_accuracy"])
+            result.update(tta_transductive_accuracy=t_mean, tta_transductive_ci95=t_ci95)
     for key in ("finetune", "finetune_tta"):
         if f"{key}_accuracy" in per_episode:
             f_mean, f_ci95 = confidence_interval(per_episode[f"{key}_accuracy"])

@@ -111,12 +111,18 @@ class ProtoNet(MetricLearner):
     def transductive_logits(self, support_x, support_y, query_x, steps=None):
         """Logits ``[Q, ways]`` of one episode's queries answered together: the prototypes refined
         with them (``steps``, default ``refine_steps``); each answer depends on the whole batch."""
-        support_x = tf.convert_to_tensor(support_x, tf.float32)
         support_y = tf.convert_to_tensor(support_y, tf.int32)
         self.check_ways(support_y.numpy())
-        support, query = self.embed_episodes(support_x[None], tf.convert_to_tensor(
-            query_x, tf.float32)[None], training=False)
-        ways = self.ways_of(support_y[None])
+        return self.calibrated(self.refined_logits(support_x, support_y, query_x, steps),
+                               support_y)
+
+    def refined_logits(self, support_x, support_y, query_x, steps=None):
+        """``transductive_logits`` before the calibration, in a graph too (nothing checked)."""
+        support, query = self.embed_episodes(tf.convert_to_tensor(support_x, tf.float32)[None],
+                                             tf.convert_to_tensor(query_x, tf.float32)[None],
+                                             training=False)
+        support_y = tf.convert_to_tensor(support_y, tf.int32)[None]
+        ways = self.ways_of(support_y)
         steps = self.config.refine_steps if steps is None else steps
-        centres = self.refined_prototypes(support, support_y[None], query, ways, steps)
-        return self.calibrated(self.logits_to(centres, query)[0], support_y)
+        centres = self.refined_prototypes(support, support_y, query, ways, steps)
+        return self.logits_to(centres, query)[0]

@@ -88,19 +88,43 @@ def tta_logits(learner, support_x, support_y, query_x, tta: TestTimeAugmentation
     return tf.reduce_mean(tf.reshape(logits, [len(copies), queries, -1]), 0)
 
 
+def transductive_tta_logits(learner, support_x, support_y, query_x, tta: TestTimeAugmentation):
+    """``tta_logits`` with the queries answered together (a learner with ``refined_logits``:
+    Prototypical Networks' soft k-means): every shifted copy of every query refines the
+    prototypes of the augmented support set, and each query's logits are averaged over its
+    copies."""
+    support_x, support_y = augmented_support(support_x, support_y, tta)
+    offsets = tta.offsets if tta.query else [(0, 0)]
+    copies = [shifted(query_x, dy, dx, tta.shift) for dy, dx in offsets]
+    logits = learner.refined_logits(support_x, support_y, tf.concat(copies, 0))
+    queries = tf.shape(query_x)[0]
+    return tf.reduce_mean(tf.reshape(logits, [len(copies), queries, -1]), 0)
+
+
 def tta_test_step(learner, batch, tta: TestTimeAugmentation, cache: dict) -> dict:
     """Per-episode ``{"accuracy", "loss"}`` of a meta-batch with test-time augmentation, as
-    deployed (``cache`` keeps the compiled step per augmentation)."""
+    deployed, and ``transductive_accuracy`` for a learner that reports one from the queries
+    answered together (``refined_logits``; ``cache`` keeps the compiled step per
+    augmentation)."""
     learner.check_ways(batch[1])
     step = cache.get(tta)
     if step is None:
+        transductive = getattr(learner, "refined_logits", None) is not None and getattr(
+            learner.config, "refine_steps", 0) > 0
+
         def episodes(support_x, support_y, query_x, query_y):
-            accuracies, losses = [], []
+            accuracies, losses, together = [], [], []
             for i in range(support_x.shape[0]):
                 logits = tta_logits(learner, support_x[i], support_y[i], query_x[i], tta)
                 accuracies.append(accuracy(logits, query_y[i]))
                 losses.append(cross_entropy(logits, query_y[i]))
-            return {"accuracy": tf.stack(accuracies), "loss": tf.stack(losses)}
+                if transductive:
+                    together.append(accuracy(transductive_tta_logits(
+                        learner, support_x[i], support_y[i], query_x[i], tta), query_y[i]))
+            result = {"accuracy": tf.stack(accuracies), "loss": tf.stack(losses)}
+            if transductive:
+                result["transductive_accuracy"] = tf.stack(together)
+            return result
 
         step = cache[tta] = tf.function(episodes) if learner.compiled else episodes
     return step(*batch)
