@@ -36,12 +36,14 @@ def _support(ways, shots=2, queries=3, seed=41):
 
 
 def _numpy_prototype_logits(learner, support_x, support_y, query_x):
-    """ProtoNet's logits up to a per-query constant, by hand: features of the body (BatchNorm at
-    the support's statistics, as the adapted classifier), 2 f.c_k - ||c_k||^2."""
+    """ProtoNet's logits by hand: features of the body (BatchNorm at the support's statistics,
+    as the adapted classifier), -||f - c_k||^2 (so the largest logit, the unknown score, is minus
+    the distance to the nearest prototype: before, answers left out -||f||^2, which the softmax
+    ignores and the max-logit score does not)."""
     embed = learner.embedding_model(support_x)
     f_support, f_query = embed(support_x).numpy(), embed(query_x).numpy()
     centres = np.stack([f_support[support_y == k].mean(0) for k in range(support_y.max() + 1)])
-    return 2 * f_query @ centres.T - (centres ** 2).sum(1)
+    return -((f_query[:, None] - centres[None]) ** 2).sum(-1)
 
 
 @pytest.mark.parametrize("algorithm,options", [("maml", {"prototype_head": "test"}),
@@ -64,6 +66,8 @@ def test_a_five_way_learner_answers_wider_tasks_from_the_prototypes(algorithm, o
     np.testing.assert_allclose(result["logits"][0].numpy(), logits, rtol=1e-5, atol=1e-4)
     assert result["accuracy"][0].numpy() == pytest.approx(
         np.mean(expected.argmax(1) == query_y))
+    np.testing.assert_allclose(learner.unknown_scores(support_x, support_y, query_x),
+                               -expected.max(1), rtol=1e-4, atol=1e-3 * np.abs(expected).max())
 
 
 def test_the_inner_steps_move_the_wide_head_as_an_independent_step_does():
