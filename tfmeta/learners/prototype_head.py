@@ -12,7 +12,9 @@ width runs the body (the model up to the head's input) and multiplies by the hea
 deployed forward pass, the adapted classifier and its exports) subtract ``||f||^2``: the same
 softmax, so the same classes, losses and calibration, but the largest logit is then minus the
 squared distance to the nearest (adapted) prototype, what the max-logit unknown score needs (it
-read ``||f||^2 - d``, and its open-set AUROC was at chance, 0.54, for Proto-MAML on omniglot-small).
+read ``||f||^2 - d``: Proto-MAML's open-set AUROC on omniglot-small was 0.54; on that run's
+validation classes, ``benchmarks/unknown_scores.py``, 0.572 -> 0.966 with 5 known + 5 unknown
+classes and 0.557 -> 0.810 with 15 + 5 within an alphabet).
 The adapted classifier is the body, a new ``Dense`` layer of the head's width and that offset.
 """
 
