@@ -105,8 +105,10 @@ def evaluate_open_set_episodes(learner, source, episode, unknown: int, meta_batc
 def format_open_set(result: dict) -> str:
     line = (f"open set ({result['known_ways']} known classes, queries of "
             f"{result['unknown_ways']} unknown ones too): AUROC {result['auroc']:.3f} +- "
-            f"{result['auroc_ci95']:.3f} (queries answered together: "
-            f"{result['transductive_auroc']:.3f} +- {result['transductive_auroc_ci95']:.3f})")
+            f"{result['auroc_ci95']:.3f}")
+    if "transductive_auroc" in result:  # (results written before it was measured have none)
+        line += (f" (queries answered together: {result['transductive_auroc']:.3f} +- "
+                 f"{result['transductive_auroc_ci95']:.3f})")
     if "known_accuracy" in result:
         line += (f"; at the threshold, known queries right {100 * result['known_accuracy']:.2f}% "
                  f"+- {100 * result['known_accuracy_ci95']:.2f}%, unknown queries rejected "
