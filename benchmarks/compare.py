@@ -151,6 +151,8 @@ def main():
     p.add_argument("--width", type=int, default=64)
     p.add_argument("--windows", type=int, default=3)
     p.add_argument("--window-steps", type=int, default=3)
+    p.add_argument("--jax-tasks", default="loop,vmap",
+                   help="the JAX peer's --tasks forms to try (each on every core and on one)")
     p.add_argument("--max-other-cores", type=float, default=0.25,
                    help="cores other programs may keep busy during a cell before it is repeated")
     p.add_argument("--quick", action="store_true")
@@ -201,7 +203,9 @@ def main():
         best_forms = {}
         for peer in learner_peers:
             tried = []
-            for form in FORMS[peer]:
+            forms = [f for f in FORMS[peer]
+                     if peer != "jax" or f[1] in args.jax_tasks.split(",")]
+            for form in forms:
                 r = run(peer_command(peer, learner, search, form))
                 emit({"kind": "form", "learner": learner, "peer": peer, "flags": form,
                       **({"error": r["error"]} if "error" in r else
