@@ -53,24 +53,26 @@ def test_recomputed_inner_loop_bounds_the_meta_steps_memory():
 
 def test_compare_counts_the_cores_other_programs_keep_busy():
     """compare.py flags a cell measured under load: the machine's busy time less the cell's own.
-    A cell that burns a core itself reads what a cell that sleeps reads (whatever else the machine
-    runs); a cell that sleeps beside another program burning a core reads about 1 more."""
+    On a quiet machine (checked before, between and after) a cell that burns a core itself reads
+    about 0, and a cell that sleeps beside another program burning a core reads about 1."""
     sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
     from compare import run
 
     spin = ("import json, time\nt = time.time()\nwhile time.time() - t < 2: pass\n"
             "print(json.dumps({}))")
     sleep = "import json, time\ntime.sleep(2)\nprint(json.dumps({}))"
-    background = run([sys.executable, "-c", sleep])["load"]["other_cores"]
-    if background > 0.5:
-        pytest.skip(f"other programs keep {background} cores busy: no core left to burn")
+    assert run([sys.executable, "-c", "raise SystemExit('no such form')"]) == {
+        "error": "no such form"}
+    background = [run([sys.executable, "-c", sleep])["load"]["other_cores"]]
     alone = run([sys.executable, "-c", spin])["load"]
+    background.append(run([sys.executable, "-c", sleep])["load"]["other_cores"])
     burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
         beside = run([sys.executable, "-c", sleep])["load"]
     finally:
         burner.kill()
-    assert alone["other_cores"] < background + 0.5, (background, alone)
-    assert beside["other_cores"] > background + 0.7, (background, beside)
-    assert run([sys.executable, "-c", "raise SystemExit('no such form')"]) == {
-        "error": "no such form"}
+    background.append(run([sys.executable, "-c", sleep])["load"]["other_cores"])
+    if max(background) > 0.3:  # e.g. another pytest worker: the check needs a quiet machine
+        pytest.skip(f"other programs kept {max(background)} cores busy: no quiet core to read")
+    assert alone["other_cores"] < max(background) + 0.5, (background, alone)
+    assert beside["other_cores"] > min(background) + 0.7, (background, beside)
