@@ -173,10 +173,11 @@ def main():
     if unknown:
         raise SystemExit(f"--peers: no peer {', '.join(unknown)} (torch, jax)")
     subprocess.run(["bash", os.path.join(PEERS, "setup.sh"), *peers], check=True)
-    workload = ["--meta-batch", str(args.meta_batch), "--width", str(args.width),
-                "--windows", str(args.windows), "--window-steps", str(args.window_steps)]
-    search = ["--meta-batch", str(args.meta_batch), "--width", str(args.width),
-              "--windows", "1", "--window-steps", str(args.window_steps)]
+    def workload_flags(windows):
+        return ["--meta-batch", str(args.meta_batch), "--width", str(args.width),
+                "--windows", str(windows), "--window-steps", str(args.window_steps)]
+
+    workload, search = workload_flags(args.windows), workload_flags(1)  # search: one window
     out = open(args.out, "w") if args.out else None
 
     def emit(line: dict):
@@ -188,10 +189,8 @@ def main():
     versions = {}
     for peer in peers:
         python = os.path.join(PEERS, f".venv-{peer}", "bin", "python")
-        module = {"torch": "torch", "jax": "jax"}[peer]
-        versions[peer] = subprocess.run([python, "-c", f"import {module}; print({module}."
-                                         "__version__)"], capture_output=True,
-                                        text=True).stdout.strip()
+        versions[peer] = subprocess.run([python, "-c", f"import {peer}; print({peer}.__version__)"],
+                                        capture_output=True, text=True).stdout.strip()
     emit({"kind": "environment", "date": str(datetime.date.today()), "host": platform.node(),
           "cores": os.cpu_count(), "commit": commit(), "peers": peers, "precisions": precisions,
           "rounds": args.rounds, "versions": versions,

@@ -76,27 +76,19 @@ def mean_probability_logits(logits_per_copy):
     return tf.math.log(tf.reduce_mean(probabilities, 0) + 1e-12)
 
 
-def tta_logits(learner, support_x, support_y, query_x, tta: TestTimeAugmentation):
+def tta_logits(learner, support_x, support_y, query_x, tta: TestTimeAugmentation,
+               answer=None):
     """Logits ``[Q, n]`` of one episode with test-time augmentation, through the learner's
-    ``fewshot_logits`` (one adaptation; the query copies go through it as one batch)."""
+    ``fewshot_logits`` (one adaptation; the query copies go through it as one batch), or through
+    ``answer(support_x, support_y, query_x)``: ``learner.refined_logits`` answers the queries
+    together (Prototypical Networks' soft k-means, every shifted copy of every query refining the
+    prototypes of the augmented support set)."""
+    answer = answer or learner.fewshot_logits
     support_x, support_y = augmented_support(support_x, support_y, tta)
     if not tta.query:
-        return learner.fewshot_logits(support_x, support_y, query_x)
+        return answer(support_x, support_y, query_x)
     copies = [shifted(query_x, dy, dx, tta.shift) for dy, dx in tta.offsets]
-    logits = learner.fewshot_logits(support_x, support_y, tf.concat(copies, 0))
-    queries = tf.shape(query_x)[0]
-    return tf.reduce_mean(tf.reshape(logits, [len(copies), queries, -1]), 0)
-
-
-def transductive_tta_logits(learner, support_x, support_y, query_x, tta: TestTimeAugmentation):
-    """``tta_logits`` with the queries answered together (a learner with ``refined_logits``:
-    Prototypical Networks' soft k-means): every shifted copy of every query refines the
-    prototypes of the augmented support set, and each query's logits are averaged over its
-    copies."""
-    support_x, support_y = augmented_support(support_x, support_y, tta)
-    offsets = tta.offsets if tta.query else [(0, 0)]
-    copies = [shifted(query_x, dy, dx, tta.shift) for dy, dx in offsets]
-    logits = learner.refined_logits(support_x, support_y, tf.concat(copies, 0))
+    logits = answer(support_x, support_y, tf.concat(copies, 0))
     queries = tf.shape(query_x)[0]
     return tf.reduce_mean(tf.reshape(logits, [len(copies), queries, -1]), 0)
 
@@ -119,8 +111,9 @@ def tta_test_step(learner, batch, tta: TestTimeAugmentation, cache: dict) -> dic
                 accuracies.append(accuracy(logits, query_y[i]))
                 losses.append(cross_entropy(logits, query_y[i]))
                 if transductive:
-                    together.append(accuracy(transductive_tta_logits(
-                        learner, support_x[i], support_y[i], query_x[i], tta), query_y[i]))
+                    together.append(accuracy(tta_logits(
+                        learner, support_x[i], support_y[i], query_x[i], tta,
+                        answer=learner.refined_logits), query_y[i]))
             result = {"accuracy": tf.stack(accuracies), "loss": tf.stack(losses)}
             if transductive:
                 result["transductive_accuracy"] = tf.stack(together)
