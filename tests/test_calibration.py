@@ -283,6 +283,22 @@ def test_each_support_set_is_answered_at_its_nearest_settings_temperature(small_
         assert (served["is_unknown"].numpy() == (threshold < 0)).all()
 
 
+def test_a_fixed_width_learner_is_calibrated_for_the_settings_it_answers(tmp_path):
+    """A 3-way first-order MAML asked for 6-way calibration too (as the omniglot-small benchmark
+    asks every learner for its 20-way settings): the wider setting is left out, training ends
+    with its calibration written, and the benchmark's 20-way rows say n/a. Before, the run ended
+    in "built for at most 3 classes" after training, with nothing calibrated."""
+    run = str(tmp_path / "run")
+    assert main(["train", "--algorithm", "fomaml", "--steps", "2", "--width", "8",
+                 "--val-every", "2", "--val-episodes", "2", "--episodes", "4", "--ways", "3",
+                 "--set", "train.calibration_episodes=10", "--set",
+                 "train.calibration_settings=3x1,6x1,3x2", "--out", run, "--no-progress"]) == 0
+    with open(os.path.join(run, "calibration.json")) as f:
+        assert [(e["ways"], e["shots"]) for e in json.load(f)["settings"]] == [(3, 1), (3, 2)]
+    assert main(["calibrate", "--checkpoint", run, "--episodes", "10", "--settings", "6x1",
+                 "--quiet"]) == 0
+
+
 def test_a_run_calibrates_each_setting_it_is_asked_for(tmp_path):
     """train.calibration_settings: calibration.json holds a temperature per setting, each the
     likelihood's minimum on that setting's validation answers; tfmeta.run.load answers with it."""

@@ -76,7 +76,8 @@ def calibrate_run(out_dir: str, episodes: int = CALIBRATION_EPISODES, settings=(
     sampler = EpisodeSampler(validation, config.episode,
                              config.train.meta_batch, VALIDATION_SEED + config.train.seed, "val")
     facts = calibrate(learner, sampler, episodes,
-                      settings=calibration_samplers(config, validation, calibration_settings))
+                      settings=calibration_samplers(config, validation, calibration_settings,
+                                                    learner.max_ways))
     write_calibration(facts, out_dir)
     return facts
 

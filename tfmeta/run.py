@@ -89,14 +89,22 @@ def samplers(config: RunConfig, splits: dict) -> dict:
     }
 
 
-def calibration_samplers(config: RunConfig, source, settings: str | None = None) -> list:
+def calibration_samplers(config: RunConfig, source, settings: str | None = None,
+                         max_ways: int | None = None) -> list:
     """Validation samplers of the calibration settings (``settings``, default
     ``train.calibration_settings``) other than the run's own, of its queries and seed; a
-    setting the validation classes cannot hold is left out with a warning."""
+    setting the validation classes cannot hold is left out with a warning, one wider than the
+    learner answers (``max_ways``: a 5-way MAML in a benchmark of 20-way settings too) with a
+    log line."""
     t = config.train
     samplers_ = []
     for ways, shots in parse_settings(t.calibration_settings if settings is None else settings):
         if (ways, shots) == (config.episode.ways, config.episode.shots):
+            continue
+        if max_ways is not None and ways > max_ways:
+            logging.getLogger("tfmeta").info(
+                f"not calibrated for {ways}x{shots}: the learner answers at most {max_ways} "
+                "classes")
             continue
         episode = EpisodeConfig(ways, shots, config.episode.queries)
         try:
@@ -211,7 +219,8 @@ def _meta_train_and_test(config, learner, streams, splits, out_dir, progress, lo
         restore(learner, out_dir)
         if t.calibration_episodes:  # the answers' temperature, from validation classes
             calibration = calibrate(learner, streams["val"], t.calibration_episodes,
-                                    settings=calibration_samplers(config, splits["val"]))
+                                    settings=calibration_samplers(config, splits["val"],
+                                                                  max_ways=learner.max_ways))
             if chief:
                 write_calibration(calibration, out_dir)
             log(f"calibrated on {calibration['episodes']} validation episodes: temperature "
