@@ -90,11 +90,12 @@ def test_fused_batchnorm_under_stateless_call_returns_the_statistics_instead_of_
         np.testing.assert_allclose(sf, sk, rtol=1e-5, atol=1e-6)
 
 
-def _fused_ops(function, *args) -> int:
-    """FusedBatchNorm operations in a traced function's graph, its nested functions included."""
+def _fused_ops(function, *args, op="FusedBatchNorm") -> int:
+    """Operations whose type starts with ``op`` (the fused kernel's, its gradient's too) in a
+    traced function's graph, its nested functions included."""
     graph = function.get_concrete_function(*args).graph.as_graph_def()
     nodes = list(graph.node) + [n for f in graph.library.function for n in f.node_def]
-    return sum(n.op.startswith("FusedBatchNorm") for n in nodes)
+    return sum(n.op.startswith(op) for n in nodes)
 
 
 def test_the_kernel_is_used_only_where_it_applies():
@@ -128,7 +129,8 @@ def test_the_kernel_is_used_only_where_it_applies():
 
 @pytest.mark.parametrize("algorithm", ["fomaml", "reptile", "protonet", "maml"])
 def test_first_order_learners_meta_train_through_the_fused_kernel(algorithm, small_glyphs):
-    """...and second-order MAML through its exact moments (tests/test_maml_math.py)."""
+    """...and second-order MAML on its query pass alone (differentiated once), its support passes
+    through its exact moments (tests/test_maml_math.py)."""
     from tfmeta.data import EpisodeConfig, EpisodeSampler
     from tfmeta.learners import create
 
@@ -138,4 +140,29 @@ def test_first_order_learners_meta_train_through_the_fused_kernel(algorithm, sma
                      backbone_width=8, **options)
     batch = next(iter(EpisodeSampler(small_glyphs, episode, 2, seed=0).dataset()))
     fused = _fused_ops(learner._train_fn, *batch)
-    assert fused == 0 if algorithm == "maml" else fused >= 4
+    assert fused >= 4
+    if algorithm == "maml":  # one forward pass in the kernel: the query's, in every task
+        assert _fused_ops(learner._train_fn, *batch, op="FusedBatchNormV3") == 4
+
+
+def test_differentiated_once_lends_the_kernel_to_exact_moments_in_its_own_thread_only():
+    import threading
+
+    from tfmeta.learners.batchnorm import differentiated_once, exact_batchnorm_moments
+
+    _, model = _twins()
+    assert exact_batchnorm_moments(model) == 4
+    images = _images()
+    run = lambda: _fused_ops(tf.function(lambda x: model(x, training=True)), images)  # noqa: E731
+    assert run() == 0  # exact moments: Keras' path
+    seen = {}
+    with differentiated_once(model):
+        assert run() == 4
+        other = threading.Thread(target=lambda: seen.update(other=run()))
+        other.start()
+        other.join()
+        with differentiated_once(model):  # nested blocks
+            assert run() == 4
+        assert run() == 4
+    assert seen["other"] == 0  # another thread (a strategy's replica) keeps the exact moments
+    assert run() == 0

@@ -6,11 +6,14 @@
   exact (the deviations from the mean sum to zero) but the second is not, and second-order MAML
   through such a layer is off by tens of percent. The replacement computes
   ``mean = E[x]`` and ``variance = E[(x - mean)^2]`` with no ``stop_gradient`` (same values).
+  :func:`differentiated_once` lends such layers the fused kernel for a forward pass whose graph
+  is differentiated only once (MAML's query loss).
 * :func:`fused_batchnorm` -- make training-mode BatchNorm one fused kernel (TensorFlow's
   ``FusedBatchNormV3``: moments and normalisation in one pass over the activations, the gradient
   in one more; oneDNN on CPUs, cuDNN on GPUs) instead of Keras' separate moment, normalise and
   gradient operations: same values, faster (README, Performance). Every learner applies it to its
-  model and parts; layers given exact moments (second-order learners) keep Keras' path.
+  model and parts; layers given exact moments (second-order learners) keep Keras' path, but for
+  passes differentiated only once (:func:`differentiated_once`).
 * :func:`freeze_batchnorm_statistics` -- set moving statistics to the statistics of one batch (the
   support set), so that an adapted classifier answers each image on its own.
 """
@@ -18,6 +21,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 import types
 import warnings
 
@@ -58,15 +62,48 @@ def exact_batchnorm_moments(model: keras.Model) -> int:
             continue
         if "_moments" not in vars(layer):
             layer._moments = types.MethodType(_twice_differentiable_moments, layer)
+            # Per thread: replicas of a strategy trace their forward passes in threads of their own
+            layer._differentiated_once = threading.local()
             changed += 1
     return changed
+
+
+def _exact_moments_now(layer) -> bool:
+    """Whether ``layer`` has exact moments and the forward pass at hand needs them."""
+    if "_moments" not in vars(layer):
+        return False
+    once = vars(layer).get("_differentiated_once")
+    return not (once is not None and getattr(once, "on", False))
+
+
+@contextlib.contextmanager
+def differentiated_once(model: keras.Model):
+    """Within the block, in this thread, layers given :func:`exact_batchnorm_moments` compute a
+    training-mode pass with the fused kernel, as plain layers do (:func:`fused_batchnorm`).
+
+    For a forward pass whose graph is differentiated only once even in a second-order
+    meta-gradient: MAML's query loss at the adapted weights phi. The outer gradient
+    back-propagates through it once, to phi, and only then through the inner loop's gradients,
+    whose support passes are the ones differentiated twice and keep the exact moments. The values
+    and first derivatives are the same either way (tests/test_batchnorm.py,
+    tests/test_maml_math.py); the kernel is faster (benchmarks/throughput.py)."""
+    switches = [vars(layer)["_differentiated_once"] for layer in batchnorm_layers(model)
+                if "_differentiated_once" in vars(layer)]
+    previous = [getattr(switch, "on", False) for switch in switches]
+    for switch in switches:
+        switch.on = True
+    try:
+        yield
+    finally:
+        for switch, on in zip(switches, previous):
+            switch.on = on
 
 
 def _fused_training_call(layer, inputs, training=None, mask=None):
     """Keras' BatchNormalization ``call``, with the training-mode pass of a plain layer (NHWC
     maps computed in float32, as Keras computes them; no mask, no exact moments) in one fused
     kernel."""
-    plain = (training and layer.trainable and mask is None and "_moments" not in vars(layer)
+    plain = (training and layer.trainable and mask is None and not _exact_moments_now(layer)
              and inputs.shape.rank == 4 and layer.axis in (-1, 3)
              and inputs.dtype in (tf.float16, tf.bfloat16, tf.float32))
     if not plain:
@@ -97,9 +134,9 @@ def fused_batchnorm(model: keras.Model, on: bool = True) -> int:
     unaffected), and every other case -- inference, masks, renorm, synchronized layers, inputs
     that are not 4-D channels-last maps, float64, layers given :func:`exact_batchnorm_moments`
     -- runs Keras' code. Second-order learners give their layers exact moments, so they keep
-    Keras' path: differentiating the kernel's gradient once more matched the exact moments'
-    meta-gradient, but TensorFlow built graphs with cycles from it for Meta-SGD ("nodes in a
-    cycle", at random between traces).
+    Keras' path outside :func:`differentiated_once` blocks: differentiating the kernel's gradient
+    once more matched the exact moments' meta-gradient, but TensorFlow built graphs with cycles
+    from it for Meta-SGD ("nodes in a cycle", at random between traces).
     """
     changed = 0
     for layer in batchnorm_layers(model):

@@ -13,8 +13,9 @@ BatchNorm, as in the paper's code: batch statistics of the batch at hand (suppor
 loop, query in the outer loss), no running statistics during meta-training. Keras'
 BatchNormalization would drop part of the second-order term (``tf.nn.moments`` stops the gradient
 of the mean inside the variance); the learner makes its moments twice differentiable
-(:func:`tfmeta.learners.batchnorm.exact_batchnorm_moments`). First-order MAML differentiates
-once and runs TensorFlow's fused BatchNorm kernel instead
+(:func:`tfmeta.learners.batchnorm.exact_batchnorm_moments`) on the support passes of the inner
+loop, the ones differentiated twice; the query pass, differentiated once, runs TensorFlow's fused
+BatchNorm kernel (:meth:`outer_forward`), as every pass of first-order MAML does
 (:func:`tfmeta.learners.batchnorm.fused_batchnorm`). Evaluation reports the accuracy as
 deployed (BatchNorm frozen at the support set's statistics, what ``adapt`` returns) and the
 paper's transductive accuracy (query batch statistics).
@@ -146,7 +147,7 @@ class MAML(PrototypeHead, OptimizationLearner):
 
     def xla_problem(self, model: keras.Model, config) -> str | None:
         """XLA's second-order meta-gradient through BatchNorm is off the exact one (measured
-        2.7-4.5 % in norm on Conv4, where float32 without XLA is within 1e-5 of float64;
+        2.7-4.5 % in norm on Conv4, where float32 without XLA is within 1e-4 of float64;
         tests/test_xla.py), so second-order learners on a model with BatchNorm are refused."""
         config = config if config is not None else self.config_class()
         if not config.first_order and batchnorm_layers(model):
@@ -191,6 +192,6 @@ class MAML(PrototypeHead, OptimizationLearner):
         """One task: adapt theta on the support set (inner loop), then the query loss."""
         theta = self.task_start(theta, support_x, support_y, training=True)
         phi = self.inner_loop(theta, support_x, support_y, self.config.inner_steps)
-        logits = self.forward(phi, query_x)
+        logits = self.outer_forward(phi, query_x)
         return (cross_entropy(logits, query_y, smoothing=self.label_smoothing),
                 accuracy(logits, query_y))

@@ -170,7 +170,7 @@ class MAMLPlusPlus(MAML):
         weights = self.step_weights(len(phis))
         if not self.config.multi_step_loss:  # the last step's query loss alone
             phis, weights = phis[-1:], weights[-1:]
-        logits = [self.forward(phi, query_x) for phi in phis]
+        logits = [self.outer_forward(phi, query_x) for phi in phis]
         losses = [cross_entropy(z, query_y, smoothing=self.label_smoothing) for z in logits]
         loss = tf.add_n([tf.cast(w, l.dtype) * l for w, l in zip(weights, losses)])
         return loss, accuracy(logits[-1], query_y)

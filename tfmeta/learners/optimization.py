@@ -9,8 +9,8 @@ import keras
 import tensorflow as tf
 
 from tfmeta.learners.base import Learner
-from tfmeta.learners.batchnorm import (batchnorm_momentum_zero, exact_batchnorm_moments,
-                                      freeze_batchnorm_statistics)
+from tfmeta.learners.batchnorm import (batchnorm_momentum_zero, differentiated_once,
+                                      exact_batchnorm_moments, freeze_batchnorm_statistics)
 from tfmeta.learners.losses import accuracy, cross_entropy, full_precision
 from tfmeta.learners.layers import embedding_copy, seed_state_positions, stochastic_layers_off
 
@@ -58,6 +58,14 @@ class OptimizationLearner(Learner):
                                                  dtype=non_trainable[i].dtype)
         logits, _ = self.model.stateless_call(list(params), non_trainable, images, training=True)
         return full_precision(logits)
+
+    def outer_forward(self, params, images):
+        """``forward`` for a pass the meta-gradient differentiates only once: the query loss at
+        the adapted weights (the outer loss). A second-order learner's BatchNorm layers take the
+        fused kernel there (:func:`tfmeta.learners.batchnorm.differentiated_once`); its inner
+        loop's support passes, differentiated twice, keep their exact moments."""
+        with differentiated_once(self.model):
+            return self.forward(params, images)
 
     def deployed_forward(self, params, support_x, query_x):
         """Logits of ``query_x`` under ``params`` with BatchNorm frozen at the statistics of
