@@ -286,17 +286,27 @@ def test_each_support_set_is_answered_at_its_nearest_settings_temperature(small_
 def test_a_fixed_width_learner_is_calibrated_for_the_settings_it_answers(tmp_path):
     """A 3-way first-order MAML asked for 6-way calibration too (as the omniglot-small benchmark
     asks every learner for its 20-way settings): the wider setting is left out, training ends
-    with its calibration written, and the benchmark's 20-way rows say n/a. Before, the run ended
-    in "built for at most 3 classes" after training, with nothing calibrated."""
-    run = str(tmp_path / "run")
-    assert main(["train", "--algorithm", "fomaml", "--steps", "2", "--width", "8",
-                 "--val-every", "2", "--val-episodes", "2", "--episodes", "4", "--ways", "3",
-                 "--set", "train.calibration_episodes=10", "--set",
-                 "train.calibration_settings=3x1,6x1,3x2", "--out", run, "--no-progress"]) == 0
+    with its calibration written, and so does ``tfmeta calibrate``. Before, the run ended in
+    "built for at most 3 classes" after training, with nothing calibrated."""
+    run = _calibrated_run(tmp_path, "fomaml", 10, "3x1,6x1,3x2")
     with open(os.path.join(run, "calibration.json")) as f:
         assert [(e["ways"], e["shots"]) for e in json.load(f)["settings"]] == [(3, 1), (3, 2)]
     assert main(["calibrate", "--checkpoint", run, "--episodes", "10", "--settings", "6x1",
                  "--quiet"]) == 0
+    with open(os.path.join(run, "calibration.json")) as f:
+        facts = json.load(f)
+    assert (facts["ways"], facts["shots"], facts.get("settings")) == (3, 1, None)  # its own alone
+
+
+def _calibrated_run(tmp_path, algorithm, episodes, settings) -> str:
+    """A 3-way run of 2 steps of ``algorithm`` calibrated on ``episodes`` validation episodes of
+    its own setting and of ``settings``."""
+    run = str(tmp_path / "run")
+    assert main(["train", "--algorithm", algorithm, "--steps", "2", "--width", "8",
+                 "--val-every", "2", "--val-episodes", "2", "--episodes", "4", "--ways", "3",
+                 "--set", f"train.calibration_episodes={episodes}", "--set",
+                 f"train.calibration_settings={settings}", "--out", run, "--no-progress"]) == 0
+    return run
 
 
 def test_a_run_calibrates_each_setting_it_is_asked_for(tmp_path):
@@ -307,11 +317,7 @@ def test_a_run_calibrates_each_setting_it_is_asked_for(tmp_path):
     from tfmeta.rundir import load_config
     from tfmeta.run import VALIDATION_SEED, load
 
-    run = str(tmp_path / "run")
-    assert main(["train", "--algorithm", "protonet", "--steps", "2", "--width", "8",
-                 "--val-every", "2", "--val-episodes", "2", "--episodes", "4", "--ways", "3",
-                 "--set", "train.calibration_episodes=20", "--set",
-                 "train.calibration_settings=3x1,6x2,999x1", "--out", run, "--no-progress"]) == 0
+    run = _calibrated_run(tmp_path, "protonet", 20, "3x1,6x2,999x1")
     with open(os.path.join(run, "calibration.json")) as f:
         facts = json.load(f)
     settings = [(e["ways"], e["shots"]) for e in facts["settings"]]
