@@ -62,15 +62,23 @@ def test_benchmark_smoke_as_examples_omniglot_small_runs_it(tmp_path):
     assert report["test_classes"] == 106
     assert "| 20-way 1-shot, within alphabet |" in (out / "benchmark.md").read_text()
     _raw_pngs_predict_as_training_saw_them(str(out))
-    # --evaluate: the trained run evaluated again without training, the same episodes
+    # --evaluate: the trained run evaluated again without training, the same episodes; a
+    # learner option changes how it adapts (no transductive refinement here: the deployed
+    # answers are the same), anything else is refused in one line
     again = tmp_path / "again"
-    r = subprocess.run([sys.executable, "-m", "tfmeta", "benchmark", "omniglot-small",
-                        "--evaluate", str(out), "--test-episodes", "20", "--out", str(again),
-                        "--open-set", "5"],
+    evaluate = [sys.executable, "-m", "tfmeta", "benchmark", "omniglot-small", "--evaluate",
+                str(out), "--test-episodes", "20", "--out", str(again)]
+    r = subprocess.run(evaluate + ["--set", "train.steps=5"], capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 2 and "learner.KEY=VALUE settings only" in r.stderr, r.stderr[-2000:]
+    r = subprocess.run(evaluate + ["--open-set", "5", "--set", "learner.refine_steps=0"],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     evaluated = json.loads((again / "benchmark.json").read_text())
     assert evaluated["train_seconds"] is None and evaluated["evaluated_run"] == str(out)
+    assert evaluated["learner_options"] == {"refine_steps": 0}
+    assert "transductive_accuracy" in report["settings"][0]
+    assert not any("transductive_accuracy" in row for row in evaluated["settings"])
     assert [row["accuracy"] for row in evaluated["settings"]] == [
         row["accuracy"] for row in report["settings"]]
     assert "Evaluated without training" in (again / "benchmark.md").read_text()

@@ -228,10 +228,12 @@ def calibration_settings(bench: Protocol) -> str:
 
 def evaluate_benchmark(name: str, run_dir: str, out_dir: str | None = None,
                        episodes: int | None = None, command: str = "", log=None, tta=None,
-                       finetune=None, open_set: int = 0) -> dict:
+                       finetune=None, open_set: int = 0, settings=()) -> dict:
     """Evaluate a trained run (or an ensemble of runs: ``tfmeta ensemble``) in every setting of
     benchmark ``name``, without training (``tfmeta benchmark NAME --evaluate RUN``); writes
-    ``benchmark.json`` and ``benchmark.md`` to ``out_dir`` (default: the run's directory)."""
+    ``benchmark.json`` and ``benchmark.md`` to ``out_dir`` (default: the run's directory).
+    ``settings`` (``learner.KEY=VALUE``) change how the learner adapts (Relation Networks'
+    ``shot_pooling``, MAML's ``test_inner_steps``, ...); the report records them."""
     from tfmeta import run
 
     recorded = run.load_config(run_dir)
@@ -239,16 +241,24 @@ def evaluate_benchmark(name: str, run_dir: str, out_dir: str | None = None,
     if recorded.data.dataset.split(":")[0] != bench.dataset:
         raise ConfigError(f"{run_dir} was trained on {recorded.data.dataset}, not on {name}'s "
                           f"{bench.dataset}")
+    outside = [s for s in settings if not s.strip().startswith("learner.")]
+    if outside:
+        raise ConfigError(f"--evaluate RUN takes learner.KEY=VALUE settings only (how the "
+                          f"learner adapts), not {outside[0]!r}")
+    changed = recorded.with_settings(settings).learner
+    options = {k: v for k, v in changed.items() if recorded.learner.get(k) != v}
     out_dir = out_dir or run_dir
     report = _evaluate_and_write(name, run_dir, out_dir, episodes, command, log, tta, finetune,
-                                 meta_batch=recorded.train.meta_batch, open_set=open_set)
-    report.update(train_seconds=None, steps=None, evaluated_run=run_dir)
+                                 meta_batch=recorded.train.meta_batch, open_set=open_set,
+                                 learner_options=options)
+    report.update(train_seconds=None, steps=None, evaluated_run=run_dir,
+                  learner_options=options)
     _write(report, out_dir)
     return report
 
 
 def _evaluate_and_write(name, run_dir, out_dir, episodes, command, log, tta, finetune,
-                        meta_batch, open_set=0) -> dict:
+                        meta_batch, open_set=0, learner_options=None) -> dict:
     """The benchmark's report of the run in ``run_dir``: every setting evaluated."""
     import platform
 
@@ -256,7 +266,7 @@ def _evaluate_and_write(name, run_dir, out_dir, episodes, command, log, tta, fin
     from tfmeta.data import load_splits
 
     bench = protocol(name)
-    learner = run.load(run_dir)
+    learner = run.load(run_dir, learner_options=learner_options)
     recorded = run.load_config(run_dir)  # the run's own config (its measured polarity included)
     test = load_splits(recorded.data)["test"]
     rows = evaluate_settings(learner, test, bench, meta_batch, episodes, log, tta, finetune,

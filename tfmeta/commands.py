@@ -143,11 +143,13 @@ def benchmark_command(args):
     answers = dict(tta=_tta(args.tta), finetune=finetune_of(args), open_set=args.open_set,
                    command="tfmeta " + " ".join(sys.argv[1:]))
     if args.evaluate:
-        if args.algorithm or args.config or args.set or args.data_dir:
-            raise ConfigError("--evaluate RUN evaluates a trained run as it is: leave out "
-                              "--algorithm, --data-dir, --config and --set")
+        if args.algorithm or args.config or args.data_dir:
+            raise ConfigError("--evaluate RUN evaluates a trained run: leave out --algorithm, "
+                              "--data-dir and --config (--set learner.KEY=VALUE changes how it "
+                              "adapts)")
         out = args.out or args.evaluate
-        report = evaluate_benchmark(args.name, args.evaluate, out, args.test_episodes, **answers)
+        report = evaluate_benchmark(args.name, args.evaluate, out, args.test_episodes,
+                                    settings=args.set, **answers)
     else:
         if not (args.algorithm and args.data_dir):
             raise ConfigError("tfmeta benchmark needs --algorithm and --data-dir (or --evaluate "
