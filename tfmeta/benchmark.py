@@ -245,8 +245,7 @@ def evaluate_benchmark(name: str, run_dir: str, out_dir: str | None = None,
     if outside:
         raise ConfigError(f"--evaluate RUN takes learner.KEY=VALUE settings only (how the "
                           f"learner adapts), not {outside[0]!r}")
-    changed = recorded.with_settings(settings).learner
-    options = {k: v for k, v in changed.items() if recorded.learner.get(k) != v}
+    options = run.changed_learner_options(recorded, recorded.with_settings(settings))
     out_dir = out_dir or run_dir
     report = _evaluate_and_write(name, run_dir, out_dir, episodes, command, log, tta, finetune,
                                  meta_batch=recorded.train.meta_batch, open_set=open_set,

@@ -12,7 +12,7 @@ from tfmeta.data.episodes import TEST_SEED
 from tfmeta.errors import ConfigError
 from tfmeta.evaluation import PROTOCOL_EPISODES, evaluate, write_result
 from tfmeta.openset import evaluate_open_set_episodes
-from tfmeta.run import VALIDATION_SEED, calibration_samplers, load
+from tfmeta.run import VALIDATION_SEED, calibration_samplers, changed_learner_options, load
 from tfmeta.rundir import load_config
 
 
@@ -42,8 +42,7 @@ def evaluate_run(out_dir: str, episodes: int = PROTOCOL_EPISODES, seed: int | No
             raise ConfigError(f"{out_dir} was trained on data.{name}="
                               f"{getattr(trained.data, name)}; its model cannot take "
                               f"{getattr(config.data, name)} (leave data.{name} out)")
-    changed = {k: v for k, v in config.learner.items() if trained.learner.get(k) != v}
-    learner = load(out_dir, learner_options=changed)  # --set learner.X: how it adapts
+    learner = load(out_dir, learner_options=changed_learner_options(trained, config))
     test = load_splits(config.data)["test"]
     seed = TEST_SEED if seed is None else seed
     if open_set and config.episode.ways + open_set > test.num_classes:

@@ -244,6 +244,12 @@ def _as_json(value):
     return json.loads(json.dumps(value))  # tuples become lists, as in run.json
 
 
+def changed_learner_options(trained: RunConfig, config: RunConfig) -> dict:
+    """The learner options ``config`` sets differently from the run's ``trained`` config (a
+    ``--set learner.KEY=VALUE`` at evaluation): what :func:`load`'s ``learner_options`` takes."""
+    return {k: v for k, v in config.learner.items() if trained.learner.get(k) != v}
+
+
 def load(out_dir: str, which: str = "best", learner_options: dict | None = None):
     """The meta-trained learner of a run directory, ready for ``predict`` / ``adapt`` (of an
     ensemble's directory, ``tfmeta ensemble``: the :class:`tfmeta.ensemble.Ensemble` of its
