@@ -3,7 +3,9 @@
 1. Form search: for each learner, every form of each peer runs once (PyTorch: a loop over tasks on
    every core or on one, tasks side by side in threads, ``torch.func.vmap``, ``torch.compile``;
    JAX: the loop unrolled inside ``jit`` or ``vmap``, on every core or one; see
-   benchmarks/peers/), and the fastest form of each peer is kept.
+   benchmarks/peers/), and the fastest form of each peer is kept. A form still running after 3
+   times the wall time of the fastest so far (at least 3 min: ``form_timeout``) is stopped and
+   recorded as stopped (``timed_out``), not as a figure.
 2. Rounds: per learner and round, tfmeta (benchmarks/throughput.py, float32 and any other
    ``--precisions``), then each peer in its fastest form, each in a fresh process. A figure is the
    median over rounds of each process's median window.
@@ -46,6 +48,7 @@ FORMS = {  # each peer's forms (flags of benchmarks/peers/<peer>_peer.py)
     "jax": [["--tasks", "loop"], ["--tasks", "loop", "--threads", "1"], ["--tasks", "vmap"],
             ["--tasks", "vmap", "--threads", "1"]],
 }
+FORM_SLOWER, FORM_MIN_SECONDS = 3.0, 180.0  # the form search's stop (form_timeout)
 NAMES = {"maml": "MAML, second order", "fomaml": "first-order MAML",
          "protonet": "Prototypical Networks", "reptile": "Reptile (5 SGD steps on the support)"}
 
@@ -64,16 +67,22 @@ def own_cpu_seconds() -> float:
     return me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime
 
 
-def run(command) -> dict:
-    """One measuring process; its JSON line, with the load around it."""
+def run(command, timeout: float | None = None) -> dict:
+    """One measuring process; its JSON line, with the load around it and its wall time. A process
+    still running after ``timeout`` seconds is stopped: ``{"error": ..., "timed_out": True}``."""
     before = (os.getloadavg()[0], busy_cpu_seconds(), own_cpu_seconds(), time.time())
-    r = subprocess.run(command, capture_output=True, text=True,
-                       env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    try:
+        r = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
+                           env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    except subprocess.TimeoutExpired:
+        return {"error": f"stopped after {timeout:.0f} s", "timed_out": True,
+                "seconds": round(time.time() - before[3], 1)}
     after = (os.getloadavg()[0], busy_cpu_seconds(), own_cpu_seconds(), time.time())
     if r.returncode != 0:
         lines = (r.stderr.strip() or r.stdout.strip() or "no output").splitlines()
         return {"error": lines[-1][:300]}
     result = json.loads(r.stdout.strip().splitlines()[-1])
+    result["seconds"] = round(after[3] - before[3], 1)
     others = (after[1] - before[1]) - (after[2] - before[2])
     result["load"] = {"loadavg_before": round(before[0], 2), "loadavg_after": round(after[0], 2),
                       "other_cores": round(max(0.0, others) / (after[3] - before[3]), 2)}
@@ -91,6 +100,18 @@ def measured(command, max_other_cores: float) -> dict:
     again["repeated"] = True
     again["under_load"] = again["load"]["other_cores"] > max_other_cores
     return again
+
+
+def form_timeout(tried: list) -> float | None:
+    """How long the form search lets a form run: ``FORM_SLOWER`` times the wall time of the fastest
+    form so far (start-up, compilation and the same one window included), at least
+    ``FORM_MIN_SECONDS``; none before a form has finished. A form stopped there took several
+    times as long as one already measured for the same work: it is not the fastest (JAX's vmap
+    of second-order MAML ran at 0.28 tasks/s against its loop's 8.5, 6 minutes a window)."""
+    if not tried:
+        return None
+    fastest = max(tried, key=lambda t: t[0])
+    return max(FORM_MIN_SECONDS, FORM_SLOWER * fastest[2])
 
 
 def peer_command(peer, learner, workload, form):
@@ -201,17 +222,19 @@ def main():
         learner_peers = peers if learner in PEER_LEARNERS else []
         best_forms = {}
         for peer in learner_peers:
-            tried = []
+            tried = []  # (tasks/s, form, the process's wall time)
             forms = [f for f in FORMS[peer]
                      if peer != "jax" or f[1] in args.jax_tasks.split(",")]
             for form in forms:
-                r = run(peer_command(peer, learner, search, form))
+                r = run(peer_command(peer, learner, search, form), form_timeout(tried))
                 emit({"kind": "form", "learner": learner, "peer": peer, "flags": form,
-                      **({"error": r["error"]} if "error" in r else
+                      "seconds": r.get("seconds"),
+                      **({"error": r["error"], "timed_out": r.get("timed_out", False)}
+                         if "error" in r else
                          {"form": r["form"], "tasks_per_second": r["tasks_per_second"]["median"],
                           "load": r["load"]})})
                 if "error" not in r:
-                    tried.append((r["tasks_per_second"]["median"], form))
+                    tried.append((r["tasks_per_second"]["median"], form, r["seconds"]))
             if not tried:
                 raise SystemExit(f"{peer} peer: every form failed for {learner}")
             best_forms[peer] = max(tried, key=lambda t: t[0])[1]

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -49,6 +50,23 @@ def test_recomputed_inner_loop_bounds_the_meta_steps_memory():
                          if line.startswith("{")]
     assert not plain["recompute_inner"] and recomputed["recompute_inner"]
     assert 0 < recomputed["step_tensor_mb"] < 0.7 * plain["step_tensor_mb"], (plain, recomputed)
+
+
+def test_the_form_search_stops_a_form_far_slower_than_one_measured():
+    """compare.py's form search stops a form after FORM_SLOWER times the wall time of the fastest
+    form so far (at least FORM_MIN_SECONDS), and records it as stopped, not as a figure."""
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    from compare import FORM_MIN_SECONDS, FORM_SLOWER, form_timeout, run
+
+    assert form_timeout([]) is None
+    # the fastest by tasks/s sets the limit, whatever the others' wall times
+    assert form_timeout([(5.0, ["slow"], 30.0), (9.0, ["fast"], 200.0)]) == FORM_SLOWER * 200.0
+    assert form_timeout([(9.0, ["fast"], 10.0)]) == FORM_MIN_SECONDS
+    start = time.time()
+    stopped = run([sys.executable, "-c", "import time; time.sleep(60)"], timeout=1)
+    assert stopped["timed_out"] and "error" in stopped and time.time() - start < 30, stopped
+    done = run([sys.executable, "-c", "import json; print(json.dumps({}))"], timeout=60)
+    assert "error" not in done and 0 < done["seconds"] < 30, done
 
 
 def test_compare_counts_the_cores_other_programs_keep_busy():
