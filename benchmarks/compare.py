@@ -125,24 +125,48 @@ def table(lines: list[dict]) -> str:
     rows = [x for x in lines if x["kind"] == "row"]
     peers, precisions = env["peers"], env["precisions"]
     extra = [p for p in precisions if p != "float32"]
+    # the measured matmul peak (benchmarks/peak.py, before and after the cells): the highest
+    peaks = [x for x in lines if x["kind"] == "peak"]
+    measured_peak = {p: max(x[key] for x in peaks) if peaks else None
+                     for p, key in (("float32", "float32_gflops"),
+                                    ("mixed_bfloat16", "bfloat16_gflops"))}
+    task_gflop = {(x["learner"], x["form"]): x["workload"]["peak_gflops"]
+                  / x["flop_limit_tasks_per_second"]
+                  for x in lines if x["kind"] == "cell" and x["framework"] == "tfmeta"}
+
+    def of_limit(learner, precision, cell) -> str:
+        """Percent of the nominal FLOP limit, and of the measured peak in brackets."""
+        text = f"{100 * cell['fraction_of_flop_limit']:.0f}%"
+        peak = measured_peak.get(precision)
+        if peak and (learner, precision) in task_gflop:
+            measured = cell["tasks_per_second"] * task_gflop[(learner, precision)] / peak
+            text += f" ({100 * measured:.0f}%)"
+        return text
+
+    limit_header = ("of the FLOP limit (of the measured peak)" if peaks
+                    else "of the FLOP limit")
     header = (["learner", "tfmeta"] + [f"tfmeta {p}" for p in extra] + peers
-              + ["tfmeta / fastest peer", "of the FLOP limit", "memory / leanest", "first step"])
+              + ["tfmeta / fastest peer", limit_header, "memory / leanest", "first step"])
+    measured_text = (f"; measured matmul peak {measured_peak['float32']} GFLOP/s float32, "
+                     f"{measured_peak['mixed_bfloat16']} bfloat16 (benchmarks/peak.py)"
+                     if peaks else "")
     out = [f"{env['date']}, {env['host']}, {env['cores']} cores, commit {env['commit']}; tasks/s "
            f"(median over {env['rounds']} rounds); meta-batch {env['workload']['meta_batch']}, "
-           f"Conv4 width {env['workload']['width']}; each peer's fastest form in brackets",
+           f"Conv4 width {env['workload']['width']}; each peer's fastest form in brackets"
+           + measured_text,
            "", "| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for row in rows:
         ours = row["tfmeta"]["float32"]
         cells = [NAMES.get(row["learner"], row["learner"]), f"{ours['tasks_per_second']:.1f}"]
         for p in extra:
             x = row["tfmeta"].get(p)
-            cells.append(f"{x['tasks_per_second']:.1f} ({100 * x['fraction_of_flop_limit']:.0f}% "
+            cells.append(f"{x['tasks_per_second']:.1f} ({of_limit(row['learner'], p, x)} "
                          f"of its limit)" if x else "-")
         for p in peers:
             x = row["peers"].get(p)
             cells.append(f"{x['tasks_per_second']:.1f} ({x['form']})" if x else "-")
         cells += [f"{row['speed_ratio']}x" if row["speed_ratio"] else "-",
-                  f"{100 * ours['fraction_of_flop_limit']:.0f}%",
+                  of_limit(row["learner"], "float32", ours),
                   f"{row['memory_ratio']}x" if row["memory_ratio"] else "-",
                   f"{ours['first_step_seconds']} s"]
         if row["under_load"]:
@@ -218,6 +242,16 @@ def main():
           "workload": {"meta_batch": args.meta_batch, "width": args.width,
                        "windows": args.windows, "window_steps": args.window_steps},
           "command": " ".join(["python", "benchmarks/compare.py", *sys.argv[1:]])})
+    def peak():
+        r = subprocess.run([sys.executable, os.path.join(HERE, "peak.py"),
+                            *(["--size", "512", "--seconds", "0.2", "--windows", "1"]
+                              if args.quick else [])],
+                           capture_output=True, text=True,
+                           env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+        if r.returncode == 0:
+            emit(json.loads(r.stdout.strip().splitlines()[-1]))
+
+    peak()
     for learner in args.learners.split(","):
         learner_peers = peers if learner in PEER_LEARNERS else []
         best_forms = {}
@@ -280,6 +314,7 @@ def main():
               "memory_ratio": (round(ours["float32"]["peak_rss_mb"] / leanest, 2)
                                if leanest else None),
               "under_load": any(r.get("under_load") for runs in cells.values() for r in runs)})
+    peak()
     if out:
         out.close()
         with open(args.out) as f:
