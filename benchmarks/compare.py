@@ -242,7 +242,8 @@ def main():
           "workload": {"meta_batch": args.meta_batch, "width": args.width,
                        "windows": args.windows, "window_steps": args.window_steps},
           "command": " ".join(["python", "benchmarks/compare.py", *sys.argv[1:]])})
-    def peak():
+
+    def peak():  # the measured matmul peak, a JSON line (benchmarks/peak.py)
         r = subprocess.run([sys.executable, os.path.join(HERE, "peak.py"),
                             *(["--size", "512", "--seconds", "0.2", "--windows", "1"]
                               if args.quick else [])],

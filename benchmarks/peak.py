@@ -2,8 +2,9 @@
 reaches through TensorFlow (oneDNN) on every core, the practical limit beside the nominal one.
 
 throughput.py's "fraction of the FLOP limit" divides by a nominal peak (``--peak-gflops``, 157
-GFLOP/s: 2 cores x 2.45 GHz x 32 fp32 FLOPs a cycle, the base clock). Cores that run above their
-base clock beat it: second-order MAML measured 114 % of it on 2026-12-08. This script measures
+GFLOP/s: 2 Zen 4 cores x 2.45 GHz base clock x 32 fp32 FLOPs a cycle). Another kind of CPU, or
+cores above their base clock, beat it: on 2026-12-08 the machine was a Zen 5 (AMD family 26,
+512-bit FMAs: 64 FLOPs a cycle) and second-order MAML measured 114 % of it. This script measures
 what the cores do give, at the time of the run: a square matmul of ``--size`` repeated for
 ``--seconds``, the best of ``--windows`` windows; compare.py runs it before and after its cells
 and its table gives each learner's fraction of the measured peak too.

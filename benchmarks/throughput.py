@@ -130,9 +130,9 @@ def parser() -> argparse.ArgumentParser:
                    help="training-mode BatchNorm through Keras' own operations instead of the "
                         "fused kernel (to measure what the kernel gains)")
     p.add_argument("--peak-gflops", type=float, default=157.0,
-                   help="this machine's nominal fp32 peak (here 157: 2 cores x 2.45 GHz base "
-                        "clock x 32 FLOPs a cycle; cores above base clock beat it, "
-                        "benchmarks/peak.py measures what they give)")
+                   help="the nominal fp32 peak (157: 2 Zen 4 cores x 2.45 GHz base clock x "
+                        "32 FLOPs a cycle; another CPU kind or a higher clock beats it, "
+                        "benchmarks/peak.py measures what the cores give)")
     p.add_argument("--precision", default="float32",
                    choices=("float32", "mixed_bfloat16", "mixed_float16"),
                    help="the backbone's Keras precision policy (mixed_bfloat16: its limit is "
