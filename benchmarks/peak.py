@@ -73,7 +73,7 @@ def measure(size: int = 2048, seconds: float = 2.0, windows: int = 3) -> dict:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     return {"kind": "peak", "float32_gflops": round(gflops("float32", size, seconds, windows), 1),
             "bfloat16_gflops": round(gflops("bfloat16", size, seconds, windows), 1),
-            "size": size, "seconds": seconds, "windows": windows, "cores": os.cpu_count(),
+            "size": size, "window_seconds": seconds, "windows": windows, "cores": os.cpu_count(),
             "cpu": cpu(), "time": time.strftime("%Y-%m-%d %H:%M:%S")}
 
 
